@@ -1,0 +1,52 @@
+"""The ``lsl-session`` command group; the single place library errors become CLI errors."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from lsl_session import __version__
+from lsl_session.errors import LslSessionError
+
+
+class _Group(click.Group):
+    """A group that turns library errors into one-line messages and exit code 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except LslSessionError as exc:
+            raise click.ClickException(
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            ) from None
+        except OSError as exc:
+            raise click.ClickException(
+                f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+            ) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lsl-session")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+def main(verbose: int, quiet: bool) -> None:
+    """Record LSL streams into enforced session folders, then process them."""
+    level = (
+        logging.ERROR
+        if quiet
+        else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    )
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _register() -> None:
+    from lsl_session.cli import session as session_cmds
+    from lsl_session.cli.record import record_command
+
+    for command in session_cmds.COMMANDS:
+        main.add_command(command)
+    main.add_command(record_command)
+
+
+_register()

@@ -1,0 +1,222 @@
+"""``record``: record LSL streams into a new session until a duration, a signal or ``stop``."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from lsl_session.cli._options import name_option, root_option
+
+
+def format_status(status: dict) -> str:
+    """One compact line per stream plus the file line, for the live display."""
+    lines = [
+        f"{status['elapsed_s'] or 0:7.1f} s  {status['bytes'] / 1e6:8.2f} MB"
+        f"  disk free {status['disk_free'] / 1e9:6.1f} GB  file {status['file']}"
+    ]
+    for s in status["streams"]:
+        lag = "-" if s["lag_s"] is None else f"{s['lag_s']:.3f}"
+        lines.append(
+            f"  [{s['stream_id']}] {s['name']:<28} {s['samples']:>10} samples"
+            f"  {s['effective_srate']:>9.2f} Hz  lag {lag} s  gaps {s['gaps']}"
+            + ("  LOST" if s["lost"] else "")
+        )
+    return "\n".join(lines)
+
+
+class StopSignal:
+    """SIGINT/SIGTERM set an event instead of killing the process (footers get written)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal_name: str | None = None
+
+    def install(self) -> None:
+        """Route SIGINT and SIGTERM to this object (main thread only)."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.signal_name = signal.Signals(signum).name
+        self.event.set()
+
+
+@click.command(
+    "record",
+    epilog=(
+        "Examples:\n\n\b\n"
+        "  lsl-session record --name pilot --stream 'type=\"EEG\"' --duration 60\n"
+        "  lsl-session record --stream \"name='Markers'\" --control-port 22345"
+    ),
+)
+@root_option
+@name_option
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Session config (YAML-free JSON/TOML); see configs/.",
+)
+@click.option(
+    "--stream",
+    "queries",
+    multiple=True,
+    help='LSL query as LabRecorderCLI takes it, e.g. name="EEG". Repeatable.',
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop after this many seconds.",
+)
+@click.option(
+    "--control-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Accept LabRecorder remote-control commands on this port.",
+)
+@click.option(
+    "--control-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Bind address of the control socket (non-loopback needs --control-token).",
+)
+@click.option(
+    "--control-token",
+    default=None,
+    help="Token required on a non-loopback control socket.",
+)
+@click.option("--no-process", is_flag=True, help="Do not post-process after stopping.")
+@click.option(
+    "--split-mb",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Start a new XDF part at this size.",
+)
+@click.option(
+    "--split-minutes",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Start a new XDF part after this many minutes.",
+)
+@click.option(
+    "--status-interval",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds between status lines (non-interactive).",
+)
+def record_command(
+    root: Path,
+    name: str | None,
+    config_file: Path | None,
+    queries: tuple[str, ...],
+    duration: float | None,
+    control_port: int | None,
+    control_host: str,
+    control_token: str | None,
+    no_process: bool,
+    split_mb: float | None,
+    split_minutes: float | None,
+    status_interval: float,
+) -> None:
+    """Create a session and record LSL streams into its XDF file.
+
+    Records until --duration, SIGINT/SIGTERM or a remote `stop`; the last line
+    of output is the session folder.
+    """
+    from lsl_session.manager import SessionManager
+
+    options = {}
+    if split_mb:
+        options["split_bytes"] = split_mb * 1e6
+    if split_minutes:
+        options["split_seconds"] = split_minutes * 60
+    stream_queries = list(queries) or None
+    if config_file is not None:
+        from lsl_session.config import load_config
+
+        config = load_config(config_file)
+        stream_queries = stream_queries or config.streams
+        root = config.root or root
+        name = name or config.name
+    from lsl_session.lsl import validate_query
+
+    for q in stream_queries or []:
+        validate_query(q)
+    stopper = StopSignal()
+    stopper.install()
+    manager = SessionManager(root)
+    manager.create_session(name)
+    if control_port is not None:
+        from lsl_session.control import ControlServer
+
+        control = ControlServer(
+            manager,
+            host=control_host,
+            port=control_port,
+            token=control_token,
+            default_streams=stream_queries,
+            on_quit=stopper.event.set,
+        )
+        control.start()
+        click.echo(
+            f"remote control on {control.address[0]}:{control.address[1]}", err=True
+        )
+        deadline = None if duration is None else time.monotonic() + duration
+        _wait(manager, stopper, deadline, status_interval)
+        control.stop()
+    else:
+        manager.start_recording(stream_queries, **options)
+        click.echo(f"recording into {manager.session_dir}", err=True)
+        deadline = None if duration is None else time.monotonic() + duration
+        _wait(manager, stopper, deadline, status_interval)
+    if stopper.signal_name:
+        click.echo(f"{stopper.signal_name}: stopping", err=True)
+    _finish(manager, no_process)
+    click.echo(str(manager.session_dir))
+
+
+def _wait(
+    manager, stopper: StopSignal, deadline: float | None, interval: float
+) -> None:  # noqa: ANN001
+    next_status = time.monotonic() + interval
+    while not stopper.event.is_set():
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            return
+        timeout = min(0.2, max(0.0, (deadline or now + 1) - now))
+        stopper.event.wait(timeout)
+        recorder = manager.recorder
+        if recorder is not None and time.monotonic() >= next_status:
+            click.echo(format_status(recorder.status()), err=True)
+            next_status = time.monotonic() + interval
+        if manager.state.value == "error":
+            return
+
+
+def _finish(manager, no_process: bool) -> None:  # noqa: ANN001
+    from lsl_session.lifecycle import State
+
+    if manager.state is State.RECORDING:
+        summary = manager.stop_recording()
+        for s in summary.get("streams", []):
+            click.echo(f"  {s['name']}: {s['sample_count']} samples", err=True)
+    if manager.state is State.ERROR:
+        meta = manager.current_session or {}
+        runs = meta.get("recording", {}).get("runs", [])
+        message = runs[-1].get("error") if runs else "recording failed"
+        click.echo(f"Error: {message}", err=True)
+        folder = manager.session_dir
+        manager.reset()
+        click.echo(str(folder))
+        sys.exit(1)
+    if manager.state is State.ACTIVE:
+        manager.end_session(process=not no_process)
+    manager.close()

@@ -1,0 +1,360 @@
+"""The recorder: resolve streams, record each into one XDF file, stop cleanly (SPEC §7)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pylsl
+
+from lsl_session import __version__
+from lsl_session.errors import RecorderError
+from lsl_session.lsl import (
+    combine_queries,
+    format_name,
+    matches_query,
+    sort_key,
+    stream_key,
+)
+from lsl_session.recorder.output import OutputFailed, XdfOutput
+from lsl_session.recorder.stream import RecordedStream, RecorderTiming
+
+logger = logging.getLogger(__name__)
+
+ErrorCallback = Callable[[str, dict[str, Any]], None]
+
+
+class Recorder:
+    """Record LSL streams into XDF with clock offsets, boundaries and footers.
+
+    Parameters
+    ----------
+    path : Path
+        The XDF file (parts ``<stem>_partNNN.xdf`` when splitting).
+    streams : list of str | None
+        LSL predicates (``name="EEG"``); None records every visible stream.
+        Streams matching later (late, or a new uid without source_id) are
+        added while recording.
+    on_error : callable | None
+        ``on_error(message, summary)`` after a failure ended the recording
+        (disk full, I/O error); called from a helper thread.
+    split_bytes, split_seconds : float | None
+        Start a new complete part at this size/age.
+    min_free_bytes : int
+        Refuse to start, or stop cleanly, when the disk has less free space.
+    initial_wait : float
+        Seconds to wait for the initial set of streams.
+    flush_interval, boundary_interval, resolve_interval : float
+        Fsync cadence (≤ 1 s), Boundary cadence, late-stream polling cadence.
+    timing : RecorderTiming | None
+        Pull, offset and drain cadences.
+    file_header_extra : dict | None
+        Extra FileHeader fields.
+
+    Notes
+    -----
+    Stream ids are assigned in sorted (name, type, source_id, hostname) order
+    for the initial streams, then in order of discovery. A stream that drops out
+    and returns with the same source_id continues under its stream id (liblsl
+    re-connects the inlet); a stream without source_id that returns is a new
+    stream, because nothing identifies it as the old one.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        streams: list[str] | None = None,
+        on_error: ErrorCallback | None = None,
+        split_bytes: float | None = None,
+        split_seconds: float | None = None,
+        min_free_bytes: int = 50_000_000,
+        initial_wait: float = 1.0,
+        flush_interval: float = 1.0,
+        boundary_interval: float = 10.0,
+        resolve_interval: float = 0.5,
+        timing: RecorderTiming | None = None,
+        file_header_extra: dict | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.queries = list(streams) if streams else None
+        self._predicate = combine_queries(self.queries)
+        self._on_error = on_error
+        self.split_bytes = split_bytes
+        self.split_seconds = split_seconds
+        self.min_free_bytes = int(min_free_bytes)
+        self.initial_wait = initial_wait
+        self.flush_interval = min(float(flush_interval), 1.0)
+        self.boundary_interval = boundary_interval
+        self.resolve_interval = resolve_interval
+        self.timing = timing or RecorderTiming()
+        self._extra = {
+            "writer": f"lsl_session {__version__}",
+            **(file_header_extra or {}),
+        }
+        self.streams: dict[int, RecordedStream] = {}
+        self._keys: set[str] = set()
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._failure: str | None = None
+        self._output: XdfOutput | None = None
+        self._resolver: pylsl.ContinuousResolver | None = None
+        self._thread: threading.Thread | None = None
+        self.started = False
+        self.stopped = False
+        self.start_clock: float | None = None
+        self.stop_clock: float | None = None
+        self.start_time: str | None = None
+        self.stop_time: str | None = None
+        self._summary: dict[str, Any] | None = None
+
+    # ---------------------------------------------------------------- start
+    def start(self) -> None:
+        """Check the disk, create the file, resolve and start recording.
+
+        Raises
+        ------
+        RecorderError
+            If the folder cannot be created or written, or the disk is full;
+            nothing is left half-started.
+        """
+        if self.started:
+            raise RecorderError("the recorder was already started")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RecorderError(
+                f"cannot create {self.path.parent}: {exc.strerror}"
+            ) from None
+        free = shutil.disk_usage(self.path.parent).free
+        if free < self.min_free_bytes:
+            raise RecorderError(
+                f"only {free / 1e6:.1f} MB free in {self.path.parent};"
+                f" need {self.min_free_bytes / 1e6:.1f} MB to record"
+            )
+        self._resolver = (
+            pylsl.ContinuousResolver(pred=self._predicate)
+            if self._predicate
+            else pylsl.ContinuousResolver()
+        )
+        self._output = XdfOutput(
+            self._part_path,
+            split_bytes=self.split_bytes,
+            split_seconds=self.split_seconds,
+            file_header_extra=self._extra,
+        )
+        self.start_clock = pylsl.local_clock()
+        self.start_time = datetime.now().astimezone().isoformat(timespec="microseconds")
+        initial = self._initial_streams()
+        for info in sorted(initial, key=sort_key):
+            self._add_stream(info)
+        for stream in self.streams.values():
+            stream.start()
+        self.started = True
+        self._thread = threading.Thread(
+            target=self._housekeeping, name="recorder", daemon=True
+        )
+        self._thread.start()
+        logger.info("recording %d stream(s) into %s", len(self.streams), self.path)
+
+    def _part_path(self, part: int) -> Path:
+        if part <= 1:
+            return self.path
+        return self.path.with_name(f"{self.path.stem}_part{part:03d}{self.path.suffix}")
+
+    def _initial_streams(self) -> list[pylsl.StreamInfo]:
+        """Wait until every query matched something, or ``initial_wait`` passed."""
+        deadline = time.monotonic() + self.initial_wait
+        found: list[pylsl.StreamInfo] = []
+        while True:
+            found = self._resolver.results()
+            if self.queries and all(
+                any(matches_query(i, q) for i in found) for q in self.queries
+            ):
+                break
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        if self.queries:
+            for q in self.queries:
+                if not any(matches_query(i, q) for i in found):
+                    logger.warning("query %r matched no stream yet; watching for it", q)
+        return found
+
+    def _add_stream(self, info: pylsl.StreamInfo) -> RecordedStream | None:
+        key = stream_key(info)
+        if key in self._keys:
+            return None
+        try:
+            inlet = pylsl.StreamInlet(
+                info, max_buflen=360, max_chunklen=0, recover=True
+            )
+            full = inlet.info(timeout=5.0)
+            inlet.open_stream(timeout=5.0)
+        except Exception as exc:
+            logger.warning("could not open stream %s: %s", info.name(), exc)
+            return None
+        stream_id = len(self.streams) + 1
+        self._output.add_stream(stream_id, full.as_xml(), format_name(full))
+        stream = RecordedStream(
+            stream_id, inlet, full, self._output, self.timing, self._fail
+        )
+        self._keys.add(key)
+        self.streams[stream_id] = stream
+        return stream
+
+    # --------------------------------------------------------- housekeeping
+    def _housekeeping(self) -> None:
+        """Fsync ≤ every second, Boundary chunks, late streams, disk checks."""
+        last_flush = last_boundary = last_resolve = time.monotonic()
+        while not self._stop.wait(0.1):
+            now = time.monotonic()
+            try:
+                if now - last_flush >= self.flush_interval:
+                    self._output.flush()
+                    last_flush = now
+                    self._check_disk()
+                if now - last_boundary >= self.boundary_interval:
+                    self._output.write_boundary()
+                    last_boundary = now
+                if now - last_resolve >= self.resolve_interval:
+                    self._pick_up_late_streams()
+                    last_resolve = now
+                self._output.maybe_split_by_time()
+            except OutputFailed as exc:
+                self._fail(str(exc))
+            except Exception as exc:
+                logger.exception("recorder housekeeping failed")
+                self._fail(f"recorder failure: {exc}")
+
+    def _check_disk(self) -> None:
+        free = shutil.disk_usage(self.path.parent).free
+        if free < self.min_free_bytes:
+            self._fail(
+                f"disk almost full ({free / 1e6:.1f} MB free in {self.path.parent});"
+                " recording stopped"
+            )
+
+    def _pick_up_late_streams(self) -> None:
+        with self._lock:
+            if self._stop.is_set():
+                return
+            new = [
+                i for i in self._resolver.results() if stream_key(i) not in self._keys
+            ]
+            for info in sorted(new, key=sort_key):
+                stream = self._add_stream(info)
+                if stream is not None:
+                    logger.info(
+                        "late stream %s recorded as id %d",
+                        stream.name,
+                        stream.stream_id,
+                    )
+                    stream.start()
+
+    def _fail(self, message: str) -> None:
+        """End the recording because of ``message``; report it once."""
+        with self._lock:
+            if self._failure or self.stopped:
+                return
+            self._failure = message
+        logger.error("%s", message)
+        threading.Thread(
+            target=self._stop_after_failure, name="recorder-fail", daemon=True
+        ).start()
+
+    def _stop_after_failure(self) -> None:
+        summary = self.stop()
+        if self._on_error is not None:
+            self._on_error(self._failure or "recording failed", summary)
+
+    # ----------------------------------------------------------------- stop
+    def stop(self) -> dict[str, Any]:
+        """Drain every stream, write footers, fsync, close; return the summary.
+
+        Safe to call twice and from a signal handler's thread; the second call
+        returns the first call's summary.
+        """
+        with self._lock:
+            if self.stopped:
+                return self._summary or {}
+            self.stopped = True
+            self._stop.set()
+        if not self.started:
+            self._summary = {"xdf_files": [], "streams": []}
+            return self._summary
+        self.stop_clock = pylsl.local_clock()
+        self.stop_time = datetime.now().astimezone().isoformat(timespec="microseconds")
+        for stream in self.streams.values():
+            stream.request_stop(self.stop_clock)
+        for stream in self.streams.values():
+            stream.join(timeout=self.timing.drain_deadline + 0.3)
+        self._output.close()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(1.0)
+        self._resolver = None
+        self._summary = self.summary()
+        logger.info("recording stopped: %s", self.path)
+        return self._summary
+
+    # --------------------------------------------------------------- status
+    @property
+    def failure(self) -> str | None:
+        """Why the recording ended early, if it did."""
+        return self._failure
+
+    def status(self) -> dict[str, Any]:
+        """Live status: per stream samples, rate, lag, gaps; file size; disk free."""
+        now = pylsl.local_clock()
+        out = self._output
+        return {
+            "recording": self.started and not self.stopped,
+            "file": str(out.paths[-1]) if out else None,
+            "parts": len(out.paths) if out else 0,
+            "bytes": out.total_bytes if out else 0,
+            "disk_free": shutil.disk_usage(self.path.parent).free,
+            "elapsed_s": None
+            if self.start_clock is None
+            else round(now - self.start_clock, 3),
+            "failure": self._failure,
+            "streams": [s.status(now) for s in list(self.streams.values())],
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """What was recorded (file names relative to the file's folder)."""
+        out = self._output
+        return {
+            "xdf_files": [p.name for p in out.paths] if out else [],
+            "bytes": out.total_bytes if out else 0,
+            "queries": self.queries,
+            "start_lsl_time": self.start_clock,
+            "stop_lsl_time": self.stop_clock,
+            "start_time": self.start_time,
+            "stop_time": self.stop_time,
+            "error": self._failure,
+            "streams": [s.summary() for s in self.streams.values()],
+        }
+
+
+class SessionRecorder(Recorder):
+    """A `Recorder` writing ``<session_id>.xdf`` into a session folder.
+
+    The session's own event stream is always recorded, so the event timeline is
+    inside the XDF on the data's clock.
+    """
+
+    def __init__(
+        self, session, *, streams: list[str] | None = None, **kwargs: Any
+    ) -> None:
+        queries = list(streams) if streams else None
+        if queries is not None:
+            queries.append(f"source_id='{session.logger.stream_source_id}'")
+        kwargs.setdefault("file_header_extra", {"session_id": session.session_id})
+        super().__init__(session.paths.xdf(1), streams=queries, **kwargs)
+        self.session = session

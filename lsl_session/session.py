@@ -1,0 +1,270 @@
+"""One session folder: atomic creation, devices, files and events (SPEC §2–§4).
+
+`Session` is usable from any process: metadata changes and event appends hold the
+session's file lock, so a recorder, a phone relay and a webcam outlet can all
+register into the same folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import shutil
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from lsl_session import layout
+from lsl_session.errors import DeviceError, LslSessionError, SessionNotFoundError
+from lsl_session.events import EventLogFile, SessionLogger
+from lsl_session.fsutil import fsync_dir
+from lsl_session.layout import SessionPaths
+from lsl_session.metadata import (
+    new_metadata,
+    now_iso,
+    read_metadata,
+    update_metadata,
+    write_metadata,
+)
+
+logger = logging.getLogger(__name__)
+
+_MAX_SUFFIX = 1000
+
+
+def sha256_file(path: Path, block: int = 1 << 20) -> str:
+    """Return the hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _build_tree(tmp: Path, session_id: str, name: str | None, created: str) -> None:
+    for sub in layout.SESSION_SUBDIRS:
+        (tmp / sub).mkdir(parents=True)
+    paths = SessionPaths(tmp)
+    write_metadata(tmp, new_metadata(session_id, name, created))
+    log_path = tmp / f"{session_id}_log.json"
+    EventLogFile(log_path, paths.lock)
+    for sub in ("processing", "exports", "devices", "."):
+        fsync_dir(tmp / sub)
+
+
+def create_session_folder(
+    root: Path | str, name: str | None = None, when: datetime | None = None
+) -> Path:
+    """Create a complete session tree under ``root`` and return its folder.
+
+    The tree is built under a hidden temporary name and renamed into place, so
+    a crash never leaves a half tree under a session name. An existing folder is
+    never reused: a second session in the same second gets ``_2``, ``_3`` …
+
+    Raises
+    ------
+    InvalidNameError
+        If ``name`` sanitizes to nothing.
+    LslSessionError
+        If the root cannot be created or written.
+    """
+    when = when or datetime.now()
+    base_id = layout.session_id_for(name, when)
+    clean_name = None if name is None else layout.sanitize_name(name)
+    root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LslSessionError(f"cannot create recordings root {root}: {exc}") from None
+    created = when.astimezone().isoformat(timespec="microseconds")
+    for n in range(1, _MAX_SUFFIX):
+        session_id = base_id if n == 1 else f"{base_id}_{n}"
+        final = root / session_id
+        if final.exists():
+            continue
+        tmp = root / f"{layout.TMP_PREFIX}{session_id}-{uuid.uuid4().hex[:8]}"
+        try:
+            _build_tree(tmp, session_id, clean_name, created)
+            os.rename(tmp, final)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY) and final.exists():
+                continue
+            raise LslSessionError(f"cannot create session in {root}: {exc}") from None
+        fsync_dir(root)
+        return final
+    raise LslSessionError(f"too many sessions named {base_id} in {root}")
+
+
+class Session:
+    """A session folder on disk.
+
+    Parameters
+    ----------
+    folder : Path
+        An existing session folder (holding ``session_metadata.json``).
+    lsl_outlet : bool
+        Publish logged events on the session's LSL marker stream. Only the
+        process that owns the session should do this.
+    fsync_events : bool
+        Fsync the event log after every event.
+    """
+
+    def __init__(
+        self, folder: Path | str, *, lsl_outlet: bool = False, fsync_events: bool = True
+    ) -> None:
+        self.paths = SessionPaths(Path(folder).resolve())
+        if not self.paths.root.is_dir():
+            raise SessionNotFoundError(f"{folder}: no such session folder")
+        if not self.paths.metadata.exists():
+            raise SessionNotFoundError(
+                f"{folder}: not a session folder (no {layout.METADATA_FILE})"
+            )
+        self.logger = SessionLogger(
+            self.session_id,
+            EventLogFile(self.paths.log, self.paths.lock, fsync=fsync_events),
+            lsl_outlet=lsl_outlet,
+        )
+
+    @classmethod
+    def open(cls, folder: Path | str, **kwargs: Any) -> Session:
+        """Open an existing session folder (see the class parameters)."""
+        return cls(folder, **kwargs)
+
+    @property
+    def session_id(self) -> str:
+        """The session id (the folder's name)."""
+        return self.paths.session_id
+
+    @property
+    def root(self) -> Path:
+        """The session folder."""
+        return self.paths.root
+
+    def metadata(self) -> dict[str, Any]:
+        """Read the current metadata."""
+        return read_metadata(self.root)
+
+    def update(self, change) -> dict[str, Any]:
+        """Apply ``change(metadata)`` under the session lock and write atomically."""
+        return update_metadata(self.root, change)
+
+    def set_status(self, status: str, **fields: Any) -> dict[str, Any]:
+        """Set ``status`` (and any other top-level fields) atomically."""
+
+        def change(meta: dict[str, Any]) -> None:
+            meta["status"] = status
+            meta.update(fields)
+
+        return self.update(change)
+
+    def add_device(
+        self, device_id: str, device_type: str, capabilities: list[str]
+    ) -> dict[str, Any]:
+        """Register a device and create its folders.
+
+        Raises
+        ------
+        DeviceError
+            For an unknown device type or capability; nothing changes.
+        """
+        layout.validate_device_id(device_id)
+        if device_type not in layout.DEVICE_TYPES:
+            raise DeviceError(
+                f"unknown device type {device_type!r}; known:"
+                f" {', '.join(sorted(layout.DEVICE_TYPES))}"
+            )
+        if isinstance(capabilities, str) or not all(
+            isinstance(c, str) for c in capabilities
+        ):
+            raise DeviceError("capabilities must be a list of strings")
+        unknown = [c for c in capabilities if c not in layout.CAPABILITIES]
+        if unknown:
+            raise DeviceError(
+                f"unknown capabilities {unknown}; known:"
+                f" {', '.join(sorted(layout.CAPABILITIES))}"
+            )
+        for sub in layout.DEVICE_SUBDIRS:
+            (self.paths.device(device_id) / sub).mkdir(parents=True, exist_ok=True)
+        fsync_dir(self.paths.devices)
+        info = {
+            "device_type": device_type,
+            "capabilities": list(capabilities),
+            "added_time": now_iso(),
+            "status": "connected",
+        }
+
+        def change(meta: dict[str, Any]) -> None:
+            previous = meta["devices"].get(device_id)
+            if previous:
+                info["added_time"] = previous.get("added_time", info["added_time"])
+            meta["devices"][device_id] = info
+
+        self.update(change)
+        return info
+
+    def set_device_status(self, device_id: str, status: str) -> None:
+        """Record a device's connection status (connected, disconnected, …)."""
+
+        def change(meta: dict[str, Any]) -> None:
+            if device_id in meta["devices"]:
+                meta["devices"][device_id]["status"] = status
+
+        self.update(change)
+
+    def add_file(
+        self,
+        device_id: str,
+        file_type: str,
+        file_path: Path | str,
+        file_size: int | None = None,
+        *,
+        sha256: str | None = None,
+    ) -> dict[str, Any]:
+        """Register a file inside the session folder, with its size and sha256.
+
+        Raises
+        ------
+        LslSessionError
+            If the file does not exist or lies outside the session folder.
+        """
+        layout.validate_device_id(device_id)
+        path = Path(file_path)
+        if not path.is_absolute():
+            path = self.root / path
+        if not path.is_file():
+            raise LslSessionError(f"{file_path}: no such file")
+        try:
+            rel = self.paths.relative(path)
+        except ValueError:
+            raise LslSessionError(
+                f"{file_path}: files must lie inside the session folder {self.root}"
+            ) from None
+        entry = {
+            "file_type": file_type,
+            "file_path": rel,
+            "file_size": path.stat().st_size if file_size is None else int(file_size),
+            "sha256": sha256 or sha256_file(path),
+            "created_time": now_iso(),
+        }
+
+        def change(meta: dict[str, Any]) -> None:
+            files = meta["files"].setdefault(device_id, [])
+            files[:] = [f for f in files if f.get("file_path") != rel]
+            files.append(entry)
+
+        self.update(change)
+        return entry
+
+    def log_event(self, event: str, details: dict[str, Any] | None = None) -> dict:
+        """Append an event to the session log (see `SessionLogger.log_event`)."""
+        return self.logger.log_event(event, details)
+
+    def close(self) -> None:
+        """Release the event outlet; safe to call twice."""
+        with contextlib.suppress(Exception):
+            self.logger.close()

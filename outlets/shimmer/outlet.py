@@ -1,0 +1,428 @@
+"""Shimmer3 GSR+ → LSL outlet through pyshimmer 1.0.0, with timeouts and reconnects.
+
+pyshimmer has no timeouts and its reader thread dies on unexpected bytes, so
+every call runs in a helper thread with a join timeout, the reader thread and
+the packet flow are watched, and any failure tears the connection down and
+reconnects with exponential backoff. Packets are collected by a trivial
+callback and converted, time-mapped and pushed in numpy batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pylsl
+import serial
+from pyshimmer import ShimmerBluetooth
+from pyshimmer.bluetooth.bt_commands import ShimmerCommand
+from pyshimmer.dev.channels import EChannelType, ESensorGroup
+
+from outlets.shimmer.clock import (
+    TICKS_PER_SECOND,
+    ClockMapper,
+    CounterUnwrapper,
+    count_lost,
+)
+from outlets.shimmer.conversion import (
+    GSR_RANGE_AUTO,
+    accel_raw_to_ms2,
+    gsr_raw_to_kohm,
+    kohm_to_us,
+    ppg_raw_to_mv,
+)
+
+try:
+    from lsl_session.errors import DeviceError as _DeviceError
+except ImportError:  # pragma: no cover - the core package is optional here
+    _DeviceError = RuntimeError  # type: ignore[assignment,misc]
+
+logger = logging.getLogger(__name__)
+
+CHANNELS: tuple[tuple[str, str, str], ...] = (
+    ("gsr_conductance", "microsiemens", "GSR"),
+    ("gsr_resistance", "kiloohms", "GSR"),
+    ("ppg", "millivolts", "PPG"),
+    ("accel_x", "m/s^2", "Accelerometer"),
+    ("accel_y", "m/s^2", "Accelerometer"),
+    ("accel_z", "m/s^2", "Accelerometer"),
+)
+_RAW_CHANNELS = (
+    EChannelType.TIMESTAMP,
+    EChannelType.GSR_RAW,
+    EChannelType.INTERNAL_ADC_13,
+    EChannelType.ACCEL_LN_X,
+    EChannelType.ACCEL_LN_Y,
+    EChannelType.ACCEL_LN_Z,
+)
+SENSORS = (ESensorGroup.GSR, ESensorGroup.CH_A13, ESensorGroup.ACCEL_LN)
+
+
+class ShimmerError(_DeviceError):
+    """A Shimmer could not be reached or stopped answering."""
+
+
+class _ByteCommand(ShimmerCommand):
+    """A command pyshimmer 1.0.0 lacks: opcode + one byte, ACK only."""
+
+    def __init__(self, opcode: int, value: int) -> None:
+        self._opcode, self._value = opcode, value
+
+    def send(self, ser: Any) -> None:
+        ser.write_command(self._opcode, "<B", self._value)
+
+
+def call_with_timeout(fn: Callable[..., Any], *args: Any, timeout: float) -> Any:
+    """Run ``fn(*args)`` in a daemon thread and wait at most ``timeout`` s.
+
+    Raises
+    ------
+    ShimmerError
+        If the call does not return in time (the thread is abandoned; a later
+        ``shutdown()`` releases it).
+    """
+    result: list[Any] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(fn(*args))
+        except BaseException as exc:  # re-raised in the caller
+            error.append(exc)
+
+    name = getattr(fn, "__name__", "call")
+    th = threading.Thread(target=run, name=f"shimmer-{name}", daemon=True)
+    th.start()
+    th.join(timeout)
+    if th.is_alive():
+        raise ShimmerError(f"Shimmer did not answer {name}() within {timeout:g} s")
+    if error:
+        raise error[0]
+    return result[0] if result else None
+
+
+@dataclass(slots=True)
+class ShimmerStats:
+    """Counters exposed by `ShimmerOutlet.stats`."""
+
+    packets: int = 0
+    lost: int = 0
+    pushed: int = 0
+    connects: int = 0
+    reconnect_attempts: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class _Connection:
+    """One serial port + one ShimmerBluetooth (pyshimmer threads start once)."""
+
+    def __init__(self, port: str, timeout: float) -> None:
+        self.port, self.timeout = port, timeout
+        try:
+            self.serial = serial.Serial(port, 115200, timeout=None)
+        except (serial.SerialException, OSError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+            raise ShimmerError(f"cannot open Shimmer port {port!r}: {reason}") from None
+        try:
+            # Stop a device left streaming by an earlier connection, then discard
+            # whatever is in flight so pyshimmer starts on a frame boundary.
+            self.serial.write(b"\x20")
+            time.sleep(0.15)
+            self.serial.reset_input_buffer()
+        except (serial.SerialException, OSError) as exc:
+            self.serial.close()
+            raise ShimmerError(f"Shimmer port {port!r} failed: {exc}") from None
+        self.shim = ShimmerBluetooth(self.serial)
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return call_with_timeout(fn, *args, timeout=self.timeout)
+
+    def reader_alive(self) -> bool:
+        th = getattr(self.shim, "_thread", None)  # private in pyshimmer 1.0.0
+        return th is None or th.is_alive()
+
+    def close(self) -> None:
+        try:
+            call_with_timeout(self.shim.shutdown, timeout=self.timeout)
+        except Exception as exc:  # best effort teardown
+            logger.debug("Shimmer shutdown on %s failed: %s", self.port, exc)
+            try:
+                self.serial.close()
+            except Exception:  # pragma: no cover
+                pass
+
+
+class ShimmerOutlet:
+    """Stream a Shimmer3 GSR+ to LSL with device-clock timestamps.
+
+    Parameters
+    ----------
+    port : str
+        Serial device (``/dev/rfcomm0``, or an emulator's pty).
+    device_id : str
+        Stream name ``shimmer_<device_id>``, source_id ``lsl_session/shimmer_<id>``.
+    rate : float
+        Requested sampling rate in Hz; the rate read back is the nominal rate.
+    call_timeout : float
+        Seconds any single pyshimmer call may take.
+    stall_timeout : float
+        Seconds without packets while streaming before reconnecting.
+    backoff : tuple of float
+        First and maximum delay between reconnect attempts.
+    gsr_range : int
+        GSR range setting sent to the device, 0-3 fixed or 4 = auto.
+    clock_window : float
+        Seconds of device time used by the clock fit.
+    push_interval : float
+        Seconds between conversions/pushes of collected packets.
+    on_chunk : callable, optional
+        Called after each push with ``(ticks, stamps, data)``: unwrapped device
+        ticks, LSL stamps and the float32 samples (monitoring and tests).
+
+    Notes
+    -----
+    `start` connects synchronously and raises `ShimmerError` when that first
+    attempt fails; afterwards failures are logged and retried until `stop`.
+    LSL stamps are ``local_clock`` times mapped from the device counter by
+    `ClockMapper`, never arrival times (they only feed the fit).
+    """
+
+    def __init__(
+        self,
+        port: str,
+        *,
+        device_id: str = "1",
+        rate: float = 128.0,
+        call_timeout: float = 3.0,
+        stall_timeout: float = 2.0,
+        backoff: tuple[float, float] = (0.5, 8.0),
+        gsr_range: int = GSR_RANGE_AUTO,
+        clock_window: float = 60.0,
+        push_interval: float = 0.05,
+        on_chunk: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None,
+    ) -> None:
+        self.port, self.device_id, self.rate = port, str(device_id), float(rate)
+        self.call_timeout, self.stall_timeout = call_timeout, stall_timeout
+        self.backoff, self.gsr_range, self.push_interval = (
+            backoff,
+            gsr_range,
+            push_interval,
+        )
+        self.on_chunk = on_chunk
+        self.stats = ShimmerStats()
+        self.clock = ClockMapper(window_s=clock_window)
+        self._unwrap = CounterUnwrapper()
+        self._pending: deque[tuple[Any, float]] = deque()
+        self._conn: _Connection | None = None
+        self._outlet: pylsl.StreamOutlet | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_packet = 0.0
+        self._last_stamp = -np.inf
+        self._period = round(TICKS_PER_SECOND / self.rate)
+        self.firmware = ""
+
+    @property
+    def stream_name(self) -> str:
+        """LSL stream name (``shimmer_<device_id>``)."""
+        return f"shimmer_{self.device_id}"
+
+    @property
+    def source_id(self) -> str:
+        """Stable LSL source id (``lsl_session/shimmer_<device_id>``)."""
+        return f"lsl_session/{self.stream_name}"
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is currently streaming."""
+        return self._conn is not None
+
+    # ------------------------------------------------------------- lifecycle
+    def start(self) -> ShimmerOutlet:
+        """Connect, create the LSL outlet and start streaming in the background.
+
+        Raises
+        ------
+        ShimmerError
+            If the port cannot be opened or the device does not answer.
+        """
+        self._connect()
+        self._thread = threading.Thread(
+            target=self._run, name="shimmer-outlet", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop streaming and close the port; can be called twice."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():  # pragma: no cover
+                logger.error("Shimmer outlet thread did not stop within %g s", timeout)
+            self._thread = None
+        self._disconnect(stop_streaming=True)
+        self._outlet = None
+
+    def __enter__(self) -> ShimmerOutlet:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ connection
+    def _connect(self) -> None:
+        conn = _Connection(self.port, self.call_timeout)
+        try:
+            sh = conn.shim
+            conn.call(sh.initialize)
+            caps = sh.capabilities
+            v = caps.version
+            self.firmware = f"{caps.fw_type.name} {v.major}.{v.minor}.{v.rel}"
+            conn.call(sh.set_sampling_rate, self.rate)
+            rate = float(conn.call(sh.get_sampling_rate))
+            conn.call(sh.set_sensors, SENSORS)
+            conn.call(sh._process_and_wait, _ByteCommand(0x21, self.gsr_range))
+            conn.call(sh._process_and_wait, _ByteCommand(0x5E, 1))  # PPG power
+            sh.add_stream_callback(self._on_packet)
+            self._pending.clear()
+            self._unwrap.reset()
+            self.clock.reset()
+            self._period = round(TICKS_PER_SECOND / rate)
+            if self._outlet is None:
+                self._outlet = pylsl.StreamOutlet(self._make_info(rate), 0, 360)
+            self._last_packet = time.monotonic()
+            conn.call(sh.start_streaming)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, ShimmerError):
+                raise
+            raise ShimmerError(
+                f"Shimmer on {self.port!r} failed to start: {exc}"
+            ) from exc
+        self._conn = conn
+        self.stats.connects += 1
+        logger.info(
+            "Shimmer %s on %s streaming at %g Hz", self.firmware, self.port, rate
+        )
+
+    def _disconnect(self, *, stop_streaming: bool = False) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if stop_streaming and conn.reader_alive():
+            try:
+                conn.call(conn.shim.stop_streaming)
+            except Exception as exc:  # closing anyway
+                logger.warning("Shimmer stop_streaming failed: %s", exc)
+        conn.close()
+        self._pump()
+
+    def _make_info(self, rate: float) -> pylsl.StreamInfo:
+        info = pylsl.StreamInfo(
+            self.stream_name,
+            "GSR",
+            len(CHANNELS),
+            rate,
+            pylsl.cf_float32,
+            self.source_id,
+        )
+        chans = info.desc().append_child("channels")
+        for label, unit, ctype in CHANNELS:
+            ch = chans.append_child("channel")
+            ch.append_child_value("label", label)
+            ch.append_child_value("unit", unit)
+            ch.append_child_value("type", ctype)
+        acq = info.desc().append_child("acquisition")
+        acq.append_child_value("manufacturer", "Shimmer")
+        acq.append_child_value("model", "Shimmer3 GSR+")
+        acq.append_child_value("firmware", self.firmware)
+        acq.append_child_value("gsr_range_setting", str(self.gsr_range))
+        acq.append_child_value("clock", "device counter 32768 Hz mapped to local_clock")
+        return info
+
+    # ------------------------------------------------------------- data path
+    def _on_packet(self, pkt: Any) -> None:
+        # Runs on pyshimmer's reader thread: must be O(µs) and never raise.
+        self._pending.append((pkt, pylsl.local_clock()))
+
+    def _pump(self) -> int:
+        n = len(self._pending)
+        if n == 0 or self._outlet is None:
+            return 0
+        items = [self._pending.popleft() for _ in range(n)]
+        try:
+            raw = np.array([[p[c] for c in _RAW_CHANNELS] for p, _ in items], np.int64)
+        except KeyError as exc:
+            logger.error("Shimmer packet lacks channel %s; dropping %d packets", exc, n)
+            return 0
+        arrival = np.fromiter((t for _, t in items), np.float64, n)
+        previous = self._unwrap.last
+        ticks = self._unwrap.unwrap(raw[:, 0])
+        lost = count_lost(ticks, self._period, previous)
+        if lost:
+            self.stats.lost += lost
+            logger.warning("Shimmer: %d packets lost", lost)
+        device_s = ticks / TICKS_PER_SECOND
+        self.clock.update(device_s, arrival)
+        stamps = np.minimum(self.clock.map(device_s), arrival)
+        stamps = np.maximum(stamps, self._last_stamp)
+        self._last_stamp = float(stamps[-1])
+        kohm = gsr_raw_to_kohm(raw[:, 1], range_setting=self.gsr_range)
+        data = np.empty((n, len(CHANNELS)), dtype=np.float32)
+        data[:, 0] = kohm_to_us(kohm)
+        data[:, 1] = kohm
+        data[:, 2] = ppg_raw_to_mv(raw[:, 2])
+        data[:, 3:6] = accel_raw_to_ms2(raw[:, 3:6])
+        self._outlet.push_chunk(data, stamps)
+        self.stats.packets += n
+        self.stats.pushed += n
+        self._last_packet = time.monotonic()
+        if self.on_chunk is not None:
+            self.on_chunk(ticks, stamps, data)
+        return n
+
+    # ------------------------------------------------------------ supervisor
+    def _health_error(self) -> str | None:
+        conn = self._conn
+        if conn is None:
+            return "not connected"
+        if not conn.reader_alive():
+            return "pyshimmer reader thread died (unexpected bytes or link lost)"
+        if time.monotonic() - self._last_packet > self.stall_timeout:
+            return f"no packets for {self.stall_timeout:g} s"
+        return None
+
+    def _fail(self, msg: str) -> None:
+        self.stats.errors.append(msg)
+        logger.error("Shimmer on %s: %s; reconnecting", self.port, msg)
+
+    def _run(self) -> None:
+        delay = self.backoff[0]
+        while not self._stop.is_set():
+            if self._conn is None:
+                self.stats.reconnect_attempts += 1
+                try:
+                    self._connect()
+                    delay = self.backoff[0]
+                except ShimmerError as exc:
+                    self._fail(f"reconnect failed: {exc}")
+                    self._stop.wait(delay)
+                    delay = min(delay * 2.0, self.backoff[1])
+                continue
+            self._stop.wait(self.push_interval)
+            try:
+                self._pump()
+            except Exception as exc:  # keep the outlet alive
+                logger.exception("Shimmer conversion/push failed: %s", exc)
+            err = self._health_error()
+            if err is not None and not self._stop.is_set():
+                self._fail(err)
+                self._disconnect()
+        self._pump()
