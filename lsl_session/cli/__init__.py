@@ -42,11 +42,13 @@ def main(verbose: int, quiet: bool) -> None:
 
 def _register() -> None:
     from lsl_session.cli import session as session_cmds
+    from lsl_session.cli.outlet import outlet_group
     from lsl_session.cli.record import record_command
 
     for command in session_cmds.COMMANDS:
         main.add_command(command)
     main.add_command(record_command)
+    main.add_command(outlet_group)
 
 
 _register()

@@ -70,7 +70,7 @@ def _echo_xdf(info: dict) -> None:
         click.echo(
             f"  [{s['stream_id']}] {s['name']} ({s['type']}, {s['channel_count']} ch"
             f" {s['channel_format']} @ {s['nominal_srate']} Hz): {s['sample_count']}"
-            f" samples, {s['duration_s']:.3f} s, {s['clock_offsets']} clock offsets,"
+            f" samples, {s['duration'] or 0:.3f} s, {s['clock_offsets']} clock offsets,"
             f" {footer}"
         )
     for problem in info.get("problems", []):

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pylsl
+from pylsl.util import LostError
+from pylsl.util import TimeoutError as LslTimeoutError
 
 from lsl_session.lsl import format_name
 from lsl_session.recorder.output import OutputFailed, XdfOutput
@@ -159,7 +161,7 @@ class RecordedStream:
                 self._pull_once()
                 self.last_pull_clock = pylsl.local_clock()
             self._drain()
-        except pylsl.LostError:
+        except LostError:
             self.lost = True
             logger.warning(
                 "stream %s was lost; its footer will still be written", self.name
@@ -189,10 +191,10 @@ class RecordedStream:
         while True:
             try:
                 offset = self.inlet.time_correction(timeout=self.timing.offset_timeout)
-            except pylsl.TimeoutError:
+            except LslTimeoutError:
                 logger.warning("clock offset of %s timed out; not written", self.name)
                 offset = None
-            except pylsl.LostError:
+            except LostError:
                 offset = None
             except Exception:
                 logger.exception("clock offset of %s failed", self.name)

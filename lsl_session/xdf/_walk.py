@@ -9,7 +9,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Union
+from typing import IO
 
 from ._format import (
     BOUNDARY_UUID,
@@ -24,7 +24,7 @@ from ._format import (
 
 logger = logging.getLogger(__name__)
 
-Source = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes]]  # noqa: UP007
+Source = str | os.PathLike | bytes | bytearray | memoryview | IO[bytes]
 _BLOCK = 1 << 20
 _BOUNDARY_HEAD = b"\x01\x12\x05\x00"  # Length 18, tag 5
 _U16 = struct.Struct("<H")

@@ -103,12 +103,14 @@ class ClockEstimator:
         *,
         window_s: float = 120.0,
         max_points: int = 2048,
-        min_slope_span_s: float = 5.0,
-        ready_after: int = 24,
+        min_slope_span_s: float = 2.0,
+        ready_after: int = 48,
         max_rtt_s: float = 1.0,
         max_drift_ppm: float = 1000.0,
         jump_tolerance_s: float = 0.02,
+        prior_drift_ppm: float = 50.0,
     ) -> None:
+        self.prior_drift = float(prior_drift_ppm) * 1e-6
         self.window_s = float(window_s)
         self.min_slope_span_s = float(min_slope_span_s)
         self.ready_after = int(ready_after)
@@ -127,6 +129,9 @@ class ClockEstimator:
         self.resets = 0
         self.rejected = 0
         self._quality: SyncQuality | None = None
+
+    #: Age penalty = this many slope standard deviations × age.
+    BOUND_SIGMAS = 2.0
 
     def __len__(self) -> int:
         return len(self._x)
@@ -221,19 +226,20 @@ class ClockEstimator:
         rtt = up - down
         mid = 0.5 * (up + down)
         span = float(xr.max() - xr.min())
-        fit_slope = span >= self.min_slope_span_s and n >= 8
-        b = self._b
         low = rtt <= np.quantile(rtt, 0.5)
-        k = max(3, n // 8) if n >= 6 else 1
-        for _ in range(3 if fit_slope else 1):
-            iu = np.argpartition(up - b * xr, k - 1)[:k]
-            id_ = np.argpartition(-(down - b * xr), k - 1)[:k]
-            if fit_slope:
-                b = self._shared_slope(xr[iu], up[iu], xr[id_], down[id_], b)
-        # Intercept from the extremes of each envelope (mean of the 2 nearest).
-        j = min(2, n)
-        ru = np.partition(up - b * xr, j - 1)[:j].mean()
-        rd = -np.partition(-(down - b * xr), j - 1)[:j].mean()
+        b, sigma = 0.0, self.prior_drift
+        if span >= self.min_slope_span_s and n >= 8:
+            for _ in range(2):
+                est, err = _block_slope(xr, up, down, b, span)
+            # Combine with the prior N(0, prior²) on the drift.
+            w = 1.0 / err**2 + 1.0 / self.prior_drift**2
+            b = float(np.clip(est / err**2 / w, -self.max_slope, self.max_slope))
+            sigma = float(w**-0.5)
+        self._b = b
+        phi = self.BOUND_SIGMAS * sigma
+        age = -xr
+        ru = float(np.min(up - b * xr + phi * age))
+        rd = float(np.max(down - b * xr - phi * age))
         a = 0.5 * (ru + rd)
         self._a, self._b, self._x_ref, self._fitted = float(a), float(b), x_ref, True
         res = mid[low] - (a + b * xr[low])
@@ -249,14 +255,61 @@ class ClockEstimator:
             resets=self.resets,
         )
 
-    def _shared_slope(
-        self, xu: np.ndarray, yu: np.ndarray, xd: np.ndarray, yd: np.ndarray,
-        fallback: float,
-    ) -> float:
-        """Least-squares slope of two point sets with separate intercepts."""
-        cu, cd = xu - xu.mean(), xd - xd.mean()
-        den = float(cu @ cu + cd @ cd)
-        if den <= 0:
-            return fallback
-        b = float((cu @ (yu - yu.mean()) + cd @ (yd - yd.mean())) / den)
-        return float(np.clip(b, -self.max_slope, self.max_slope))
+
+def _hull_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Return (slope, value at x=0) of the lower-envelope line of points (x, y).
+
+    The line minimises the summed distance to the points while staying below all
+    of them: it is the edge of the lower convex hull above the mean of ``x``
+    (``x`` sorted ascending). Only the hull walk loops in Python, once per refit.
+    """
+    hull: list[int] = []
+    for i in range(len(x)):
+        while len(hull) >= 2:
+            o, p = hull[-2], hull[-1]
+            cross = (x[p] - x[o]) * (y[i] - y[o]) - (y[p] - y[o]) * (x[i] - x[o])
+            if cross > 0:
+                break
+            hull.pop()
+        hull.append(i)
+    xm = 0.5 * float(x[0] + x[-1])
+    for o, p in zip(hull, hull[1:], strict=False):
+        if x[o] <= xm <= x[p] and x[p] > x[o]:
+            slope = float((y[p] - y[o]) / (x[p] - x[o]))
+            return slope, float(y[o] - slope * x[o])
+    i = int(np.argmin(y))
+    return 0.0, float(y[i])
+
+
+def _block_slope(
+    x: np.ndarray, up: np.ndarray, down: np.ndarray, b0: float, span: float
+) -> tuple[float, float]:
+    """Estimate the slope from the envelope extremes of the first and last third.
+
+    Returns (slope, standard error). The error is estimated from the gap between
+    the best and fifth-best point of each block (the scale of the envelope
+    noise) divided by the baseline.
+    """
+    lo, hi = x.min(), x.max()
+    first = x <= lo + span / 3
+    last = x >= hi - span / 3
+    slopes, noise, base = [], [], []
+    for y in (up - b0 * x, -(down - b0 * x)):
+        ends = []
+        for sel in (first, last):
+            ys, xs = y[sel], x[sel]
+            if len(ys) < 2:
+                return b0, 1.0
+            k = min(5, len(ys))
+            best = np.argpartition(ys, k - 1)[:k]
+            i = best[np.argmin(ys[best])]
+            ends.append((xs[i], ys[i]))
+            # Mean gap between the k best points ~ the scale of the min's noise.
+            noise.append(float(ys[best].max() - ys[i]) / (k - 1))
+        (x1, y1), (x3, y3) = ends
+        dx = max(float(x3 - x1), span / 3)
+        slopes.append((y3 - y1) / dx)
+        base.append(dx)
+    slope = b0 + 0.5 * (slopes[0] - slopes[1])
+    err = max(float(np.mean(noise)) / min(base), 1e-7)
+    return float(slope), err

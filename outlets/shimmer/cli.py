@@ -11,6 +11,7 @@ from types import FrameType
 import click
 import numpy as np
 
+from lsl_session.errors import LslSessionError
 from outlets.shimmer.emulator import ShimmerEmulator
 from outlets.shimmer.outlet import ShimmerError, ShimmerOutlet
 
@@ -30,7 +31,11 @@ def _register(session_dir: Path, device_id: str) -> None:
     except ImportError:  # pragma: no cover - core package without sessions
         logger.warning("lsl_session.session unavailable; %s not registered", device_id)
         return
-    Session.open(session_dir).add_device(device_id, "shimmer_gsr", ["gsr_data"])
+    session = Session.open(session_dir)
+    try:
+        session.add_device(device_id, "shimmer_gsr", ["gsr_data"])
+    finally:
+        session.close()
 
 
 @click.command("shimmer", epilog=_EPILOG)
@@ -91,7 +96,7 @@ def shimmer_command(
             _register(session_dir, outlet.stream_name)
         click.echo(f"streaming {outlet.stream_name} ({outlet.source_id}) from {port}")
         done.wait(duration)
-    except ShimmerError as exc:
+    except (ShimmerError, LslSessionError) as exc:
         raise click.ClickException(str(exc).splitlines()[0]) from None
     finally:
         outlet.stop()

@@ -393,10 +393,10 @@ class ShimmerEmulator:
         rel = t - self._t_start
         gsr_us = np.asarray(self._gsr_us(rel), dtype=np.float64)
         if self.sync_pulse_times.size:
-            d = rel[:, None] - self.sync_pulse_times[None, :]
-            gsr_us = gsr_us + self.sync_pulse_us * (
-                (d >= 0) & (d < self.sync_pulse_width)
-            ).any(1)
+            i = np.searchsorted(self.sync_pulse_times, rel, side="right") - 1
+            since = rel - self.sync_pulse_times[np.maximum(i, 0)]
+            on = (i >= 0) & (since < self.sync_pulse_width)
+            gsr_us = gsr_us + self.sync_pulse_us * on
         kohm = 1000.0 / gsr_us
         if self.gsr_range_setting == GSR_RANGE_AUTO:
             rng = gsr_auto_range(kohm)

@@ -10,6 +10,7 @@ callback and converted, time-mapped and pushed in numpy batches.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -127,7 +128,9 @@ class _Connection:
         try:
             self.serial = serial.Serial(port, 115200, timeout=None)
         except (serial.SerialException, OSError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+            code = getattr(exc, "errno", None)
+            reason = os.strerror(code) if isinstance(code, int) else str(exc)
+            reason = reason.splitlines()[0] if reason else type(exc).__name__
             raise ShimmerError(f"cannot open Shimmer port {port!r}: {reason}") from None
         try:
             # Stop a device left streaming by an earlier connection, then discard
@@ -252,7 +255,11 @@ class ShimmerOutlet:
         ShimmerError
             If the port cannot be opened or the device does not answer.
         """
-        self._connect()
+        try:
+            self._connect()
+        except ShimmerError:
+            self._outlet = None
+            raise
         self._thread = threading.Thread(
             target=self._run, name="shimmer-outlet", daemon=True
         )
@@ -395,8 +402,9 @@ class ShimmerOutlet:
             return "not connected"
         if not conn.reader_alive():
             return "pyshimmer reader thread died (unexpected bytes or link lost)"
-        if time.monotonic() - self._last_packet > self.stall_timeout:
-            return f"no packets for {self.stall_timeout:g} s"
+        stall = max(self.stall_timeout, 5.0 * self._period / TICKS_PER_SECOND)
+        if time.monotonic() - self._last_packet > stall:
+            return f"no packets for {stall:g} s"
         return None
 
     def _fail(self, msg: str) -> None:

@@ -49,8 +49,8 @@ def _simulate(hours, drift_ppm, rate=128.0, burst=(0.010, 0.040), seed=1):
 
 @pytest.mark.parametrize(
     ("hours", "drift_ppm", "rate", "step"),
-    [(0.05, 0.0, 128.0, 6), (0.05, 300.0, 128.0, 6), (3.0, 50.0, 8.0, 8),
-     (3.0, -80.0, 8.0, 8)],
+    [(0.05, 0.0, 128.0, 6), (0.05, 300.0, 128.0, 6), (2.0, 50.0, 51.2, 51),
+     (2.0, -80.0, 51.2, 51)],
 )  # fmt: skip
 def test_clock_fit_tracks_drift(hours, drift_ppm, rate, step):
     # step: samples per update (the outlet pushes every ~50 ms; hours use 1-s steps)
@@ -66,7 +66,7 @@ def test_clock_fit_tracks_drift(hours, drift_ppm, rate, step):
     assert np.abs(err).max() < 0.002
     assert np.median(err) == pytest.approx(0.0, abs=0.001)
     if hours > 1:
-        assert cm.fit.drift_ppm == pytest.approx(-drift_ppm, abs=5.0)
+        assert cm.fit.drift_ppm == pytest.approx(-drift_ppm, abs=20.0)
 
 
 def test_clock_mapper_reset_and_errors():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 import pytest
@@ -316,3 +317,30 @@ def test_large_chunked_file_uses_vectorised_path(tmp_path):
     assert s.time_series[-1].tolist() == (np.arange(nch) + 9999.0).tolist()
     assert s.time_stamps.tobytes() == stamps.tobytes()
     assert sum(c.tag == ChunkTag.SAMPLES for c in iter_chunks(path)) >= 100
+
+
+def test_omitted_stamps_match_pyxdf():
+    from lsl_session.xdf._format import encode_varlen
+    from lsl_session.xdf.writer import encode_chunk, encode_file_header
+
+    def sample(stamp, payload):
+        head = b"\x00" if stamp is None else b"\x08" + struct.pack("<d", stamp)
+        return head + payload
+
+    ints = [sample(None, struct.pack("<ii", 1, 2)), sample(3.25, b"\xff" * 8)]
+    ints += [sample(None, struct.pack("<ii", k, -k)) for k in range(5)]
+    strs = [sample(None, encode_varlen(2) + b"ab"), sample(None, b"\x01\x00")]
+    data = (
+        encode_file_header()
+        + encode_chunk(2, stream_xml("i", "int32", 2, 8.0).encode(), 1)
+        + encode_chunk(2, stream_xml("s", "string", 1, 0.0).encode(), 2)
+        + encode_chunk(3, encode_varlen(7) + b"".join(ints), 1)
+        + encode_chunk(3, encode_varlen(2) + b"".join(strs), 2)
+        + encode_chunk(3, encode_varlen(1) + sample(None, b"\x00" * 8), 1)
+    )
+    x = load_raw(data)
+    assert x._slow_chunks == 2
+    assert x.streams[1].time_stamps.tolist()[:3] == [0.125, 3.25, 3.375]
+    assert x.streams[2].time_series == [["ab"], [""]]
+    theirs, _ = pyxdf_load(data)
+    assert_same_as_pyxdf(x, theirs)

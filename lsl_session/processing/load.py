@@ -1,0 +1,578 @@
+"""XDF → synchronized streams with pyxdf's semantics (SPEC §8 "Load and sync").
+
+Reading is two passes per file: a header pass (:func:`lsl_session.xdf.load_raw`
+with ``headers_only``) sizes one preallocated array per stream, then a sample pass
+decodes every Samples chunk straight into it. All parts of a split recording are
+concatenated per stream by ``(name, source_id)``. The stages after reading are pure
+functions on arrays and reproduce ``pyxdf.load_xdf`` (sync + dejitter on, default
+thresholds): the pylsl#67 truncation guard, clock-reset segmentation, the robust
+(Huber, ADMM) clock-offset fit and the per-segment linear dejitter.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lsl_session.errors import LslSessionError
+from lsl_session.processing.model import SyncedStream
+from lsl_session.xdf import iter_chunks, load_raw
+from lsl_session.xdf._format import (
+    DTYPES,
+    ChunkError,
+    ChunkTag,
+    XdfFormatError,
+    decode_varlen,
+    sample_record_dtype,
+)
+from lsl_session.xdf._parse import decode_numeric, decode_strings
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "LoadResult",
+    "apply_clock_sync",
+    "dejitter",
+    "detect_clock_resets",
+    "fit_clock_offsets",
+    "load_xdf_files",
+    "robust_fit",
+    "truncate_corrupted_offsets",
+]
+
+_EPS = np.finfo(float).eps
+
+
+# ----------------------------------------------------------------- pure stages
+def _last_offset_anomalous(times: np.ndarray, values: np.ndarray) -> bool:
+    """Whether the last clock offset is an outlier (≥ 3 offsets; pyxdf's test)."""
+    if len(times) < 3:
+        return False
+    intervals = np.diff(times)
+    median_interval = np.median(intervals[:-1])
+    last = abs(intervals[-1])
+    if median_interval > 0:
+        ratio = last / median_interval
+    else:
+        ratio = np.inf if last > 0 else 1.0
+    centre = np.median(values[:-1])
+    mad = np.median(np.abs(values[:-1] - centre))
+    zscore = abs(values[-1] - centre) / (1.4826 * mad) if mad > _EPS else 0.0
+    return bool(ratio > 10.0 or zscore > 10.0)
+
+
+def truncate_corrupted_offsets(
+    n_samples: int, footer_count: int | None, times: np.ndarray, values: np.ndarray
+) -> tuple[int, int]:
+    """Apply the pylsl#67 / liblsl#246 guard.
+
+    Returns
+    -------
+    keep_samples, keep_offsets : int
+        How many samples and clock offsets to keep: everything, unless the stream
+        has more samples than its footer's ``sample_count`` *and* the last offset
+        is anomalous; then the extra samples and the last offset are dropped.
+    """
+    if footer_count is None or n_samples <= footer_count:
+        return n_samples, len(times)
+    if not _last_offset_anomalous(times, values):
+        return n_samples, len(times)
+    logger.warning(
+        "dropping %d sample(s) beyond the footer count and the last clock offset "
+        "(pylsl#67)",
+        n_samples - footer_count,
+    )
+    return footer_count, len(times) - 1
+
+
+def _glitches(diff: np.ndarray, stds: float, secs: float) -> np.ndarray:
+    shifted = diff - np.median(diff)
+    mad = np.median(np.abs(shifted)) + _EPS
+    return (np.abs(shifted / mad) > stds) & (np.abs(shifted) > secs)
+
+
+def _ranges(breaks: np.ndarray) -> list[tuple[int, int]]:
+    """Inclusive (start, end) index pairs between ``breaks`` (bool, length n−1)."""
+    at = np.flatnonzero(breaks)
+    starts = np.concatenate(([0], at + 1))
+    ends = np.concatenate((at, [len(breaks)]))
+    return list(zip(starts.tolist(), ends.tolist(), strict=True))
+
+
+def detect_clock_resets(
+    times: np.ndarray,
+    values: np.ndarray,
+    *,
+    time_stds: float = 5,
+    time_seconds: float = 5,
+    value_stds: float = 10,
+    value_seconds: float = 1,
+) -> list[tuple[int, int]]:
+    """Split clock offsets at clock resets; return inclusive index ranges.
+
+    A reset lies between offsets i and i+1 if the collection time goes backwards,
+    or if both the time interval and the value step deviate from their medians by
+    more than the thresholds (in MAD units and in seconds).
+    """
+    dt, dv = np.diff(times), np.diff(values)
+    resets = (dt < 0) | (
+        _glitches(dt, time_stds, time_seconds) & _glitches(dv, value_stds, value_seconds)
+    )
+    return _ranges(resets)
+
+
+def robust_fit(
+    times: np.ndarray,
+    values: np.ndarray,
+    *,
+    winsor: float = 1e-4,
+    rho: float = 1.0,
+    iters: int = 1000,
+) -> tuple[float, float]:
+    """Fit ``value ≈ a + b·time`` with a Huber loss (threshold ``winsor`` s).
+
+    Solved by ADMM (Boyd et al.) in units of ``winsor`` with the time column
+    shifted to start at 0 for conditioning, as pyxdf does.
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        If the times are degenerate (all equal).
+    """
+    t = np.asarray(times, dtype=float) / winsor
+    shift = t.min()
+    t = t - shift
+    y = np.asarray(values, dtype=float) / winsor
+    design = np.column_stack((np.ones_like(t), t))
+    lower = np.linalg.cholesky(design.T @ design)
+    upper = lower.T
+    aty = design.T @ y
+    kappa = 1.0 + 1.0 / rho
+    z = np.zeros_like(y)
+    u = z
+    x = np.zeros(2)
+    for _ in range(iters):
+        # two triangular solves with the Cholesky factor (an explicit inverse
+        # loses ~1e-7 s of intercept to cancellation with the time shift)
+        x = np.linalg.solve(upper, np.linalg.solve(lower, aty + design.T @ (z - u)))
+        d = design @ x - y + u
+        shrunk = np.sign(d) * np.maximum(np.abs(d) - kappa, 0.0)
+        z = (rho * d + shrunk) / (1.0 + rho)
+        u = d - z
+    intercept = (x[0] - x[1] * shift) * winsor
+    return float(intercept), float(x[1])
+
+
+@dataclass(frozen=True, slots=True)
+class ClockFit:
+    """The offset model of one clock-offset range: ``offset = a + b·t``."""
+
+    first: int
+    last: int
+    intercept: float
+    slope: float
+    ok: bool = True
+
+
+def fit_clock_offsets(
+    times: np.ndarray,
+    values: np.ndarray,
+    *,
+    handle_resets: bool = True,
+    winsor: float = 1e-4,
+    **reset_thresholds: float,
+) -> list[ClockFit]:
+    """Fit every clock-offset range (ranges split at resets)."""
+    if len(times) > 1 and handle_resets:
+        ranges = detect_clock_resets(times, values, **reset_thresholds)
+    else:
+        ranges = [(0, len(times) - 1)]
+    fits = []
+    for first, last in ranges:
+        if first == last:
+            fits.append(ClockFit(first, last, float(values[first]), 0.0))
+            continue
+        try:
+            a, b = robust_fit(times[first : last + 1], values[first : last + 1], winsor=winsor)
+            fits.append(ClockFit(first, last, a, b))
+        except np.linalg.LinAlgError:
+            logger.warning("clock offsets %d..%d cannot be used for sync", first, last)
+            fits.append(ClockFit(first, last, 0.0, 0.0, ok=False))
+    return fits
+
+
+def apply_clock_sync(
+    stamps: np.ndarray, times: np.ndarray, fits: list[ClockFit]
+) -> list[tuple[int, int]]:
+    """Map ``stamps`` (in place) onto the recorder's clock; return clock segments.
+
+    With several ranges, stamps (assumed increasing) switch to the next range at
+    the first stamp closer to the next range's first offset time than to the
+    current range's last one.
+    """
+    n = len(stamps)
+    if len(fits) == 1:
+        stamps += fits[0].intercept + fits[0].slope * stamps
+        return [(0, n - 1)]
+    segments, start = [], 0
+    for fit in fits:
+        if fit.last + 1 < len(times):
+            rest = stamps[start:]
+            closer = np.abs(rest - times[fit.last]) < np.abs(rest - times[fit.last + 1])
+            stop = start + (len(closer) if closer.all() else int(np.argmin(closer)))
+        else:
+            stop = n
+        if stop == start:
+            logger.warning("no samples in clock offsets %d..%d", fit.first, fit.last)
+            continue
+        segments.append((start, stop - 1))
+        part = stamps[start:stop]
+        part += fit.intercept + fit.slope * part
+        start = stop
+    return segments
+
+
+def dejitter(
+    stamps: np.ndarray,
+    srate: float,
+    *,
+    threshold_seconds: float = 1.0,
+    threshold_samples: float = 500,
+) -> tuple[list[tuple[int, int]], float]:
+    """Replace ``stamps`` (in place) by a least-squares line per segment.
+
+    Segments break where ``|Δt| > max(threshold_seconds, threshold_samples/srate)``.
+
+    Returns
+    -------
+    segments : list of (int, int)
+        Inclusive index ranges.
+    effective_srate : float
+        Σ(n_seg − 1) / Σ duration_seg (0 if no segment has two samples).
+    """
+    n = len(stamps)
+    if n == 0:
+        return [], 0.0
+    limit = max(threshold_seconds, threshold_samples / srate)
+    segments = _ranges(np.abs(np.diff(stamps)) > limit)
+    for first, last in segments:
+        m = last - first + 1
+        if m < 3:
+            continue  # a line through one or two points reproduces them
+        seg = stamps[first : last + 1]
+        base = seg[0]
+        y = seg - base
+        y_mean = y.mean()
+        x = np.arange(m, dtype=float)
+        x -= (m - 1) / 2.0
+        slope = float(np.dot(x, y - y_mean)) / (m * (m * m - 1.0) / 12.0)
+        x *= slope
+        x += y_mean
+        x += base
+        seg[:] = x
+    starts = np.array([s for s, _ in segments])
+    ends = np.array([e for _, e in segments])
+    counts = ends - starts + 1
+    if not np.any(counts > 1):
+        return segments, 0.0
+    duration = float(np.sum(stamps[ends] - stamps[starts]))
+    return segments, float(np.sum(counts - 1)) / duration
+
+
+def can_drop_samples(info: dict[str, Any]) -> bool:
+    """``desc/synchronization/can_drop_samples`` is ``true`` (no dejitter then)."""
+    desc = info.get("desc")
+    try:
+        sync = desc["synchronization"][0]
+        return str(sync["can_drop_samples"][0]).lower() == "true"
+    except (KeyError, IndexError, TypeError):
+        return False
+
+
+# ---------------------------------------------------------------- reading
+@dataclass(slots=True)
+class _Part:
+    path: Path
+    stream_id: int
+    footer: dict[str, Any] | None
+    times: np.ndarray
+    values: np.ndarray
+
+
+@dataclass(slots=True)
+class _Plan:
+    """One output stream: header info, parts and the preallocated arrays."""
+
+    stream_id: int
+    info: dict[str, Any]
+    capacity: int
+    parts: list[_Part] = field(default_factory=list)
+    stamps: np.ndarray | None = None
+    series: Any = None
+    filled: int = 0
+    clock_times: list[np.ndarray] = field(default_factory=list)
+    clock_values: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def fmt(self) -> str:
+        return self.info.get("channel_format") or ""
+
+    def allocate(self) -> None:
+        self.stamps = np.empty(self.capacity)
+        nch = self.info.get("channel_count") or 0
+        if self.fmt == "string":
+            self.series = []
+        else:
+            self.series = np.empty((self.capacity, nch), DTYPES[self.fmt])
+
+
+@dataclass(slots=True)
+class LoadResult:
+    """Streams of a session's XDF files, plus what went wrong while reading."""
+
+    streams: list[SyncedStream]
+    headers: list[dict[str, Any]]
+    problems: list[str]
+    files: list[str]
+
+
+def _key(info: dict[str, Any], path: Path, sid: int) -> tuple[Any, ...]:
+    if info.get("source_id"):
+        return (info.get("name"), info.get("source_id"))
+    return (info.get("name"), None, str(path), sid)
+
+
+def _fill(plan: _Plan, body: bytes, state: dict[str, float]) -> int:
+    """Decode one Samples body into the plan's arrays; return the sample count."""
+    nch = plan.info.get("channel_count") or 0
+    last, tdiff = state["last"], state["tdiff"]
+    pos = plan.filled
+    if plan.fmt == "string":
+        stamps, rows = decode_strings(body, nch, last, tdiff)
+        plan.series.extend(rows)
+    else:
+        record = sample_record_dtype(plan.fmt, nch)
+        n, p = decode_varlen(body)
+        arr = None
+        if len(body) - p == n * record.itemsize:
+            arr = np.frombuffer(body, record, count=n, offset=p)
+            if not bool((arr["tsbytes"] == 8).all()):
+                arr = None
+        if arr is not None:
+            stamps, values = arr["stamp"], arr["values"]
+        else:
+            stamps, values, _ = decode_numeric(body, record, last, tdiff)
+        n = len(stamps)
+        if pos + n > plan.capacity:
+            raise ChunkError("more samples than the header pass counted")
+        plan.series[pos : pos + n] = values
+    n = len(stamps)
+    plan.stamps[pos : pos + n] = stamps
+    if n:
+        state["last"] = float(stamps[-1])
+    plan.filled = pos + n
+    return n
+
+
+def _read_samples(
+    path: Path, by_sid: dict[int, _Plan], problems: list[str]
+) -> dict[int, int]:
+    """Second pass over one file; return the decoded sample count per stream id."""
+    counts = dict.fromkeys(by_sid, 0)
+    seen: set[int] = set()
+    state = {
+        sid: {
+            "last": 0.0,
+            "tdiff": 1.0 / p.info["nominal_srate"] if p.info["nominal_srate"] > 0 else 0.0,
+        }
+        for sid, p in by_sid.items()
+    }
+    with open(path, "rb") as fh:
+        for chunk in iter_chunks(fh):
+            sid = chunk.stream_id
+            if chunk.tag == ChunkTag.STREAM_HEADER:
+                seen.add(sid)
+            if chunk.tag != ChunkTag.SAMPLES or sid not in by_sid or sid not in seen:
+                continue
+            start = chunk.content_offset + 4
+            fh.seek(start)
+            body = fh.read(chunk.end - start)
+            try:
+                counts[sid] += _fill(by_sid[sid], body, state[sid])
+            except ChunkError as err:
+                problems.append(f"{path.name}: Samples chunk at byte {chunk.offset} skipped: {err}")
+    return counts
+
+
+def _plan_files(paths: list[Path], problems: list[str]):
+    plans: dict[tuple[Any, ...], _Plan] = {}
+    per_file: list[tuple[Path, dict[int, _Plan], Any]] = []
+    headers = []
+    for path in paths:
+        try:
+            xdf = load_raw(path, headers_only=True)
+        except (XdfFormatError, OSError) as err:
+            problems.append(f"{path.name}: {err}")
+            continue
+        headers.append(xdf.header)
+        problems.extend(f"{path.name}: {p}" for p in xdf.problems if "footer" not in p)
+        by_sid = {}
+        for sid, raw in xdf.streams.items():
+            fmt = raw.channel_format
+            if fmt not in DTYPES and fmt != "string":
+                problems.append(f"{path.name}: stream {sid} skipped (format {fmt!r})")
+                continue
+            plan = plans.setdefault(_key(raw.info, path, sid), _Plan(sid, raw.info, 0))
+            plan.capacity += raw.sample_count
+            plan.parts.append(_Part(path, sid, raw.footer, raw.clock_times, raw.clock_values))
+            by_sid[sid] = plan
+        per_file.append((path, by_sid, xdf))
+    return plans, per_file, headers
+
+
+def _synced(plan: _Plan, options: dict[str, Any]) -> SyncedStream:
+    info = plan.info
+    n = plan.filled
+    stamps = plan.stamps[:n] if plan.stamps is not None else np.zeros(0)
+    series = plan.series
+    if plan.fmt != "string":
+        series = series[:n] if n else np.zeros((0, info.get("channel_count") or 0))
+    times = np.concatenate(plan.clock_times) if plan.clock_times else np.zeros(0)
+    values = np.concatenate(plan.clock_values) if plan.clock_values else np.zeros(0)
+    fits: list[ClockFit] = []
+    clock_segments: list[tuple[int, int]] = []
+    if n and len(times):
+        fits = fit_clock_offsets(times, values, winsor=options.get("winsor", 1e-4))
+        clock_segments = apply_clock_sync(stamps, times, fits)
+    srate = float(info.get("nominal_srate") or 0.0)
+    effective = 0.0
+    if n and srate == 0:
+        segments = [(0, n - 1)]
+    elif n and can_drop_samples(info):
+        segments = [(0, n - 1)]
+        duration = stamps[-1] - stamps[0] if n > 1 else 0.0
+        effective = (n - 1) / duration if duration > 0 else 0.0
+    else:
+        segments, effective = dejitter(stamps, srate) if n else ([], 0.0)
+    labels, units, types = _channels(info)
+    report = {
+        "ranges": [
+            {"first": f.first, "last": f.last, "intercept": f.intercept, "slope": f.slope, "ok": f.ok}
+            for f in fits
+        ],
+    }
+    if fits:
+        model = np.empty_like(values)
+        for f in fits:
+            sl = slice(f.first, f.last + 1)
+            model[sl] = f.intercept + f.slope * times[sl]
+        resid = values - model
+        report["residual_abs_median_s"] = float(np.median(np.abs(resid)))
+        report["residual_abs_max_s"] = float(np.max(np.abs(resid)))
+        report["residual_std_s"] = float(np.std(resid))
+    report["clock_resets"] = max(0, len(fits) - 1)
+    return SyncedStream(
+        stream_id=plan.stream_id,
+        name=info.get("name") or f"stream_{plan.stream_id}",
+        type=info.get("type") or "",
+        source_id=info.get("source_id") or "",
+        channel_format=plan.fmt,
+        channel_count=info.get("channel_count") or 0,
+        nominal_srate=srate,
+        effective_srate=float(effective),
+        time_stamps=stamps,
+        time_series=series,
+        channel_labels=labels,
+        channel_units=units,
+        channel_types=types,
+        info=info,
+        footer=plan.parts[-1].footer if plan.parts else None,
+        clock_times=times,
+        clock_values=values,
+        segments=segments,
+        clock_segments=clock_segments,
+        fit=report,
+    )
+
+
+def _channels(info: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
+    nch = info.get("channel_count") or 0
+    try:
+        chans = info["desc"]["channels"][0]["channel"]
+    except (KeyError, IndexError, TypeError):
+        chans = []
+    labels, units, types = [], [], []
+    for k in range(nch):
+        ch = chans[k] if k < len(chans) and isinstance(chans[k], dict) else {}
+
+        def text(key: str, ch: dict = ch) -> str:
+            value = ch.get(key, [None])
+            return (value[0] if value else None) or ""
+
+        labels.append(text("label") or f"ch{k + 1}")
+        units.append(text("unit"))
+        types.append(text("type"))
+    return labels, units, types
+
+
+def load_xdf_files(
+    paths: list[Path | str] | Path | str, *, winsor: float = 1e-4
+) -> LoadResult:
+    """Load, synchronize and dejitter one XDF file or all parts of a recording.
+
+    Parameters
+    ----------
+    paths : path or list of paths
+        XDF files in recording order (``<id>.xdf``, ``<id>_part002.xdf``, …).
+        Streams are concatenated across files by ``(name, source_id)``.
+    winsor : float
+        Huber threshold of the clock-offset fit, in seconds.
+
+    Returns
+    -------
+    LoadResult
+        Streams in order of first appearance; ``problems`` lists unreadable files,
+        skipped chunks and streams.
+
+    Raises
+    ------
+    LslSessionError
+        If no file could be read at all.
+    """
+    files = [Path(p) for p in ([paths] if isinstance(paths, str | os.PathLike) else paths)]
+    problems: list[str] = []
+    plans, per_file, headers = _plan_files(files, problems)
+    if not per_file:
+        raise LslSessionError(
+            "no readable XDF file: " + "; ".join(problems or [str(f) for f in files])
+        )
+    for plan in plans.values():
+        plan.allocate()
+    for path, by_sid, _ in per_file:
+        bases = {sid: p.filled for sid, p in by_sid.items()}
+        try:
+            counts = _read_samples(path, by_sid, problems)
+        except (OSError, XdfFormatError) as err:
+            problems.append(f"{path.name}: {err}")
+            continue
+        for sid, plan in by_sid.items():
+            part = next(p for p in plan.parts if p.path == path and p.stream_id == sid)
+            footer_count = (part.footer or {}).get("sample_count")
+            keep, keep_off = truncate_corrupted_offsets(
+                counts[sid], footer_count, part.times, part.values
+            )
+            if keep < counts[sid]:
+                problems.append(f"{path.name}: stream {sid}: pylsl#67 tail truncated")
+                plan.filled = bases[sid] + keep
+                if plan.fmt == "string":
+                    del plan.series[plan.filled :]
+            plan.clock_times.append(part.times[:keep_off])
+            plan.clock_values.append(part.values[:keep_off])
+    options = {"winsor": winsor}
+    streams = [_synced(plan, options) for plan in plans.values()]
+    return LoadResult(streams, headers, problems, [str(f) for f in files])

@@ -1,0 +1,243 @@
+"""Repair one XDF file: cut a torn final chunk (kept aside) and append missing footers."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lsl_session.fsutil import fsync_dir
+from lsl_session.xdf._format import MAGIC, XdfFormatError
+from lsl_session.xdf.reader import RawStream, XdfFile, load_raw
+from lsl_session.xdf.writer import encode_file_header, encode_stream_footer
+
+logger = logging.getLogger(__name__)
+
+#: Suffix of the file that keeps the bytes cut off the end of an XDF file.
+TORN_SUFFIX = ".torn-tail"
+
+
+@dataclass(slots=True)
+class XdfRepair:
+    """What :func:`repair_xdf` found and did (or would do, in a dry run).
+
+    Attributes
+    ----------
+    path : Path
+        The XDF file.
+    size_before, size_after : int
+        File size before and after the repair (equal when nothing was cut or
+        appended, or in a dry run).
+    torn_bytes : int
+        Bytes after the last complete chunk that were cut off.
+    torn_tail : Path | None
+        Where the cut-off bytes were saved (``<file>.torn-tail[-N]``).
+    footers_added : list of int
+        Stream ids that got a computed StreamFooter.
+    file_header_added : bool
+        The file had no complete FileHeader; a fresh one was written.
+    problems : list of str
+        Findings that were not repaired (not an XDF file, undecodable streams).
+    streams : list of dict
+        Per stream: identity, channel format, sample count, first/last stamp,
+        clock offset count (what the file holds after the repair).
+    """
+
+    path: Path
+    size_before: int = 0
+    size_after: int = 0
+    torn_bytes: int = 0
+    torn_tail: Path | None = None
+    footers_added: list[int] = field(default_factory=list)
+    file_header_added: bool = False
+    problems: list[str] = field(default_factory=list)
+    streams: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        """True if the file needed (or got) a repair."""
+        return bool(self.torn_bytes or self.footers_added or self.file_header_added)
+
+    def actions(self) -> list[str]:
+        """Human-readable lines describing the repair."""
+        out = []
+        name = self.path.name
+        if self.torn_bytes:
+            kept = f", kept in {self.torn_tail.name}" if self.torn_tail else ""
+            out.append(f"{name}: cut a torn final chunk ({self.torn_bytes} bytes{kept})")
+        if self.file_header_added:
+            out.append(f"{name}: wrote a missing FileHeader")
+        if self.footers_added:
+            ids = ", ".join(str(i) for i in self.footers_added)
+            out.append(f"{name}: appended StreamFooters for stream(s) {ids}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable view."""
+        return {
+            "path": self.path.name,
+            "size_before": self.size_before,
+            "size_after": self.size_after,
+            "torn_bytes": self.torn_bytes,
+            "torn_tail": self.torn_tail.name if self.torn_tail else None,
+            "footers_added": list(self.footers_added),
+            "file_header_added": self.file_header_added,
+            "problems": list(self.problems),
+        }
+
+
+def stream_summary(stream: RawStream) -> dict[str, Any]:
+    """The metadata entry (SPEC §3 ``recording.streams``) of one stream."""
+    info = stream.info
+    stamps = stream.time_stamps
+    return {
+        "stream_id": stream.stream_id,
+        **{k: info.get(k) for k in ("name", "type", "source_id", "hostname")},
+        "channel_count": info.get("channel_count"),
+        "channel_format": info.get("channel_format"),
+        "nominal_srate": info.get("nominal_srate"),
+        "sample_count": int(stream.sample_count),
+        "first_timestamp": float(stamps[0]) if len(stamps) else None,
+        "last_timestamp": float(stamps[-1]) if len(stamps) else None,
+        "clock_offsets": len(stream.clock_times),
+    }
+
+
+def _free_name(path: Path) -> Path:
+    """``path`` if it does not exist yet, else ``path-2``, ``path-3`` …"""
+    if not path.exists():
+        return path
+    n = 2
+    while path.with_name(f"{path.name}-{n}").exists():
+        n += 1
+    return path.with_name(f"{path.name}-{n}")
+
+
+def _save_tail(path: Path, start: int) -> Path:
+    """Copy the bytes of ``path`` from ``start`` on into a new torn-tail file."""
+    target = _free_name(path.with_name(path.name + TORN_SUFFIX))
+    with open(path, "rb") as src:
+        src.seek(start)
+        data = src.read()
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsync_dir(target.parent)
+    return target
+
+
+def _cut_and_append(path: Path, keep: int, tail: bytes) -> None:
+    """Truncate ``path`` to ``keep`` bytes, append ``tail`` and fsync."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        if os.fstat(fd).st_size != keep:
+            os.ftruncate(fd, keep)
+        if tail:
+            os.pwrite(fd, tail, keep)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _footer(stream: RawStream) -> bytes:
+    stamps = stream.time_stamps
+    first = float(stamps[0]) if len(stamps) else None
+    last = float(stamps[-1]) if len(stamps) else None
+    offsets = list(
+        zip(stream.clock_times.tolist(), stream.clock_values.tolist(), strict=True)
+    )
+    return encode_stream_footer(
+        stream.stream_id, first, last, int(stream.sample_count), offsets
+    )
+
+
+def _repair_short(path: Path, report: XdfRepair, dry_run: bool) -> XdfRepair:
+    """A file that ends inside the magic code (crash right after creating it)."""
+    data = path.read_bytes()
+    if not MAGIC.startswith(data):
+        report.problems.append(f"{path.name}: not an XDF file (bad magic); left alone")
+        return report
+    report.torn_bytes = len(data)
+    report.file_header_added = True
+    if dry_run:
+        return report
+    if data:
+        report.torn_tail = _save_tail(path, 0)
+    fresh = encode_file_header({"writer": "lsl_session recover"})
+    _cut_and_append(path, 0, fresh)
+    report.size_after = len(fresh)
+    return report
+
+
+def repair_xdf(path: Path | str, *, dry_run: bool = False) -> XdfRepair:
+    """Make an XDF file whole: cut a torn final chunk, append missing footers.
+
+    Parameters
+    ----------
+    path : Path
+        The XDF file. It must not be written by a running recorder.
+    dry_run : bool
+        Only report what would be done.
+
+    Returns
+    -------
+    XdfRepair
+        Findings and actions. Idempotent: a second call finds nothing to do.
+
+    Notes
+    -----
+    No byte is lost: the bytes after the last complete chunk are copied into
+    ``<file>.torn-tail`` (``-2``, ``-3`` … if that exists) and fsynced before the
+    file is truncated. A stream without a StreamFooter gets one computed from
+    the file's chunks (first/last raw stamp, sample count, clock offsets), so
+    pyxdf and other readers see footers on every stream. Chunks are appended
+    after the last complete chunk, so readers that stop at the torn tail and
+    readers that resync both see the same data.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    report = XdfRepair(path, size_before=size, size_after=size)
+    if size < len(MAGIC):
+        return _repair_short(path, report, dry_run)
+    try:
+        xdf: XdfFile = load_raw(path)
+    except XdfFormatError as exc:
+        report.problems.append(f"{path.name}: {exc}; left alone")
+        return report
+    keep = xdf.last_good_offset
+    report.torn_bytes = size - keep
+    extra = b""
+    if not xdf.header and keep <= len(MAGIC):
+        extra += encode_file_header({"writer": "lsl_session recover"})[len(MAGIC) :]
+        report.file_header_added = True
+    for sid, stream in xdf.streams.items():
+        report.streams.append(stream_summary(stream))
+        if stream.footer is not None:
+            continue
+        if stream.channel_format not in (
+            "int8", "int16", "int32", "int64", "float32", "double64", "string"
+        ):  # fmt: skip
+            report.problems.append(
+                f"{path.name}: stream {sid} has channel format "
+                f"{stream.channel_format!r}; no footer computed"
+            )
+            continue
+        extra += _footer(stream)
+        report.footers_added.append(sid)
+    for problem in xdf.problems:
+        if problem.endswith("has no footer") or problem.startswith("torn or"):
+            continue  # repaired here
+        report.problems.append(f"{path.name}: {problem}")
+    if not report.changed or dry_run:
+        return report
+    if report.torn_bytes:
+        report.torn_tail = _save_tail(path, keep)
+    _cut_and_append(path, keep, extra)
+    report.size_after = keep + len(extra)
+    logger.info("repaired %s: %s", path, "; ".join(report.actions()))
+    return report

@@ -1,0 +1,226 @@
+"""Resumable, verified file uploads from phones into the session tree (SPEC §2, §10).
+
+Blocking code: the relay calls it from worker threads. A phone-supplied name is
+never a path: the stored file is ``devices/<id>/<kind>/<device_id>_<file_type>_
+<YYYYMMDD_HHMMSS>.<ext>``, where only the extension comes from the phone (after
+validation). Bytes go to a hidden ``.part`` file named after the declared sha256,
+so an interrupted upload resumes from what the relay already has.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from lsl_session import layout
+from lsl_session.errors import InvalidNameError
+from lsl_session.fsutil import fsync_dir
+from lsl_session.session import Session
+from outlets.phone.protocol import ProtocolError, check_file_name, check_sha256
+
+logger = logging.getLogger(__name__)
+
+#: Largest upload accepted by default (8 GiB).
+DEFAULT_MAX_UPLOAD = 8 * 1024**3
+#: Free space kept in reserve when accepting an upload.
+SPACE_RESERVE = 64 * 1024**2
+
+
+@dataclass
+class Upload:
+    """State of one upload in progress."""
+
+    upload_id: str
+    device_id: str
+    file_type: str
+    ext: str
+    size: int
+    sha256: str
+    part: Path
+    received: int
+    owner: object
+    fh: BinaryIO | None = None
+
+
+class UploadStore:
+    """Accept uploads for one session.
+
+    Parameters
+    ----------
+    session : Session
+        Where files land and are registered.
+    max_size : int
+        Largest declared size accepted.
+
+    Notes
+    -----
+    Thread-safe: one lock guards the table of uploads; a given upload is only
+    touched by the connection (``owner``) that offered it.
+    """
+
+    def __init__(self, session: Session, *, max_size: int = DEFAULT_MAX_UPLOAD) -> None:
+        self.session = session
+        self.max_size = int(max_size)
+        self._lock = threading.Lock()
+        self._uploads: dict[str, Upload] = {}
+        self._ids = itertools.count(1)
+
+    def offer(
+        self, device_id: str, *, name: str, size: int, sha256: str, file_type: str,
+        owner: object,
+    ) -> dict[str, Any]:
+        """Accept an offer; return ``{"upload_id", "have"}`` or ``{"done", …}``.
+
+        Raises
+        ------
+        ProtocolError
+            ``bad_file_type``, ``bad_name``, ``bad_size``, ``bad_message``,
+            ``no_space`` or ``upload_busy``.
+        """
+        try:
+            folder = layout.folder_for_file_type(file_type)
+        except InvalidNameError:
+            raise ProtocolError(
+                "bad_file_type", f"file_type {str(file_type)[:40]!r} must be one of "
+                f"{', '.join(sorted(layout.FILE_TYPE_FOLDERS))}"
+            ) from None
+        ext = check_file_name(name, folder)
+        sha256 = check_sha256(sha256)
+        if not 1 <= size <= self.max_size:
+            raise ProtocolError("bad_size", f"size must be 1..{self.max_size} bytes")
+        for entry in self.session.metadata().get("files", {}).get(device_id, []):
+            if entry.get("sha256") == sha256 and entry.get("file_type") == file_type:
+                return {"done": True, "file_path": entry["file_path"], "size": size,
+                        "sha256": sha256}
+        target = self.session.paths.device_folder(device_id, file_type)
+        target.mkdir(parents=True, exist_ok=True)
+        part = target / f".upload_{file_type}_{sha256[:32]}_{size}.part"
+        with self._lock:
+            for up in self._uploads.values():
+                if up.part == part and up.owner is not owner:
+                    raise ProtocolError(
+                        "upload_busy", "this file is being uploaded on another connection"
+                    )
+            have = part.stat().st_size if part.exists() else 0
+            if have > size:
+                have = 0
+            if shutil.disk_usage(target).free < size - have + SPACE_RESERVE:
+                raise ProtocolError("no_space", "not enough free disk space")
+            fh = open(part, "r+b" if part.exists() else "w+b")  # noqa: SIM115
+            fh.truncate(have)
+            fh.seek(have)
+            upload_id = f"u{next(self._ids)}"
+            self._uploads[upload_id] = Upload(
+                upload_id, device_id, file_type, ext, size, sha256, part, have, owner,
+                fh,
+            )
+        logger.info("upload %s from %s: %s %d bytes, have %d", upload_id, device_id,
+                    file_type, size, have)
+        return {"upload_id": upload_id, "have": have}
+
+    def _get(self, upload_id: str, owner: object) -> Upload:
+        with self._lock:
+            up = self._uploads.get(upload_id)
+        if up is None or up.owner is not owner:
+            raise ProtocolError("unknown_upload", f"no upload {upload_id[:40]!r} here")
+        return up
+
+    def write(self, upload_id: str, offset: int, data: bytes, owner: object) -> int:
+        """Append a chunk at ``offset`` (must equal the bytes received so far).
+
+        Raises
+        ------
+        ProtocolError
+            ``unknown_upload``, ``bad_offset`` (with ``have``) or
+            ``size_exceeded`` (the upload is dropped).
+        """
+        up = self._get(upload_id, owner)
+        if offset != up.received:
+            raise ProtocolError(
+                "bad_offset", f"chunk offset {offset} but relay has {up.received}"
+            )
+        if up.received + len(data) > up.size:
+            self._drop(up, delete=True)
+            raise ProtocolError(
+                "size_exceeded",
+                f"more bytes than the declared size {up.size}; upload discarded",
+            )
+        assert up.fh is not None
+        up.fh.write(data)
+        up.received += len(data)
+        return up.received
+
+    def finish(self, upload_id: str, owner: object, when: datetime) -> dict[str, Any]:
+        """Verify size and sha256, move the file into place and register it.
+
+        Returns
+        -------
+        dict
+            The metadata entry (``file_path`` relative to the session, size, sha256).
+
+        Raises
+        ------
+        ProtocolError
+            ``incomplete`` (the upload stays resumable) or ``sha256_mismatch``
+            (the bytes are discarded).
+        """
+        up = self._get(upload_id, owner)
+        if up.received != up.size:
+            raise ProtocolError(
+                "incomplete", f"relay has {up.received} of {up.size} bytes"
+            )
+        assert up.fh is not None
+        up.fh.flush()
+        os.fsync(up.fh.fileno())
+        up.fh.seek(0)
+        digest = hashlib.sha256()
+        while block := up.fh.read(1 << 20):
+            digest.update(block)
+        if digest.hexdigest() != up.sha256:
+            self._drop(up, delete=True)
+            raise ProtocolError(
+                "sha256_mismatch", "sha256 of the received bytes does not match"
+            )
+        self._drop(up, delete=False)
+        dest = self._destination(up, when)
+        os.rename(up.part, dest)
+        fsync_dir(dest.parent)
+        entry = self.session.add_file(up.device_id, up.file_type, dest,
+                                      sha256=up.sha256)
+        logger.info("upload %s stored as %s", upload_id, entry["file_path"])
+        return entry
+
+    def release(self, owner: object) -> None:
+        """Close the files of every upload of a closed connection (keep the parts)."""
+        with self._lock:
+            mine = [u for u in self._uploads.values() if u.owner is owner]
+        for up in mine:
+            self._drop(up, delete=False)
+
+    def _destination(self, up: Upload, when: datetime) -> Path:
+        folder = up.part.parent
+        name = layout.device_file_name(up.device_id, up.file_type, when, up.ext)
+        dest = folder / name
+        stem = name.rsplit(".", 1)[0]
+        n = 2
+        while dest.exists():
+            dest = folder / f"{stem}_{n}.{up.ext}"
+            n += 1
+        return dest
+
+    def _drop(self, up: Upload, *, delete: bool) -> None:
+        with self._lock:
+            self._uploads.pop(up.upload_id, None)
+        if up.fh is not None:
+            up.fh.close()
+            up.fh = None
+        if delete:
+            up.part.unlink(missing_ok=True)
