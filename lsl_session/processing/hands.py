@@ -155,7 +155,9 @@ def frame_times(stream: SyncedStream | None, n_frames: int) -> np.ndarray:
     out = np.full(n_frames, np.nan)
     if stream is None or len(stream.time_stamps) == 0 or stream.is_string:
         return out
-    values = np.asarray(stream.time_series, dtype=float).reshape(len(stream.time_stamps), -1)
+    values = np.asarray(stream.time_series, dtype=float).reshape(
+        len(stream.time_stamps), -1
+    )
     idx = values[:, 0]
     ok = np.isfinite(idx) & (idx >= 0) & (idx < n_frames) & (idx == np.round(idx))
     idx_ok = idx[ok].astype(np.int64)[::-1]  # reversed: the first sample is set last
@@ -234,7 +236,9 @@ def segment_video(
         ``hand<i>_*`` groups (no time columns, no flash flag).
     """
     if max_hands < 1:
-        raise ValueError(f"The argument 'max_hands' must be >= 1, {max_hands} is invalid.")
+        raise ValueError(
+            f"The argument 'max_hands' must be >= 1, {max_hands} is invalid."
+        )
     detect = _MediaPipeHands(max_hands) if backend == "mediapipe" else None
     rows: list[np.ndarray] = []
     writer = None
@@ -309,7 +313,10 @@ class HandSegmentationProcessor:
 
         opts = context.options
         backend = str(opts.get("hands_backend", "auto"))
-        if backend == "auto":
+        if backend == "mediapipe" and not mediapipe_available():
+            logger.warning("MediaPipe is not installed: using the OpenCV backend")
+            backend = "opencv"
+        elif backend == "auto":
             backend = "mediapipe" if mediapipe_available() else "opencv"
         max_hands = int(opts.get("hands_max", 2))
         out_dir = Path(context.output_dir)
@@ -319,7 +326,9 @@ class HandSegmentationProcessor:
         for video in find_videos(root):
             stream_name = frame_stream_name(video)
             stream = context.stream(stream_name)
-            mask_path = out_dir / f"{video.stem}_mask.mp4" if opts.get("mask_video") else None
+            mask_path = (
+                out_dir / f"{video.stem}_mask.mp4" if opts.get("mask_video") else None
+            )
             rel = video.relative_to(root).as_posix()
             try:
                 table = segment_video(

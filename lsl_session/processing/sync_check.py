@@ -5,7 +5,7 @@ Pulse detection (pure functions, tested on synthetic arrays):
 - numeric GSR-like streams (type ``GSR`` or a name ending in ``_gsr``; first
   channel): `detect_steps`, steps in the signal. The signal is median filtered,
   its first difference is compared with ``k`` robust standard deviations
-  (1.4826 · MAD) and the onset is refined on the raw samples to the first sample
+  (1.4826 · MAD) of the raw first difference, and the onset is refined on the raw samples to the first sample
   past the midpoint between the levels before and after the step. A rectangular
   pulse gives one onset: edges closer than ``min_interval`` to an accepted onset
   are dropped.
@@ -116,7 +116,9 @@ def detect_steps(
         Indices into ``times``/``values`` of the first sample of each step.
     """
     if polarity not in ("rising", "falling", "both"):
-        raise ValueError(f"polarity must be rising, falling or both, {polarity!r} is invalid.")
+        raise ValueError(
+            f"polarity must be rising, falling or both, {polarity!r} is invalid."
+        )
     times = np.asarray(times, dtype=float)
     values = np.asarray(values, dtype=float)
     keep = np.flatnonzero(np.isfinite(values) & np.isfinite(times))
@@ -124,7 +126,8 @@ def detect_steps(
     if x.size < 3:
         return np.zeros(0, np.int64)
     d = np.diff(_running_median(x, width))
-    thr = max(k * _robust_sigma(d), min_step, np.finfo(float).tiny)
+    # Noise scale from the raw difference: the filtered one underestimates it.
+    thr = max(k * _robust_sigma(np.diff(x)), min_step, np.finfo(float).tiny)
     score = d - np.median(d)
     score = {"rising": score, "falling": -score, "both": np.abs(score)}[polarity]
     cand = np.flatnonzero(score > thr)
@@ -198,7 +201,9 @@ def sync_marker_times(stream: SyncedStream) -> np.ndarray:
     """Return the time stamps of the markers whose label starts with ``sync``."""
     if not stream.is_string:
         return np.zeros(0)
-    labels = [s[0] if isinstance(s, list | tuple) and s else s for s in stream.time_series]
+    labels = [
+        s[0] if isinstance(s, list | tuple) and s else s for s in stream.time_series
+    ]
     hit = np.array([str(lb).lower().startswith("sync") for lb in labels], bool)
     return np.asarray(stream.time_stamps, dtype=float)[hit] if hit.size else np.zeros(0)
 
@@ -263,7 +268,9 @@ def consensus_reference(
         return np.zeros(0)
     order = np.argsort(times, kind="stable")
     times, owner = times[order], owner[order]
-    groups = np.split(np.arange(times.size), np.flatnonzero(np.diff(times) > window) + 1)
+    groups = np.split(
+        np.arange(times.size), np.flatnonzero(np.diff(times) > window) + 1
+    )
     need = max(1, min(min_streams, len(pulses)))
     out = []
     for g in groups:
@@ -451,13 +458,19 @@ class SyncCheckProcessor:
             reference, source = found.pop(ref_name)[1], ref_name
         else:
             if opts.get("sync_reference"):
-                logger.warning("Sync reference %r has no pulses: using consensus", ref_name)
+                logger.warning(
+                    "Sync reference %r has no pulses: using consensus", ref_name
+                )
             found.pop(ref_name, None)
-            reference = consensus_reference([v[1] for v in found.values()], window=window)
+            reference = consensus_reference(
+                [v[1] for v in found.values()], window=window
+            )
             source = "consensus"
         rows = []
         for name, (kind, times, note, period) in found.items():
-            row = alignment_row(name, kind, times, reference, period, window=window, t0=context.t0)
+            row = alignment_row(
+                name, kind, times, reference, period, window=window, t0=context.t0
+            )
             row["note"] = note
             rows.append(row)
         report = {
@@ -468,9 +481,16 @@ class SyncCheckProcessor:
         out = Path(context.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         _write_atomic(out / "sync_check.json", json.dumps(report, indent=2))
-        table = pd.DataFrame([{k: v for k, v in r.items() if k != "pulses"} for r in rows])
+        table = pd.DataFrame(
+            [{k: v for k, v in r.items() if k != "pulses"} for r in rows]
+        )
         _write_atomic(out / "sync_check.csv", table.to_csv(index=False))
-        logger.info("Sync check: %d streams against %s (%d pulses)", len(rows), source, reference.size)
+        logger.info(
+            "Sync check: %d streams against %s (%d pulses)",
+            len(rows),
+            source,
+            reference.size,
+        )
         return report
 
 

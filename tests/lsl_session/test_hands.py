@@ -47,7 +47,10 @@ def frame_stream(name: str, frames: np.ndarray, stamps: np.ndarray) -> SyncedStr
 def write_video(path, video: SyntheticVideo, n: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(
-        str(path), cv2.VideoWriter.fourcc(*"mp4v"), video.fps, (video.width, video.height)
+        str(path),
+        cv2.VideoWriter.fourcc(*"mp4v"),
+        video.fps,
+        (video.width, video.height),
     )
     for frame in video.frames(n):
         writer.write(frame)
@@ -92,8 +95,12 @@ def test_flash_frame_has_no_hand():
 
 def test_names_map_videos_to_frame_streams():
     assert video_prefix("webcam_1_20250731_143022.mp4") == "webcam_1"
-    assert frame_stream_name("a/phone_1_rgb_20250731_143022.mp4") == "phone_1_rgb_frames"
-    assert frame_stream_name("phone_2_rgb_20250731_143022_2.mp4") == "phone_2_rgb_frames"
+    assert (
+        frame_stream_name("a/phone_1_rgb_20250731_143022.mp4") == "phone_1_rgb_frames"
+    )
+    assert (
+        frame_stream_name("phone_2_rgb_20250731_143022_2.mp4") == "phone_2_rgb_frames"
+    )
 
 
 def test_frame_times_missing_and_duplicate_samples():
@@ -117,7 +124,9 @@ def test_processor_writes_csv_with_lsl_time_and_iou(session):
     video = SyntheticVideo(fps=FPS, flash_every=1.0, seed=7)
     webcam = session.webcam / "webcam_1_20250731_143022.mp4"
     write_video(webcam, video, N_FRAMES)
-    phone = session.devices / "phone_1" / "rgb_videos" / "phone_1_rgb_20250731_143022.mp4"
+    phone = (
+        session.devices / "phone_1" / "rgb_videos" / "phone_1_rgb_20250731_143022.mp4"
+    )
     write_video(phone, SyntheticVideo(fps=FPS, seed=8), 40)
     assert find_videos(session.root) == [webcam, phone]
     # Frame k stamped at capture time; frames 5 and 6 lost their samples.
@@ -139,13 +148,21 @@ def test_processor_writes_csv_with_lsl_time_and_iou(session):
     assert web["n_frames_without_time"] == 2
     assert web["n_flash_frames"] == len(video.flash_indices(N_FRAMES))
     assert (session.root / web["mask_video"]).stat().st_size > 0
-    phone_report = by_video["devices/phone_1/rgb_videos/phone_1_rgb_20250731_143022.mp4"]
+    phone_report = by_video[
+        "devices/phone_1/rgb_videos/phone_1_rgb_20250731_143022.mp4"
+    ]
     assert phone_report["stream"] is None
     assert phone_report["n_frames_without_time"] == 40
 
     table = pd.read_csv(session.root / web["csv"])
     assert list(table.columns[:7]) == [
-        "frame", "lsl_time", "time", "n_hands", "mask_fraction", "brightness", "flash"
+        "frame",
+        "lsl_time",
+        "time",
+        "n_hands",
+        "mask_fraction",
+        "brightness",
+        "flash",
     ]
     assert "hand1_coverage" in table.columns
     np.testing.assert_allclose(table["lsl_time"].to_numpy()[frames], stamps, atol=1e-6)

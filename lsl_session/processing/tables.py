@@ -1,0 +1,271 @@
+"""Synced streams → tables: per-stream columns, the aligned grid, the events table.
+
+Times: ``lsl_time`` is the recorder's LSL clock (the synced stamps), ``time`` /
+``onset`` are seconds since ``t0``, the recorder's start LSL time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lsl_session.processing.model import SyncedStream
+
+logger = logging.getLogger(__name__)
+
+#: Highest default grid rate of the aligned table.
+MAX_DEFAULT_RATE = 1000.0
+#: Grid rate used when no stream is regular.
+FALLBACK_RATE = 100.0
+EVENT_COLUMNS = ["onset", "lsl_time", "duration", "description", "stream", "value"]
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe version of a stream name (``[A-Za-z0-9_.-]``)."""
+    cleaned = _UNSAFE.sub("_", name).strip("._") or "stream"
+    return cleaned[:120]
+
+
+def column_labels(stream: SyncedStream) -> list[str]:
+    """Unique channel column names (labels; duplicates get ``_2``, ``_3`` …)."""
+    seen: dict[str, int] = {}
+    out = []
+    for label in stream.channel_labels:
+        label = label.strip() or "ch"
+        if label in ("time", "lsl_time"):
+            label = f"{label}_ch"
+        n = seen.get(label, 0) + 1
+        seen[label] = n
+        out.append(label if n == 1 else f"{label}_{n}")
+    return out
+
+
+def session_t0(streams: Iterable[SyncedStream], start_lsl_time: float | None) -> float:
+    """The time origin: the recorder's start time, else the earliest stamp (else 0)."""
+    if start_lsl_time is not None and math.isfinite(float(start_lsl_time)):
+        return float(start_lsl_time)
+    firsts = [float(s.time_stamps[0]) for s in streams if len(s.time_stamps)]
+    return min(firsts) if firsts else 0.0
+
+
+def is_numeric(stream: SyncedStream) -> bool:
+    """Numeric stream with at least one channel and one sample."""
+    return (
+        not stream.is_string and stream.channel_count > 0 and len(stream.time_stamps) > 0
+    )
+
+
+def default_rate(streams: Iterable[SyncedStream]) -> float:
+    """The highest nominal rate of the regular numeric streams, capped at 1 kHz."""
+    rates = [s.nominal_srate for s in streams if is_numeric(s) and s.nominal_srate > 0]
+    return min(max(rates), MAX_DEFAULT_RATE) if rates else FALLBACK_RATE
+
+
+def breaks(stream: SyncedStream) -> np.ndarray:
+    """Bool array (n−1): True between samples i and i+1 that must not be bridged.
+
+    A break is a dejitter or clock segment boundary, a backward step, or (regular
+    streams) a jump of more than two nominal sample periods.
+    """
+    ts = stream.time_stamps
+    n = len(ts)
+    out = np.zeros(max(n - 1, 0), bool)
+    if n < 2:
+        return out
+    diff = np.diff(ts)
+    out |= diff < 0
+    if stream.nominal_srate > 0:
+        out |= diff > 2.0 / stream.nominal_srate
+    for segs in (stream.segments, stream.clock_segments):
+        for _, end in segs[:-1]:
+            if 0 <= end < n - 1:
+                out[end] = True
+    return out
+
+
+def gap_report(stream: SyncedStream) -> list[dict[str, float]]:
+    """The gaps of a regular stream: jumps > 2 nominal periods (first 100)."""
+    ts = stream.time_stamps
+    if stream.nominal_srate <= 0 or len(ts) < 2:
+        return []
+    diff = np.diff(ts)
+    at = np.flatnonzero(diff > 2.0 / stream.nominal_srate)
+    return [
+        {"after_index": int(i), "lsl_time": float(ts[i]), "duration_s": float(diff[i])}
+        for i in at[:100]
+    ]
+
+
+def stream_frame(stream: SyncedStream, t0: float) -> pd.DataFrame:
+    """One stream at its native rate: ``time``, ``lsl_time``, one column per channel."""
+    ts = stream.time_stamps
+    data: dict[str, Any] = {"time": ts - t0, "lsl_time": ts}
+    labels = column_labels(stream)
+    if stream.is_string:
+        for k, label in enumerate(labels):
+            data[label] = [row[k] if k < len(row) else "" for row in stream.time_series]
+    else:
+        for k, label in enumerate(labels):
+            data[label] = stream.time_series[:, k]
+    return pd.DataFrame(data)
+
+
+def aligned_dtype(stream: SyncedStream) -> np.dtype:
+    """float32 for float32/int8/int16 sources (exact), float64 otherwise."""
+    small = stream.time_series.dtype.kind in "iu" and stream.time_series.itemsize <= 2
+    return np.dtype(np.float32 if small or stream.time_series.dtype == np.float32 else np.float64)
+
+
+def grid_span(streams: list[SyncedStream], t0: float, rate: float) -> tuple[int, int]:
+    """First and last grid index k (grid time k/rate after t0) covering the streams."""
+    numeric = [s for s in streams if is_numeric(s)]
+    if not numeric:
+        return 0, -1
+    first = min(float(s.time_stamps.min()) for s in numeric)
+    last = max(float(s.time_stamps.max()) for s in numeric)
+    return math.ceil((first - t0) * rate - 1e-9), math.floor((last - t0) * rate + 1e-9)
+
+
+class Interpolator:
+    """Linear interpolation of one stream onto grid times, NaN across breaks."""
+
+    def __init__(self, stream: SyncedStream) -> None:
+        ts = stream.time_stamps
+        brk = breaks(stream)
+        if len(ts) > 1 and np.any(np.diff(ts) < 0):
+            order = np.argsort(ts, kind="stable")
+            seg = np.concatenate(([0], np.cumsum(brk)))[order]
+            ts = ts[order]
+            brk = (np.diff(seg) != 0) | (np.diff(ts) > 2.0 / stream.nominal_srate
+                                         if stream.nominal_srate > 0 else False)
+            self.values = stream.time_series[order]
+        else:
+            self.values = stream.time_series
+        self.ts = ts
+        self.brk = brk
+        self.dtype = aligned_dtype(stream)
+
+    def __call__(self, grid: np.ndarray) -> np.ndarray:
+        """Values at ``grid`` (LSL times), shape (len(grid), n_channels)."""
+        ts, n = self.ts, len(self.ts)
+        out = np.full((len(grid), self.values.shape[1]), np.nan, self.dtype)
+        left = np.searchsorted(ts, grid, side="right") - 1
+        exact = (left >= 0) & (left < n) & (ts[np.clip(left, 0, n - 1)] == grid)
+        inner = (left >= 0) & (left < n - 1)
+        ok = np.zeros(len(grid), bool)
+        ok[inner] = ~self.brk[left[inner]]
+        idx = left[ok]
+        t_lo, t_hi = ts[idx], ts[idx + 1]
+        span = t_hi - t_lo
+        w = np.divide(grid[ok] - t_lo, span, out=np.zeros_like(span), where=span > 0)
+        lo = self.values[idx].astype(np.float64)
+        hi = self.values[idx + 1].astype(np.float64)
+        out[ok] = lo + (hi - lo) * w[:, None]
+        only_exact = exact & ~ok
+        out[only_exact] = self.values[left[only_exact]]
+        return out
+
+
+def aligned_blocks(
+    streams: list[SyncedStream], t0: float, rate: float, *, block: int = 262_144
+) -> Iterator[tuple[np.ndarray, np.ndarray, list[np.ndarray]]]:
+    """Yield the aligned grid in blocks: (time, lsl_time, one array per stream)."""
+    numeric = [s for s in streams if is_numeric(s)]
+    k0, k1 = grid_span(numeric, t0, rate)
+    interps = [Interpolator(s) for s in numeric]
+    for start in range(k0, k1 + 1, block):
+        k = np.arange(start, min(start + block, k1 + 1), dtype=np.float64)
+        rel = k / rate
+        lsl = rel + t0
+        yield rel, lsl, [f(lsl) for f in interps]
+
+
+def aligned_columns(streams: list[SyncedStream]) -> list[str]:
+    """Column names of the aligned table after ``time``/``lsl_time``."""
+    return [
+        f"{s.name}/{label}" for s in streams if is_numeric(s) for label in column_labels(s)
+    ]
+
+
+def aligned_frame(streams: list[SyncedStream], t0: float, rate: float) -> pd.DataFrame:
+    """The aligned table in memory (small sessions; the writer streams blocks)."""
+    names = aligned_columns(streams)
+    parts = []
+    for rel, lsl, arrays in aligned_blocks(streams, t0, rate):
+        data: dict[str, Any] = {"time": rel, "lsl_time": lsl}
+        cols = [a[:, k] for a in arrays for k in range(a.shape[1])]
+        data.update(zip(names, cols, strict=True))
+        parts.append(pd.DataFrame(data))
+    if not parts:
+        return pd.DataFrame(columns=["time", "lsl_time", *names])
+    return pd.concat(parts, ignore_index=True)
+
+
+def is_session_event_stream(stream: SyncedStream, session_id: str | None) -> bool:
+    """The session's own event stream (JSON samples)."""
+    if session_id and stream.name == f"{session_id}_events":
+        return True
+    return stream.source_id.startswith("lsl_session/") and stream.source_id.endswith(
+        "/events"
+    ) and stream.is_string
+
+
+def describe_event(value: str) -> str:
+    """Description of a session event (JSON): ``event`` plus its label, if any."""
+    try:
+        event = json.loads(value)
+    except ValueError:
+        return value
+    if not isinstance(event, dict):
+        return value
+    name = str(event.get("event", "event"))
+    label = event.get("label") or event.get("marker")
+    return f"{name}/{label}" if label else name
+
+
+def events_frame(
+    streams: Iterable[SyncedStream],
+    t0: float,
+    session_id: str | None = None,
+    log_events: list[dict[str, Any]] | None = None,
+) -> pd.DataFrame:
+    """Markers of every string stream, plus session events.
+
+    Session events come from the ``<session_id>_events`` stream when it was
+    recorded, else from ``log_events`` (the JSON log, stamped with ``lsl_time``).
+    """
+    rows: list[pd.DataFrame] = []
+    has_session_stream = False
+    for s in streams:
+        if not s.is_string or not len(s.time_stamps):
+            continue
+        values = ["/".join(row) if len(row) != 1 else row[0] for row in s.time_series]
+        session = is_session_event_stream(s, session_id)
+        has_session_stream |= session
+        desc = [describe_event(v) for v in values] if session else values
+        rows.append(pd.DataFrame({
+            "onset": s.time_stamps - t0, "lsl_time": s.time_stamps,
+            "duration": 0.0, "description": desc, "stream": s.name, "value": values,
+        }))  # fmt: skip
+    if not has_session_stream and log_events:
+        logged = [e for e in log_events if isinstance(e.get("lsl_time"), int | float)]
+        if logged:
+            lsl = np.array([float(e["lsl_time"]) for e in logged])
+            values = [json.dumps(e, ensure_ascii=False, default=str) for e in logged]
+            rows.append(pd.DataFrame({
+                "onset": lsl - t0, "lsl_time": lsl, "duration": 0.0,
+                "description": [describe_event(v) for v in values],
+                "stream": "session_log", "value": values,
+            }))  # fmt: skip
+    if not rows:
+        return pd.DataFrame({c: pd.Series(dtype=float if c in ("onset", "lsl_time", "duration") else object) for c in EVENT_COLUMNS})
+    frame = pd.concat(rows, ignore_index=True)
+    return frame.sort_values("lsl_time", kind="stable").reset_index(drop=True)

@@ -1,0 +1,345 @@
+"""PhoneRelay: asyncio TCP server that turns phones into LSL outlets (SPEC §10).
+
+The relay runs its own event loop in a daemon thread; the public methods are
+thread-safe. Per phone it keeps a `ClockEstimator` (phone clock → LSL
+``local_clock``) and a `PhoneOutlets` that survives disconnects for
+``outlet_grace_s`` so a recorder continues the same streams after a reconnect.
+Session writes (events, devices, files) run in a single worker thread, in order,
+so the event loop never waits for an fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pylsl
+
+from lsl_session.errors import DeviceError
+from lsl_session.session import Session
+from outlets.phone._connection import Connection, DeviceState
+from outlets.phone.clock import SyncQuality
+from outlets.phone.protocol import MAX_FRAME
+from outlets.phone.uploads import UploadStore
+
+logger = logging.getLogger(__name__)
+
+#: Sync schedule advertised to phones in ``welcome`` (see docs/phone-protocol.md).
+SYNC_SCHEDULE = {"initial_burst": 64, "burst": 16, "interval_s": 1.0, "spacing_ms": 10}
+
+
+class PhoneRelay:
+    """Accept phones over TCP (optionally TLS) and publish their LSL streams.
+
+    Parameters
+    ----------
+    host, port : str, int
+        Where to listen; port 0 picks a free port (see `port`).
+    tokens : dict[str, str] | None
+        Pairing tokens ``{device_id: token}``; None accepts any device (logged).
+    session : Session | Path | str | None
+        Session that uploads, devices and events go to; without one, uploads are
+        refused.
+    ssl_context : ssl.SSLContext | None
+        Server-side TLS context.
+    heartbeat_interval, heartbeat_timeout : float
+        Seconds between relay heartbeats; silence after which a phone is declared
+        disconnected (≤ 3 s by SPEC §10).
+    outlet_grace_s : float
+        How long a disconnected phone's outlets stay open for a reconnect.
+    command_timeout : float
+        Seconds to wait for a command acknowledgement.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tokens: dict[str, str] | None = None,
+        session: Session | Path | str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        heartbeat_interval: float = 1.0,
+        heartbeat_timeout: float = 2.5,
+        hello_timeout: float = 5.0,
+        outlet_grace_s: float = 600.0,
+        command_timeout: float = 5.0,
+        max_frame: int = MAX_FRAME,
+        max_errors: int = 20,
+    ) -> None:
+        if not 0 < heartbeat_timeout <= 3.0:
+            raise ValueError(f"heartbeat_timeout must be in (0, 3] s, got {heartbeat_timeout}")
+        self.host, self._port = host, int(port)
+        self.tokens = None if tokens is None else {str(k): str(v) for k, v in tokens.items()}
+        self.ssl_context = ssl_context
+        self.heartbeat_interval = float(heartbeat_interval)
+        self.heartbeat_timeout = float(heartbeat_timeout)
+        self.hello_timeout = float(hello_timeout)
+        self.outlet_grace_s = float(outlet_grace_s)
+        self.command_timeout = float(command_timeout)
+        self.max_frame = int(max_frame)
+        self.max_errors = int(max_errors)
+        self.sync_schedule = dict(SYNC_SCHEDULE)
+        self.devices: dict[str, DeviceState] = {}
+        self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=10000)
+        self._observers: list[Callable[[dict[str, Any]], None]] = []
+        self.push_observers: list[Callable[..., None]] = []
+        self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="relay-io")
+        self._owns_session = False
+        self.session: Session | None = None
+        self.uploads: UploadStore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[Connection] = set()
+        self._stopped = False
+        self.set_session(session)
+        if self.tokens is None:
+            logger.warning("phone relay without tokens: any device id is accepted")
+
+    def __enter__(self) -> PhoneRelay:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------- lifecycle
+    @property
+    def port(self) -> int:
+        """The bound TCP port (after `start`)."""
+        return self._port
+
+    def start(self) -> PhoneRelay:
+        """Start the event loop thread and listen; return once bound.
+
+        Raises
+        ------
+        DeviceError
+            If the address cannot be bound.
+        """
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="phone-relay", daemon=True)
+        self._thread.start()
+        ready.wait()
+        try:
+            self._call(self._listen(), timeout=10)
+        except OSError as exc:
+            self.stop()
+            raise DeviceError(f"cannot listen on {self.host}:{self._port}: {exc}") from None
+        logger.info("phone relay listening on %s:%d%s", self.host, self._port,
+                    " (TLS)" if self.ssl_context else "")
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close every connection and outlet and stop the loop; safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            with contextlib.suppress(Exception):
+                self._call(self._shutdown(), timeout=timeout)
+            loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        for dev in self.devices.values():
+            if dev.outlets is not None:
+                dev.outlets.close()
+                dev.outlets = None
+        self._io.shutdown(wait=True)
+        if self._owns_session and self.session is not None:
+            self.session.close()
+
+    def set_session(self, session: Session | Path | str | None) -> None:
+        """Attach (or detach with None) the session that uploads and events go to."""
+        if session is not None and not isinstance(session, Session):
+            session = Session.open(session)
+            self._owns_session = True
+        self.session = session
+        self.uploads = UploadStore(session) if session is not None else None
+
+    # ---------------------------------------------------------------- status
+    def add_observer(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``callback(entry)`` (relay thread) for every relay event."""
+        self._observers.append(callback)
+
+    def connected(self) -> list[str]:
+        """Device ids with a live connection."""
+        return sorted(d for d, s in self.devices.items() if s.conn is not None)
+
+    def sync_quality(self, device_id: str) -> SyncQuality | None:
+        """Current clock-fit quality of a phone, or None."""
+        dev = self.devices.get(device_id)
+        return None if dev is None or dev.estimator is None else dev.estimator.quality()
+
+    def source_ids(self, device_id: str) -> dict[str, str]:
+        """Stream key → source id of a phone's outlets (empty before sync)."""
+        dev = self.devices.get(device_id)
+        return {} if dev is None or dev.outlets is None else dev.outlets.source_ids()
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Per device: connection, last heartbeat status, counts and sync quality."""
+        out = {}
+        for device_id, dev in list(self.devices.items()):
+            q = self.sync_quality(device_id)
+            out[device_id] = {
+                "connected": dev.conn is not None,
+                "address": dev.address,
+                "phone_status": dict(dev.phone_status),
+                "samples": dict(dev.outlets.counts) if dev.outlets else {},
+                "source_ids": self.source_ids(device_id),
+                "sync": q.as_dict() if q else None,
+                "recording": dev.recording,
+            }
+        return out
+
+    def wait_ready(self, device_id: str, timeout: float = 10.0) -> bool:
+        """Block until a phone is connected and its clock fit is ready."""
+        deadline = pylsl.local_clock() + timeout
+        while pylsl.local_clock() < deadline:
+            dev = self.devices.get(device_id)
+            if dev and dev.conn is not None and dev.outlets is not None:
+                return True
+            threading.Event().wait(0.02)
+        return False
+
+    # -------------------------------------------------------------- commands
+    def start_record(
+        self, device_ids: list[str] | None = None, *, session_id: str | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Send ``start_record`` (with the session id) and return the acks."""
+        sid = session_id or (self.session.session_id if self.session else None)
+        return self._command_all("start_record", {"session_id": sid}, device_ids, timeout)
+
+    def stop_record(
+        self, device_ids: list[str] | None = None, *, timeout: float | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Send ``stop_record``; phones then upload their files. Return the acks."""
+        sid = self.session.session_id if self.session else None
+        return self._command_all("stop_record", {"session_id": sid}, device_ids, timeout)
+
+    def sync_flash(
+        self, device_ids: list[str] | None = None, *, duration_ms: int = 200,
+        timeout: float | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Ask phones to flash (screen/torch) and mark it; return the acks."""
+        return self._command_all("sync_flash", {"duration_ms": int(duration_ms)},
+                                 device_ids, timeout)
+
+    def marker(
+        self, label: str, device_ids: list[str] | None = None, *,
+        timeout: float | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Ask phones to insert ``label`` into their event stream; return the acks."""
+        return self._command_all("marker", {"label": str(label)}, device_ids, timeout)
+
+    def _command_all(
+        self, command: str, fields: dict[str, Any], device_ids: list[str] | None,
+        timeout: float | None,
+    ) -> dict[str, dict[str, Any]]:
+        timeout = self.command_timeout if timeout is None else float(timeout)
+        ids = self.connected() if device_ids is None else list(device_ids)
+
+        async def fan_out() -> dict[str, dict[str, Any]]:
+            results = await asyncio.gather(
+                *(self._command(d, command, fields, timeout) for d in ids)
+            )
+            return dict(zip(ids, results, strict=True))
+
+        return self._call(fan_out(), timeout=timeout + 5)
+
+    async def _command(
+        self, device_id: str, command: str, fields: dict[str, Any], timeout: float
+    ) -> dict[str, Any]:
+        dev = self.devices.get(device_id)
+        if dev is None or dev.conn is None:
+            return {"status": "not_connected"}
+        if command == "start_record":
+            dev.record_started = datetime.now()
+            dev.recording = True
+        elif command == "stop_record":
+            dev.recording = False
+        return await dev.conn.command(command, fields, timeout)
+
+    # -------------------------------------------------------------- internals
+    def _call(self, coro: Any, timeout: float) -> Any:
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(
+            self._accept, self.host, self._port, ssl=self.ssl_context,
+            limit=self.max_frame + 8, ssl_handshake_timeout=self.hello_timeout,
+        )
+        self._port = self._server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        conn = Connection(self, reader, writer)
+        self._connections.add(conn)
+        try:
+            await conn.run()
+        except Exception:  # pragma: no cover - a bug, never a phone's fault
+            logger.exception("phone connection handler failed")
+        finally:
+            self._connections.discard(conn)
+            await conn.close("closed")
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._connections):
+            await conn.close("relay_stopped")
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    def log(self, event: str, details: dict[str, Any]) -> None:
+        """Record a relay event: history, observers, and the session's log."""
+        entry = {"event": event, "lsl_time": pylsl.local_clock(), **details}
+        self.history.append(entry)
+        for cb in list(self._observers):
+            try:
+                cb(entry)
+            except Exception:  # pragma: no cover - observer bug
+                logger.exception("relay observer failed")
+        if self.session is not None:
+            self._io.submit(self._session_call, "log_event", event, details)
+
+    def session_call(self, method: str, *args: Any) -> None:
+        """Run ``session.<method>(*args)`` in the ordered session-I/O thread."""
+        if self.session is not None:
+            self._io.submit(self._session_call, method, *args)
+
+    def _session_call(self, method: str, *args: Any) -> None:
+        try:
+            if method == "clock_sync":
+                device_id, quality = args
+
+                def change(meta: dict[str, Any]) -> None:
+                    dev = meta.get("devices", {}).get(device_id)
+                    if dev is not None:
+                        dev["clock_sync"] = quality
+
+                self.session.update(change)
+            else:
+                getattr(self.session, method)(*args)
+        except Exception:
+            logger.exception("session %s failed", method)
