@@ -134,7 +134,7 @@ def test_interrupted_session_is_repaired_and_marked(session_root):
     assert meta["recovery"]["actions"] == report.actions
     assert meta["end_time"] and meta["duration_s"] is not None
     names = {s["name"]: s["sample_count"] for s in meta["recording"]["streams"]}
-    assert names == {"EEG": counts["EEG"], "Mk": 2}  # the torn chunk held "c"
+    assert names == {"EEG": counts["EEG"], "Mk": 0}  # its only chunk was torn
     events = json.loads(log.read_bytes())
     assert events[-1]["event"] == "recovered"
     assert [e["event"] for e in events[:-1]] == [
@@ -312,12 +312,12 @@ def test_cli_root_summary_and_json(session_root):
     folder, _ = make_session(session_root, status="recording", footers=False, tear=3)
     healthy, _ = make_session(session_root, status="completed")
     runner = CliRunner()
-    dry = runner.invoke(recover_command, ["--root", str(session_root), "--json"])
-    assert dry.exit_code == 0, dry.output
-    [entry] = json.loads(dry.output)
+    first = runner.invoke(recover_command, ["--root", str(session_root), "--json"])
+    assert first.exit_code == 0, first.output
+    [entry] = json.loads(first.output)
     assert entry["session_id"] == folder.name and entry["status"] == "recovered"
-    assert entry["xdf"][0]["torn_bytes"] == 3
-    assert healthy.name not in dry.output
+    assert entry["xdf"][0]["torn_bytes"] >= 3  # the whole torn chunk
+    assert healthy.name not in first.output
     text = runner.invoke(recover_command, ["--root", str(session_root)])
     assert text.output.strip() == f"no unfinished sessions under {session_root}"
     one = runner.invoke(recover_command, [str(healthy)])
