@@ -61,7 +61,7 @@ class StopSignal:
     "config_file",
     type=click.Path(path_type=Path),
     default=None,
-    help="Session config (YAML-free JSON/TOML); see configs/.",
+    help="Session config (TOML or JSON); see configs/.",
 )
 @click.option(
     "--stream",
@@ -139,6 +139,7 @@ def record_command(
     if split_minutes:
         options["split_seconds"] = split_minutes * 60
     stream_queries = list(queries) or None
+    config = None
     if config_file is not None:
         from lsl_session.config import load_config
 
@@ -146,6 +147,8 @@ def record_command(
         stream_queries = stream_queries or config.streams
         root = config.root or root
         name = name or config.name
+        if config.split_mb and "split_bytes" not in options:
+            options["split_bytes"] = config.split_mb * 1e6
     from lsl_session.lsl import validate_query
 
     for q in stream_queries or []:
@@ -154,6 +157,10 @@ def record_command(
     stopper.install()
     manager = SessionManager(root)
     manager.create_session(name)
+    for device in config.devices if config else ():
+        manager.add_device_to_session(
+            device.device_id, device.device_type, list(device.capabilities)
+        )
     if control_port is not None:
         from lsl_session.control import ControlServer
 

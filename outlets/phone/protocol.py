@@ -46,13 +46,17 @@ class ProtocolError(Exception):
         Human-readable explanation.
     fatal : bool
         Whether the connection is closed after the error reply.
+    **extra
+        Further fields of the error reply (e.g. ``have`` for uploads).
     """
 
-    def __init__(self, code: str, message: str, *, fatal: bool = False) -> None:
+    def __init__(self, code: str, message: str, *, fatal: bool = False,
+                 **extra: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.fatal = fatal
+        self.extra = extra
 
 
 @dataclass(frozen=True, slots=True)

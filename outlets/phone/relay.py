@@ -320,13 +320,15 @@ class PhoneRelay:
                 cb(entry)
             except Exception:  # pragma: no cover - observer bug
                 logger.exception("relay observer failed")
-        if self.session is not None:
-            self._io.submit(self._session_call, "log_event", event, details)
+        self.session_call("log_event", event, details)
 
     def session_call(self, method: str, *args: Any) -> None:
         """Run ``session.<method>(*args)`` in the ordered session-I/O thread."""
         if self.session is not None:
-            self._io.submit(self._session_call, method, *args)
+            try:
+                self._io.submit(self._session_call, method, *args)
+            except RuntimeError:  # executor shut down: relay stopping
+                logger.warning("session %s dropped: relay stopped", method)
 
     def _session_call(self, method: str, *args: Any) -> None:
         try:

@@ -48,6 +48,7 @@ class Upload:
     received: int
     owner: object
     fh: BinaryIO | None = None
+    offset_error_sent: bool = False
 
 
 class UploadStore:
@@ -136,6 +137,9 @@ class UploadStore:
     def write(self, upload_id: str, offset: int, data: bytes, owner: object) -> int:
         """Append a chunk at ``offset`` (must equal the bytes received so far).
 
+        After a ``bad_offset`` error, further misplaced chunks are dropped without
+        another error until a chunk at the right offset arrives.
+
         Raises
         ------
         ProtocolError
@@ -144,9 +148,14 @@ class UploadStore:
         """
         up = self._get(upload_id, owner)
         if offset != up.received:
+            if up.offset_error_sent:  # chunks already in flight: drop quietly
+                return up.received
+            up.offset_error_sent = True
             raise ProtocolError(
-                "bad_offset", f"chunk offset {offset} but relay has {up.received}"
+                "bad_offset", f"chunk offset {offset} but relay has {up.received}",
+                have=up.received,
             )
+        up.offset_error_sent = False
         if up.received + len(data) > up.size:
             self._drop(up, delete=True)
             raise ProtocolError(
@@ -175,7 +184,8 @@ class UploadStore:
         up = self._get(upload_id, owner)
         if up.received != up.size:
             raise ProtocolError(
-                "incomplete", f"relay has {up.received} of {up.size} bytes"
+                "incomplete", f"relay has {up.received} of {up.size} bytes",
+                have=up.received,
             )
         assert up.fh is not None
         up.fh.flush()

@@ -1,0 +1,378 @@
+"""One phone connection inside the relay: hello, sync, samples, commands, uploads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import itertools
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import pylsl
+
+from lsl_session import layout
+from lsl_session.errors import InvalidNameError
+from outlets.phone import protocol as P
+from outlets.phone.clock import ClockEstimator
+from outlets.phone.protocol import Message, ProtocolError
+from outlets.phone.streams import PhoneOutlets
+
+if TYPE_CHECKING:
+    from outlets.phone.relay import PhoneRelay
+
+logger = logging.getLogger(__name__)
+
+#: Batches held while the clock fit is not ready yet.
+MAX_PENDING = 1024
+#: Close a phone that does not read its socket once this much output is queued.
+MAX_WRITE_BUFFER = 8 * 1024 * 1024
+_CAPABILITIES = ("rgb_video", "thermal_video", "gsr_data", "motion_data")
+
+
+@dataclass
+class DeviceState:
+    """What the relay remembers about a device id across connections."""
+
+    device_id: str
+    conn: Connection | None = None
+    outlets: PhoneOutlets | None = None
+    estimator: ClockEstimator | None = None
+    address: str = ""
+    phone_status: dict[str, Any] = field(default_factory=dict)
+    record_started: datetime | None = None
+    recording: bool = False
+    generation: int = 0
+
+
+class Connection:
+    """Serve one TCP connection until it closes."""
+
+    def __init__(self, relay: PhoneRelay, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.relay = relay
+        self.reader, self.writer = reader, writer
+        peer = writer.get_extra_info("peername")
+        self.address = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.device: DeviceState | None = None
+        self.est = ClockEstimator()
+        self.last_rx = pylsl.local_clock()
+        self.errors = 0
+        self.closed = False
+        self._ids = itertools.count(1)
+        self._acks: dict[int, tuple[asyncio.Future, str, float]] = {}
+        self._sync: dict[int, tuple[float, float, float]] = {}
+        self._pending: list[tuple] = []
+        self._tasks: list[asyncio.Task] = []
+        self.hello: dict[str, Any] = {}
+        self.streams: list[str] = []
+
+    # ------------------------------------------------------------------ I/O
+    def send(self, message: dict[str, Any]) -> None:
+        """Queue a JSON message (dropped if the connection is closed)."""
+        if self.closed or self.writer.is_closing():
+            return
+        self.writer.write(P.encode_json(message))
+        transport = self.writer.transport
+        if transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            logger.warning("%s does not read its socket; closing", self.address)
+            asyncio.get_running_loop().create_task(self.close("not_reading"))
+
+    async def _read(self) -> tuple[Message, float]:
+        header = await self.reader.readexactly(4)
+        n = P.parse_length(header, self.relay.max_frame)
+        payload = await self.reader.readexactly(n)
+        t_rx = pylsl.local_clock()
+        self.last_rx = t_rx
+        return P.validate(P.decode_payload(payload)), t_rx
+
+    def _reply_error(self, exc: ProtocolError, re_id: Any = None) -> None:
+        self.errors += 1
+        fatal = exc.fatal or self.errors > self.relay.max_errors
+        self.send(P.error_message(exc.code, exc.message, fatal=fatal,
+                                  re_id=re_id if isinstance(re_id, int) else None,
+                                  **exc.extra))
+        logger.warning("%s (%s): %s %s", self.address, self._name(), exc.code,
+                       exc.message)
+        self.relay.log("error", {"category": "device", "device_id": self._name(),
+                                 "code": exc.code, "message": exc.message,
+                                 "address": self.address, "fatal": fatal})
+        if fatal:
+            raise ConnectionAbortedError(exc.code)
+
+    def _name(self) -> str | None:
+        return self.device.device_id if self.device else None
+
+    # ------------------------------------------------------------- lifecycle
+    async def run(self) -> None:
+        """Handle hello, then messages until EOF, a fatal error or a timeout."""
+        try:
+            try:
+                msg, _ = await asyncio.wait_for(self._read(), self.relay.hello_timeout)
+                if msg.type != "hello":
+                    raise ProtocolError("hello_required",
+                                        "the first message must be 'hello'", fatal=True)
+                self._hello(msg)
+            except ProtocolError as exc:
+                exc.fatal = True  # nothing but a valid hello opens a connection
+                self._reply_error(exc)
+            except TimeoutError:
+                self.send(P.error_message("hello_timeout", "no hello received",
+                                          fatal=True))
+                return
+            self._tasks = [asyncio.create_task(self._heartbeat()),
+                           asyncio.create_task(self._watchdog())]
+            while not self.closed:
+                try:
+                    msg, t_rx = await self._read()
+                    await self._dispatch(msg, t_rx)
+                except ProtocolError as exc:
+                    self._reply_error(exc, getattr(exc, "re_id", None))
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        finally:
+            await self.close("eof" if not self.closed else "closed")
+
+    async def close(self, reason: str) -> None:
+        """Close the socket and, if this was a device's live connection, detach it."""
+        if self.closed:
+            return
+        self.closed = True
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        for fut, _, _ in self._acks.values():
+            if not fut.done():
+                fut.set_result({"status": "disconnected"})
+        with contextlib.suppress(Exception):
+            self.writer.close()
+        dev = self.device
+        if self.relay.uploads is not None:
+            self.relay.uploads.release(self)
+        if dev is None or dev.conn is not self:
+            return
+        dev.conn = None
+        now = pylsl.local_clock()
+        q = self.est.quality()
+        self.relay.log("device_disconnected", {
+            "device_id": dev.device_id, "reason": reason, "address": self.address,
+            "detected_lsl": now, "last_rx_lsl": self.last_rx,
+            "silent_s": round(now - self.last_rx, 4),
+            "heartbeat_timeout_s": self.relay.heartbeat_timeout,
+        })
+        self.relay.session_call("set_device_status", dev.device_id, "disconnected")
+        if q is not None:
+            self.relay.session_call("clock_sync", dev.device_id, q.as_dict())
+        gen = dev.generation
+        asyncio.get_running_loop().call_later(
+            self.relay.outlet_grace_s, self._expire, dev, gen)
+
+    @staticmethod
+    def _expire(dev: DeviceState, generation: int) -> None:
+        if dev.conn is None and dev.generation == generation and dev.outlets:
+            logger.info("closing outlets of %s after the grace period", dev.device_id)
+            dev.outlets.close()
+            dev.outlets = None
+
+    async def _heartbeat(self) -> None:
+        while not self.closed:
+            await asyncio.sleep(self.relay.heartbeat_interval)
+            self.send({"type": "heartbeat", "t": pylsl.local_clock()})
+
+    async def _watchdog(self) -> None:
+        step = min(0.1, self.relay.heartbeat_timeout / 10)
+        while not self.closed:
+            await asyncio.sleep(step)
+            if pylsl.local_clock() - self.last_rx > self.relay.heartbeat_timeout:
+                await self.close("heartbeat_timeout")
+
+    # ----------------------------------------------------------------- hello
+    def _hello(self, msg: Message) -> None:
+        relay = self.relay
+        version = msg.get("protocol")
+        if version not in P.SUPPORTED_VERSIONS:
+            raise ProtocolError("unsupported_version",
+                                f"protocol {version!r} not supported; use "
+                                f"{list(P.SUPPORTED_VERSIONS)}", fatal=True)
+        device_id = msg.get("device_id")
+        try:
+            layout.validate_device_id(device_id)
+        except InvalidNameError as exc:
+            raise ProtocolError("bad_device_id", str(exc), fatal=True) from None
+        if relay.tokens is not None:
+            expected = relay.tokens.get(device_id)
+            token = msg.get("token")
+            if expected is None or not isinstance(token, str) or not hmac.compare_digest(
+                expected.encode(), token.encode()
+            ):
+                raise ProtocolError("auth_failed",
+                                    f"unknown device {device_id!r} or wrong token",
+                                    fatal=True)
+        caps = msg.get("capabilities", list(_CAPABILITIES))
+        if not isinstance(caps, list) or not all(c in _CAPABILITIES for c in caps):
+            raise ProtocolError("bad_message", f"capabilities must be a subset of "
+                                f"{list(_CAPABILITIES)}", fatal=True)
+        dev = relay.devices.setdefault(device_id, DeviceState(device_id))
+        previous = dev.conn
+        reconnect = dev.outlets is not None or previous is not None
+        if previous is not None:
+            dev.conn = None
+            relay.log("device_disconnected", {
+                "device_id": device_id, "reason": "replaced",
+                "address": previous.address, "detected_lsl": pylsl.local_clock(),
+                "last_rx_lsl": previous.last_rx,
+                "heartbeat_timeout_s": relay.heartbeat_timeout})
+            asyncio.get_running_loop().create_task(previous.close("replaced"))
+        self.device = dev
+        dev.conn, dev.address, dev.estimator = self, self.address, self.est
+        dev.generation += 1
+        self.hello = dict(msg.fields, capabilities=caps)
+        self.streams = P.streams_for(caps)
+        resume = dict(dev.outlets.last_time) if dev.outlets else {}
+        self.send({
+            "type": "welcome", "re": msg.get("id"), "protocol": P.PROTOCOL_VERSION,
+            "relay_time": pylsl.local_clock(),
+            "session_id": relay.session.session_id if relay.session else None,
+            "heartbeat_interval_s": relay.heartbeat_interval,
+            "heartbeat_timeout_s": relay.heartbeat_timeout,
+            "sync": relay.sync_schedule, "max_frame": relay.max_frame,
+            "streams": self.streams, "resume": resume,
+            "uploads": relay.uploads is not None,
+        })
+        relay.session_call("add_device", device_id, "android_phone", caps)
+        relay.log("device_connected", {
+            "device_id": device_id, "address": self.address, "protocol": version,
+            "model": str(msg.get("model", "")), "reconnect": reconnect,
+        })
+
+    # -------------------------------------------------------------- dispatch
+    async def _dispatch(self, msg: Message, t_rx: float) -> None:
+        kind = msg.type
+        if kind == "sync_req":
+            t3 = pylsl.local_clock()
+            self._sync[msg.get("seq")] = (msg.get("t1"), t_rx, t3)
+            if len(self._sync) > 512:
+                self._sync.pop(next(iter(self._sync)))
+            self.send({"type": "sync_resp", "seq": msg.get("seq"), "t1": msg.get("t1"),
+                       "t2": t_rx, "t3": t3})
+        elif kind == "sync_done":
+            self._sync_done(msg)
+        elif kind == "heartbeat":
+            status = {k: v for k, v in msg.fields.items() if k not in ("type", "t")}
+            self.device.phone_status.update(status)
+        elif kind in ("samples", "event"):
+            if msg.type == "samples":
+                item = ("samples", *P.decode_samples(msg))
+            else:
+                item = ("event", msg.get("label")[:1024], float(msg.get("t")))
+            if self.device.outlets is None or not self.est.ready:
+                if len(self._pending) >= MAX_PENDING:
+                    raise ProtocolError("not_synced", "no clock sync yet; send the "
+                                        "sync burst before streaming")
+                self._pending.append(item)
+            else:
+                self._push(item)
+        elif kind == "ack":
+            entry = self._acks.pop(msg.get("re"), None)
+            if entry is not None and not entry[0].done():
+                entry[0].set_result(dict(msg.fields, rx_lsl=t_rx))
+        elif kind.startswith("upload_"):
+            await self._upload(msg)
+        elif kind == "bye":
+            await self.close("bye")
+
+    def _sync_done(self, msg: Message) -> None:
+        stored = self._sync.pop(msg.get("seq"), None)
+        if stored is None:
+            return
+        t1, t2, t3 = stored
+        if not self.est.add(t1, t2, t3, float(msg.get("t4"))):
+            return
+        dev = self.device
+        if self.est.ready and (dev.outlets is None or self._pending):
+            if dev.outlets is None:
+                q = self.est.quality()
+                sync = {**q.as_dict(), **{f"schedule_{k}": v for k, v in
+                                          self.relay.sync_schedule.items()}}
+                dev.outlets = PhoneOutlets(dev.device_id, self.streams,
+                                           hello=self.hello, sync=sync)
+                self.relay.session_call("clock_sync", dev.device_id, q.as_dict())
+            pending, self._pending = self._pending, []
+            for item in pending:
+                self._push(item)
+
+    def _push(self, item: tuple) -> None:
+        outlets = self.device.outlets
+        if item[0] == "event":
+            _, label, t = item
+            outlets.push_event(label, t, float(self.est.map(t)))
+            return
+        _, stream, phone_t, values = item
+        lsl_t = self.est.map(phone_t)
+        outlets.push(stream, phone_t, lsl_t, values)
+        for cb in self.relay.push_observers:
+            cb(self.device.device_id, stream, phone_t, lsl_t)
+
+    # -------------------------------------------------------------- commands
+    async def command(self, command: str, fields: dict[str, Any],
+                      timeout: float) -> dict[str, Any]:
+        """Send a command, wait for its ack, log ``device_ack``; return the ack."""
+        cid = next(self._ids)
+        fut = asyncio.get_running_loop().create_future()
+        sent = pylsl.local_clock()
+        self._acks[cid] = (fut, command, sent)
+        self.send({"type": command, "id": cid, **fields})
+        try:
+            ack = await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            self._acks.pop(cid, None)
+            ack = {"status": "timeout"}
+        details: dict[str, Any] = {
+            "device_id": self._name(), "command": command, "ack_id": cid,
+            "status": ack.get("status"), "message": str(ack.get("message", ""))[:200],
+        }
+        if "rx_lsl" in ack:
+            details["rtt_ms"] = round((ack["rx_lsl"] - sent) * 1e3, 3)
+        t = ack.get("t")
+        if P._is_num(t) and self.est.ready:
+            details["phone_time"] = t
+            details["lsl_time_mapped"] = float(self.est.map(t))
+        if ack.get("status") in ("ok", "error"):
+            self.relay.log("device_ack", details)
+        else:
+            self.relay.log("error", {"category": "device", **details})
+        return ack
+
+    # --------------------------------------------------------------- uploads
+    async def _upload(self, msg: Message) -> None:
+        store, relay = self.relay.uploads, self.relay
+        re_id = msg.get("id")
+        try:
+            if store is None:
+                raise ProtocolError("no_session", "the relay has no session: uploads "
+                                    "are refused (start it with --session)")
+            run = asyncio.get_running_loop().run_in_executor
+            dev = self.device
+            if msg.type == "upload_offer":
+                res = await run(None, lambda: store.offer(
+                    dev.device_id, name=msg.get("name"), size=msg.get("size"),
+                    sha256=msg.get("sha256"), file_type=msg.get("file_type"),
+                    owner=self))
+                self.send({"type": "upload_ready", "re": re_id, **res})
+            elif msg.type == "upload_chunk":
+                await run(None, store.write, msg.get("upload_id"), msg.get("offset"),
+                          msg.body, self)
+            elif msg.type == "upload_end":
+                when = dev.record_started or datetime.now()
+                entry = await run(None, store.finish, msg.get("upload_id"), self, when)
+                self.send({"type": "upload_done", "re": re_id,
+                           "upload_id": msg.get("upload_id"), **entry})
+                relay.log("file_received", {
+                    "device_id": dev.device_id, "file_type": entry["file_type"],
+                    "file_path": entry["file_path"], "file_size": entry["file_size"],
+                    "sha256": entry["sha256"]})
+        except ProtocolError as exc:
+            exc.re_id = re_id
+            raise
