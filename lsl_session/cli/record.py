@@ -156,12 +156,17 @@ def record_command(
     stopper = StopSignal()
     stopper.install()
     manager = SessionManager(root)
-    manager.create_session(name)
-    for device in config.devices if config else ():
-        manager.add_device_to_session(
-            device.device_id, device.device_type, list(device.capabilities)
-        )
+
+    def open_session(session_name: str | None) -> None:
+        manager.create_session(session_name)
+        for device in config.devices if config else ():
+            manager.add_device_to_session(
+                device.device_id, device.device_type, list(device.capabilities)
+            )
+
     if control_port is not None:
+        # Remote `start` creates each session (named from `filename`), remote
+        # `stop` ends it; the command runs until a signal, --duration or `quit`.
         from lsl_session.control import ControlServer
 
         control = ControlServer(
@@ -171,6 +176,10 @@ def record_command(
             token=control_token,
             default_streams=stream_queries,
             on_quit=stopper.event.set,
+            process=not no_process,
+            default_name=name,
+            recorder_options=options,
+            create_session=open_session,
         )
         control.start()
         click.echo(
@@ -180,6 +189,7 @@ def record_command(
         _wait(manager, stopper, deadline, status_interval)
         control.stop()
     else:
+        open_session(name)
         manager.start_recording(stream_queries, **options)
         click.echo(f"recording into {manager.session_dir}", err=True)
         deadline = None if duration is None else time.monotonic() + duration
@@ -187,7 +197,8 @@ def record_command(
     if stopper.signal_name:
         click.echo(f"{stopper.signal_name}: stopping", err=True)
     _finish(manager, no_process)
-    click.echo(str(manager.session_dir))
+    if manager.session_dir is not None:  # None: no remote `start` came
+        click.echo(str(manager.session_dir))
 
 
 def _wait(

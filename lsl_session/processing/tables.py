@@ -156,21 +156,32 @@ class Interpolator:
     def __call__(self, grid: np.ndarray) -> np.ndarray:
         """Values at ``grid`` (LSL times), shape (len(grid), n_channels)."""
         ts, n = self.ts, len(self.ts)
-        out = np.full((len(grid), self.values.shape[1]), np.nan, self.dtype)
+        out = np.empty((len(grid), self.values.shape[1]), self.dtype)
         left = np.searchsorted(ts, grid, side="right") - 1
-        exact = (left >= 0) & (left < n) & (ts[np.clip(left, 0, n - 1)] == grid)
         inner = (left >= 0) & (left < n - 1)
-        ok = np.zeros(len(grid), bool)
+        ok = inner.copy()
         ok[inner] = ~self.brk[left[inner]]
-        idx = left[ok]
-        t_lo, t_hi = ts[idx], ts[idx + 1]
-        span = t_hi - t_lo
-        w = np.divide(grid[ok] - t_lo, span, out=np.zeros_like(span), where=span > 0)
-        lo = self.values[idx].astype(np.float64)
-        hi = self.values[idx + 1].astype(np.float64)
-        out[ok] = lo + (hi - lo) * w[:, None]
-        only_exact = exact & ~ok
-        out[only_exact] = self.values[left[only_exact]]
+        lo_k, hi_k = np.searchsorted(ok, True), len(ok)
+        dense = bool(ok[lo_k:].all()) if lo_k < len(ok) else False
+        sel: slice | np.ndarray = slice(lo_k, hi_k) if dense else ok
+        if not dense:
+            out[:] = np.nan
+        else:
+            out[:lo_k] = np.nan
+        idx = left[sel]
+        t_lo = ts[idx]
+        span = ts[idx + 1] - t_lo
+        w = np.divide(grid[sel] - t_lo, span, out=np.zeros_like(span), where=span > 0)
+        lo = self.values[idx].astype(self.dtype, copy=False)
+        hi = self.values[idx + 1].astype(self.dtype, copy=False)
+        hi -= lo
+        hi *= w.astype(self.dtype)[:, None]
+        hi += lo
+        out[sel] = hi
+        exact = ~ok & (left >= 0) & (left < n)
+        if exact.any():  # a grid point exactly on a sample next to a break
+            hit = exact & (ts[np.clip(left, 0, n - 1)] == grid)
+            out[hit] = self.values[left[hit]]
         return out
 
 

@@ -31,14 +31,14 @@ _DEFAULT_SCALE = {"gsr": 1e-6, "eeg": 1e-6}
 
 
 def channel_type(stream: SyncedStream, k: int) -> str:
-    """MNE type of channel ``k``: ``gsr``, ``eeg`` or ``misc``."""
-    for candidate in (stream.channel_types[k], stream.type):
-        kind = (candidate or "").strip().lower()
-        if kind in ("gsr", "eda"):
-            return "gsr"
-        if kind == "eeg":
-            return "eeg"
-    return "misc"
+    """MNE type of channel ``k``: ``gsr``, ``eeg`` or ``misc``.
+
+    The channel's own ``type`` decides; the stream type only when it is empty.
+    """
+    kind = (stream.channel_types[k] or stream.type or "").strip().lower()
+    if kind in ("gsr", "eda"):
+        return "gsr"
+    return "eeg" if kind == "eeg" else "misc"
 
 
 def unit_scale(kind: str, unit: str) -> float:
@@ -120,7 +120,7 @@ def to_raw(
     if stim:
         stim_row = np.zeros(n)
         for lsl, desc in zip(events["lsl_time"], events["description"], strict=True):
-            idx = int(round((lsl - first) * sfreq))
+            idx = round((lsl - first) * sfreq)
             if 0 <= idx < n:
                 stim_row[idx] = codes.setdefault(str(desc), len(codes) + 1)
         data = np.vstack([data, stim_row])

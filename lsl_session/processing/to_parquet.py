@@ -73,13 +73,19 @@ def _schema(stream: SyncedStream) -> pa.Schema:
     return pa.schema(fields, metadata=meta)
 
 
+def _writer_options(schema: pa.Schema) -> dict[str, Any]:
+    """Dictionary-encode string columns only (it is ~10× slower on float data)."""
+    strings = [f.name for f in schema if pa.types.is_string(f.type)]
+    return {"use_dictionary": strings or False, "compression": "snappy"}
+
+
 def write_stream(stream: SyncedStream, path: Path, t0: float) -> int:
     """Write one stream at its native rate; return the number of rows."""
     schema = _schema(stream)
     ts = stream.time_stamps
     n = len(ts)
     labels = tables.column_labels(stream)
-    with pq.ParquetWriter(path, schema) as writer:
+    with pq.ParquetWriter(path, schema, **_writer_options(schema)) as writer:
         for start in range(0, max(n, 1), BLOCK_ROWS):
             stop = min(start + BLOCK_ROWS, n)
             cols: list[Any] = [ts[start:stop] - t0, ts[start:stop]]
@@ -112,7 +118,7 @@ def write_aligned(
                                        "streams": [s.name for s in numeric]})}
     schema = pa.schema(fields, metadata=meta)
     rows = 0
-    with pq.ParquetWriter(path, schema) as writer:
+    with pq.ParquetWriter(path, schema, **_writer_options(schema)) as writer:
         for rel, lsl, arrays in tables.aligned_blocks(numeric, t0, rate, block=BLOCK_ROWS):
             cols = [rel, lsl] + [np.ascontiguousarray(a[:, k]) for a in arrays
                                  for k in range(a.shape[1])]

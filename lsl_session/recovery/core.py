@@ -15,7 +15,11 @@ from lsl_session.layout import SessionPaths
 from lsl_session.lifecycle import UNFINISHED, State
 from lsl_session.metadata import now_iso, read_metadata, write_metadata
 from lsl_session.recovery.eventlog import LogRepair, repair_event_log
-from lsl_session.recovery.rebuild import check_files, keep_corrupt_copy, rebuild_metadata
+from lsl_session.recovery.rebuild import (
+    check_files,
+    keep_corrupt_copy,
+    rebuild_metadata,
+)
 from lsl_session.recovery.xdf_repair import XdfRepair, repair_xdf
 from lsl_session.session import Session, sha256_file
 
@@ -154,7 +158,9 @@ def _event_file_problems(folder: Path, events: list[dict[str, Any]]) -> list[str
         if not target.is_file():
             problems.append(f"{e.get('device_id')}: missing file {rel} (from the log)")
         elif digest and sha256_file(target) != digest:
-            problems.append(f"{e.get('device_id')}: changed file {rel} (sha256 differs)")
+            problems.append(
+                f"{e.get('device_id')}: changed file {rel} (sha256 differs)"
+            )
     return problems
 
 
@@ -184,11 +190,12 @@ def _looks_like_session(paths: SessionPaths) -> bool:
     )
 
 
-def _load_meta(folder: Path) -> tuple[dict[str, Any] | None, str | None]:
+def _load_meta(folder: Path) -> dict[str, Any] | None:
     try:
-        return read_metadata(folder), None
+        return read_metadata(folder)
     except MetadataError as exc:
-        return None, str(exc)
+        logger.info("%s", exc)
+        return None
 
 
 def recover_session(folder: Path | str, *, dry_run: bool = False) -> RecoveryReport:
@@ -228,7 +235,7 @@ def recover_session(folder: Path | str, *, dry_run: bool = False) -> RecoveryRep
     if not folder.is_dir():
         raise SessionNotFoundError(f"{folder}: no such session folder")
     paths = SessionPaths(folder)
-    meta, meta_error = _load_meta(folder)
+    meta = _load_meta(folder)
     if meta is None and not _looks_like_session(paths):
         raise SessionNotFoundError(f"{folder}: not a session folder")
     report = RecoveryReport(folder, dry_run=dry_run)
@@ -248,7 +255,6 @@ def recover_session(folder: Path | str, *, dry_run: bool = False) -> RecoveryRep
         )
     else:
         report.interrupted = True
-        report.problems.append(meta_error or "metadata unreadable")
 
     # 1. XDF files
     for xdf_path in sorted(folder.glob("*.xdf")):
@@ -266,12 +272,13 @@ def recover_session(folder: Path | str, *, dry_run: bool = False) -> RecoveryRep
     recording = _recording_from_xdf(report.xdf)
     # 3. metadata
     if meta is None:
+        why = "corrupt" if paths.metadata.exists() else "missing"
         meta, found = rebuild_metadata(folder, log.events, recording)
         report.problems.extend(found)
         report.problems.extend(_event_file_problems(folder, log.events))
         report.actions.append(
             f"rebuilt {layout.METADATA_FILE} from the folder, the event log and "
-            f"{len(report.xdf)} XDF file(s)"
+            f"{len(report.xdf)} XDF file(s) (it was {why})"
         )
         if paths.metadata.exists() and not dry_run:
             report.saved.append(keep_corrupt_copy(paths.metadata).name)

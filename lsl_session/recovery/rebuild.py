@@ -19,7 +19,11 @@ from lsl_session.session import sha256_file
 logger = logging.getLogger(__name__)
 
 #: Device sub-folder → the file type assumed when the name does not tell.
-_FOLDER_TYPES = {"rgb_videos": "rgb", "thermal_videos": "thermal", "sensor_data": "sensor"}
+_FOLDER_TYPES = {
+    "rgb_videos": "rgb",
+    "thermal_videos": "thermal",
+    "sensor_data": "sensor",
+}
 #: File type → device capability (for devices rebuilt without an event log).
 _CAPABILITIES = {
     "rgb": "rgb_video",
@@ -30,7 +34,9 @@ _CAPABILITIES = {
     "accel": "motion_data",
     "audio": "audio_recording",
 }
-_DEVICE_FILE = re.compile(r"^(?P<dev>.+?)_(?P<type>[A-Za-z0-9-]+)_\d{8}_\d{6}(?:_\d+)?\.")
+_DEVICE_FILE = re.compile(
+    r"^(?P<dev>.+?)_(?P<type>[A-Za-z0-9-]+)_\d{8}_\d{6}(?:_\d+)?\."
+)
 _WEBCAM_FILE = re.compile(r"^webcam_(?P<n>\d+)_\d{8}_\d{6}")
 _INCOMPLETE = (".part", ".tmp")
 

@@ -66,7 +66,9 @@ class XdfRepair:
         name = self.path.name
         if self.torn_bytes:
             kept = f", kept in {self.torn_tail.name}" if self.torn_tail else ""
-            out.append(f"{name}: cut a torn final chunk ({self.torn_bytes} bytes{kept})")
+            out.append(
+                f"{name}: cut a torn final chunk ({self.torn_bytes} bytes{kept})"
+            )
         if self.file_header_added:
             out.append(f"{name}: wrote a missing FileHeader")
         if self.footers_added:

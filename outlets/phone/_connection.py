@@ -149,6 +149,14 @@ class Connection:
         with contextlib.suppress(Exception):
             self.writer.close()
         dev = self.device
+        if self._pending and dev is not None:
+            if dev.outlets is not None and len(self.est) >= 8:
+                pending, self._pending = self._pending, []
+                for item in pending:  # best fit available beats losing them
+                    self._push(item)
+            else:
+                logger.warning("%s: %d batches dropped (no clock sync before close)",
+                               dev.device_id, len(self._pending))
         if self.relay.uploads is not None:
             self.relay.uploads.release(self)
         if dev is None or dev.conn is not self:
@@ -375,4 +383,6 @@ class Connection:
                     "sha256": entry["sha256"]})
         except ProtocolError as exc:
             exc.re_id = re_id
+            if isinstance(msg.get("upload_id"), str):
+                exc.extra.setdefault("upload_id", msg.get("upload_id"))
             raise

@@ -214,7 +214,8 @@ class PhoneRelay:
         deadline = pylsl.local_clock() + timeout
         while pylsl.local_clock() < deadline:
             dev = self.devices.get(device_id)
-            if dev and dev.conn is not None and dev.outlets is not None:
+            conn = dev.conn if dev else None
+            if conn is not None and conn.est.ready and dev.outlets is not None:
                 return True
             threading.Event().wait(0.02)
         return False
@@ -284,9 +285,10 @@ class PhoneRelay:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     async def _listen(self) -> None:
+        extra = {"ssl_handshake_timeout": self.hello_timeout} if self.ssl_context else {}
         self._server = await asyncio.start_server(
             self._accept, self.host, self._port, ssl=self.ssl_context,
-            limit=self.max_frame + 8, ssl_handshake_timeout=self.hello_timeout,
+            limit=self.max_frame + 8, **extra,
         )
         self._port = self._server.sockets[0].getsockname()[1]
 

@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -49,6 +49,7 @@ class Upload:
     owner: object
     fh: BinaryIO | None = None
     offset_error_sent: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class UploadStore:
@@ -162,9 +163,11 @@ class UploadStore:
                 "size_exceeded",
                 f"more bytes than the declared size {up.size}; upload discarded",
             )
-        assert up.fh is not None
-        up.fh.write(data)
-        up.received += len(data)
+        with up.lock:
+            if up.fh is None:
+                raise ProtocolError("unknown_upload", "upload was closed")
+            up.fh.write(data)
+            up.received += len(data)
         return up.received
 
     def finish(self, upload_id: str, owner: object, when: datetime) -> dict[str, Any]:
@@ -229,8 +232,9 @@ class UploadStore:
     def _drop(self, up: Upload, *, delete: bool) -> None:
         with self._lock:
             self._uploads.pop(up.upload_id, None)
-        if up.fh is not None:
-            up.fh.close()
-            up.fh = None
+        with up.lock:
+            if up.fh is not None:
+                up.fh.close()
+                up.fh = None
         if delete:
             up.part.unlink(missing_ok=True)

@@ -238,6 +238,11 @@ class ShimmerEmulator:
             rows = np.concatenate(self._truth) if self._truth else np.empty((0, 12))
         return {k: rows[:, i] for i, k in enumerate(_TRUTH_KEYS)}
 
+    def schedule_sync_pulses(self, lsl_times: np.ndarray | list[float]) -> None:
+        """Emit sync pulses at these LSL times (call after streaming started)."""
+        rel = np.asarray(sorted(lsl_times), dtype=float) - self._t_start
+        self.sync_pulse_times = rel[rel >= 0]
+
     def sync_pulse_lsl_times(self) -> np.ndarray:
         """LSL times of the first sample of each emitted sync pulse."""
         tr = self.truth()

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pyxdf
-from conftest import wait_until
+from lsl_helpers import wait_until
 from lsl_helpers import RegularSource
 
 from lsl_session.recorder import Recorder

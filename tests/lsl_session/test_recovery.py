@@ -26,10 +26,10 @@ from lsl_session.recovery import (
 from lsl_session.session import Session, create_session_folder, sha256_file
 from lsl_session.xdf.writer import (
     encode_clock_offset,
+    encode_file_header,
     encode_samples,
     encode_stream_footer,
     encode_stream_header,
-    encode_file_header,
 )
 
 
@@ -49,7 +49,7 @@ def dead_pid() -> int:
 
 def _xml(name: str, fmt: str, nch: int, srate: float) -> str:
     return (
-        f"<?xml version=\"1.0\"?><info><name>{name}</name><type>T{name}</type>"
+        f'<?xml version="1.0"?><info><name>{name}</name><type>T{name}</type>'
         f"<channel_count>{nch}</channel_count><nominal_srate>{srate}</nominal_srate>"
         f"<channel_format>{fmt}</channel_format><source_id>src/{name}</source_id>"
         f"<hostname>lab</hostname></info>"
@@ -68,7 +68,9 @@ def write_xdf(path: Path, *, footers: bool, tear: int = 0) -> dict[str, int]:
         encode_samples(2, stamps[:3], [["a"], ["b"], ["c"]], "string"),
     ]
     if footers:
-        parts.append(encode_stream_footer(1, stamps[0], stamps[-1], 50, [(500.0, -1.5)]))
+        parts.append(
+            encode_stream_footer(1, stamps[0], stamps[-1], 50, [(500.0, -1.5)])
+        )
         parts.append(encode_stream_footer(2, stamps[0], stamps[2], 3, [(500.0, -1.5)]))
     data = b"".join(parts)
     path.write_bytes(data[: len(data) - tear])
@@ -80,7 +82,9 @@ def make_session(root: Path, *, status: str, footers: bool = True, tear: int = 0
     s = Session(folder)
     s.log_event("session_start", {"name": "pilot"})
     s.add_device("phone_1", "android_phone", ["rgb_video", "gsr_data"])
-    s.log_event("device_connected", {"device_id": "phone_1", "device_type": "android_phone"})
+    s.log_event(
+        "device_connected", {"device_id": "phone_1", "device_type": "android_phone"}
+    )
     video = s.paths.device_folder("phone_1", "rgb") / "phone_1_rgb_20250731_143022.mp4"
     video.write_bytes(b"fake mp4 " * 100)
     gsr = s.paths.device_folder("phone_1", "gsr") / "phone_1_gsr_20250731_143022.csv"
@@ -110,40 +114,53 @@ def test_healthy_completed_session_has_nothing_to_do(session_root):
     folder, _ = make_session(session_root, status="completed")
     before = snapshot(folder)
     report = recover_session(folder)
-    assert report.nothing_to_do and report.actions == [] and report.problems == []
+    assert report.nothing_to_do
+    assert report.actions == []
+    assert report.problems == []
     assert snapshot(folder) == before
     assert diagnose_session(folder) == []
     assert recover_root(session_root) == []
 
 
 def test_interrupted_session_is_repaired_and_marked(session_root):
-    folder, counts = make_session(session_root, status="recording", footers=False, tear=7)
+    folder, counts = make_session(
+        session_root, status="recording", footers=False, tear=7
+    )
     log = folder / f"{folder.name}_log.json"
     log.write_bytes(log.read_bytes()[:-3] + b',\n{"event": "marker", "ti')
     assert needs_recovery(folder)
     before = snapshot(folder)
     diag = diagnose_session(folder)
-    assert any("torn" in d for d in diag) and snapshot(folder) == before
+    assert any("torn" in d for d in diag)
+    assert snapshot(folder) == before
 
     [report] = recover_root(session_root)
-    assert report.interrupted and report.status == "recovered"
+    assert report.interrupted
+    assert report.status == "recovered"
     assert_kept(before, folder)
     meta = read_metadata(folder)
-    assert meta["status"] == "recovered" and "owner" not in meta
+    assert meta["status"] == "recovered"
+    assert "owner" not in meta
     assert meta["recovery"]["previous_status"] == "recording"
     assert meta["recovery"]["actions"] == report.actions
-    assert meta["end_time"] and meta["duration_s"] is not None
+    assert meta["end_time"]
+    assert meta["duration_s"] is not None
     names = {s["name"]: s["sample_count"] for s in meta["recording"]["streams"]}
     assert names == {"EEG": counts["EEG"], "Mk": 0}  # its only chunk was torn
     events = json.loads(log.read_bytes())
     assert events[-1]["event"] == "recovered"
     assert [e["event"] for e in events[:-1]] == [
-        "session_start", "device_connected", "file_received", "file_received"
+        "session_start",
+        "device_connected",
+        "file_received",
+        "file_received",
     ]
     torn = list(folder.glob(f"{log.name}.torn-*"))
-    assert len(torn) == 1 and torn[0].read_bytes() == b'{"event": "marker", "ti'
+    assert len(torn) == 1
+    assert torn[0].read_bytes() == b'{"event": "marker", "ti'
     tails = list(folder.glob("*.xdf.torn-tail*"))
-    assert len(tails) == 1 and len(tails[0].read_bytes()) > 0
+    assert len(tails) == 1
+    assert len(tails[0].read_bytes()) > 0
     streams, _ = pyxdf.load_xdf(str(folder / f"{folder.name}.xdf"))
     assert all("footer" in s for s in streams)
     # idempotent
@@ -170,20 +187,26 @@ def test_metadata_is_rebuilt(session_root, damage):
     report = recover_session(folder)
     assert_kept(before, folder)
     meta = read_metadata(folder)
-    assert meta["status"] == "recovered" and meta["session_id"] == folder.name
-    assert meta["name"] == "pilot" and meta["start_time"].startswith(folder.name[6:10])
+    assert meta["status"] == "recovered"
+    assert meta["session_id"] == folder.name
+    assert meta["name"] == "pilot"
+    assert meta["start_time"].startswith(folder.name[6:10])
     assert meta["devices"]["phone_1"]["device_type"] == "android_phone"
     assert set(meta["devices"]["phone_1"]["capabilities"]) == {"rgb_video", "gsr_data"}
     rebuilt = {f["file_path"]: f for f in meta["files"]["phone_1"]}
     for entry in original["files"]["phone_1"]:
         got = rebuilt[entry["file_path"]]
-        assert got["sha256"] == entry["sha256"] == sha256_file(folder / entry["file_path"])
+        assert (
+            got["sha256"] == entry["sha256"] == sha256_file(folder / entry["file_path"])
+        )
         assert got["file_size"] == entry["file_size"]
         assert got["file_type"] == entry["file_type"]
     streams = {s["name"]: s for s in meta["recording"]["streams"]}
     assert {k: v["sample_count"] for k, v in streams.items()} == counts
-    assert streams["EEG"]["channel_count"] == 2 and streams["EEG"]["nominal_srate"] == 50
-    assert streams["EEG"]["source_id"] == "src/EEG" and streams["EEG"]["hostname"] == "lab"
+    assert streams["EEG"]["channel_count"] == 2
+    assert streams["EEG"]["nominal_srate"] == 50
+    assert streams["EEG"]["source_id"] == "src/EEG"
+    assert streams["EEG"]["hostname"] == "lab"
     assert streams["Mk"]["type"] == "TMk"
     corrupt = list(folder.glob("session_metadata.json.corrupt-*"))
     if broken is None:
@@ -202,7 +225,10 @@ def test_metadata_rebuilt_without_event_log(session_root):
     recover_session(folder)
     meta = read_metadata(folder)
     assert meta["devices"]["webcam_1"]["device_type"] == "pc_webcam"
-    assert meta["files"]["webcam_1"][0]["file_path"] == "webcam/webcam_1_20250731_143022.mp4"
+    assert (
+        meta["files"]["webcam_1"][0]["file_path"]
+        == "webcam/webcam_1_20250731_143022.mp4"
+    )
     assert meta["devices"]["phone_1"]["device_type"] is None
     events = json.loads((folder / f"{folder.name}_log.json").read_bytes())
     assert [e["event"] for e in events] == ["recovered"]
@@ -224,10 +250,12 @@ def test_changed_or_missing_files_are_reported(session_root, change):
     report = recover_session(folder)
     word = "missing" if change == "deleted" else "changed"
     assert any(word in p and video.name in p for p in report.problems)
-    assert report.actions == [] and snapshot(folder) == before  # reported, not fixed
+    assert report.actions == []
+    assert snapshot(folder) == before
     assert any(word in p for p in diagnose_session(folder))
     result = CliRunner().invoke(recover_command, [str(folder)])
-    assert result.exit_code == 0 and word in result.output
+    assert result.exit_code == 0
+    assert word in result.output
 
 
 def test_changed_file_reported_after_metadata_rebuild(session_root):
@@ -315,10 +343,12 @@ def test_cli_root_summary_and_json(session_root):
     first = runner.invoke(recover_command, ["--root", str(session_root), "--json"])
     assert first.exit_code == 0, first.output
     [entry] = json.loads(first.output)
-    assert entry["session_id"] == folder.name and entry["status"] == "recovered"
+    assert entry["session_id"] == folder.name
+    assert entry["status"] == "recovered"
     assert entry["xdf"][0]["torn_bytes"] >= 3  # the whole torn chunk
     assert healthy.name not in first.output
     text = runner.invoke(recover_command, ["--root", str(session_root)])
     assert text.output.strip() == f"no unfinished sessions under {session_root}"
     one = runner.invoke(recover_command, [str(healthy)])
-    assert one.exit_code == 0 and "nothing to do" in one.output
+    assert one.exit_code == 0
+    assert "nothing to do" in one.output

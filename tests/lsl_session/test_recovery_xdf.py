@@ -15,8 +15,8 @@ from lsl_session.xdf.writer import (
     encode_clock_offset,
     encode_file_header,
     encode_samples,
-    encode_stream_header,
     encode_stream_footer,
+    encode_stream_header,
 )
 
 STREAMS = {
@@ -29,7 +29,7 @@ STREAMS = {
 def _xml(sid: int) -> str:
     name, typ, nch, srate, fmt = STREAMS[sid]
     return (
-        f"<?xml version=\"1.0\"?><info><name>{name}</name><type>{typ}</type>"
+        f'<?xml version="1.0"?><info><name>{name}</name><type>{typ}</type>'
         f"<channel_count>{nch}</channel_count><nominal_srate>{srate}</nominal_srate>"
         f"<channel_format>{fmt}</channel_format><source_id>test/{sid}</source_id>"
         f"<hostname>lab</hostname><desc/></info>"
@@ -109,7 +109,8 @@ def test_truncated_everywhere_in_last_three_chunks(tmp_path, caplog):
         # pyxdf's robust clock fit costs ~60 ms: full options on every 16th cut
         _check_loadable(path, _counts(chunks, cut), sync=(cut - start) % 16 == 0)
         again = repair_xdf(path)
-        assert not again.changed and path.read_bytes() == repaired
+        assert not again.changed
+        assert path.read_bytes() == repaired
 
 
 def test_complete_file_without_footers_gets_footers_with_offsets(tmp_path):
@@ -117,14 +118,17 @@ def test_complete_file_without_footers_gets_footers_with_offsets(tmp_path):
     path = tmp_path / "nofooter.xdf"
     path.write_bytes(b"".join(c[0] for c in chunks))
     rep = repair_xdf(path)
-    assert rep.torn_bytes == 0 and rep.torn_tail is None
+    assert rep.torn_bytes == 0
+    assert rep.torn_tail is None
     raw = load_raw(path)
     assert not raw.problems
     for sid, s in raw.streams.items():
         assert s.footer["sample_count"] == s.sample_count
         assert s.footer["first_timestamp"] == s.time_stamps[0]
         assert s.footer["last_timestamp"] == s.time_stamps[-1]
-        offsets = list(zip(s.clock_times.tolist(), s.clock_values.tolist()))
+        offsets = list(
+            zip(s.clock_times.tolist(), s.clock_values.tolist(), strict=False)
+        )
         assert [tuple(o) for o in s.footer["clock_offsets"]] == offsets
         assert len(offsets) >= 3, sid
 
@@ -150,10 +154,13 @@ def test_file_cut_inside_the_file_header(tmp_path, data):
     rep = repair_xdf(path)
     assert rep.file_header_added
     streams, header = pyxdf.load_xdf(str(path))
-    assert streams == [] and header["info"]["version"][0] == "1.0"
+    assert streams == []
+    assert header["info"]["version"][0] == "1.0"
     assert path.read_bytes().startswith(data[:4] if data[:4] == b"XDF:" else b"XDF:")
     tails = list(tmp_path.glob("tiny.xdf.torn-tail*"))
-    assert (b"".join(p.read_bytes() for p in tails)) == data[4:] if len(data) > 4 else True
+    assert (
+        (b"".join(p.read_bytes() for p in tails)) == data[4:] if len(data) > 4 else True
+    )
     assert not repair_xdf(path).changed
 
 
@@ -161,7 +168,8 @@ def test_not_an_xdf_file_is_left_alone(tmp_path):
     path = tmp_path / "other.xdf"
     path.write_bytes(b"hello world, not xdf")
     rep = repair_xdf(path)
-    assert not rep.changed and rep.problems
+    assert not rep.changed
+    assert rep.problems
     assert path.read_bytes() == b"hello world, not xdf"
 
 
@@ -171,6 +179,8 @@ def test_dry_run_changes_nothing(tmp_path):
     path = tmp_path / "dry.xdf"
     path.write_bytes(full[:-7])
     rep = repair_xdf(path, dry_run=True)
-    assert rep.changed and rep.torn_bytes and rep.footers_added
+    assert rep.changed
+    assert rep.torn_bytes
+    assert rep.footers_added
     assert path.read_bytes() == full[:-7]
     assert list(tmp_path.iterdir()) == [path]

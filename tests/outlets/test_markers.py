@@ -10,7 +10,7 @@ import threading
 import pylsl
 import pytest
 from click.testing import CliRunner
-from conftest import wait_until
+from lsl_helpers import wait_until
 
 from outlets.cli_markers import markers
 from outlets.markers import MarkerOutlet, OutletError, marker_source_id

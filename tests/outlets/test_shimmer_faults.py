@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import wait_until
+from lsl_helpers import wait_until
 
 from outlets.shimmer import ShimmerEmulator, ShimmerError, ShimmerOutlet
 

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pylsl
 import pytest
-from conftest import wait_until
+from lsl_helpers import wait_until
 
 from outlets.shimmer import ShimmerEmulator, ShimmerOutlet
 from outlets.shimmer.clock import COUNTER_MODULUS, TICKS_PER_SECOND

@@ -15,7 +15,7 @@ import numpy as np
 import pylsl
 import pytest
 from click.testing import CliRunner
-from conftest import wait_until
+from lsl_helpers import wait_until
 
 from lsl_session.errors import DeviceError
 from outlets.cli_webcam import webcam

@@ -9,7 +9,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, MANGLED, WELL_FORMED, build_recording, stream_xml
+from xdf_helpers import FIXTURES, MANGLED, WELL_FORMED, build_recording, stream_xml
 
 from lsl_session.xdf import (
     BOUNDARY_UUID,

@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 import pyxdf
-from conftest import FIXTURES, MANGLED, WELL_FORMED, build_recording, stream_xml
+from xdf_helpers import FIXTURES, MANGLED, WELL_FORMED, build_recording, stream_xml
 
 from lsl_session.xdf import (
     ChunkTag,

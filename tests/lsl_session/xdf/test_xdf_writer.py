@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 import pyxdf
-from conftest import FIXTURES, stream_xml
+from xdf_helpers import FIXTURES, stream_xml
 
 from lsl_session.xdf import (
     XdfWriter,

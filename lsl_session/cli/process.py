@@ -1,0 +1,93 @@
+"""``process`` and ``export``: post-processing of a recorded session (SPEC §8, §12)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lsl_session.errors import LslSessionError
+
+logger = logging.getLogger(__name__)
+
+#: Steps whose failure makes the command fail (others are reported as warnings).
+_ESSENTIAL = ("load", "synchronized_data", "csv", "matlab", "fif")
+
+
+class ProcessingError(LslSessionError):
+    """Post-processing could not produce its essential outputs."""
+
+
+def _report(run: dict[str, Any]) -> None:
+    for name, step in run["steps"].items():
+        status = step["status"]
+        line = f"{name:<20} {status:<6} {step.get('duration_s', 0):8.2f} s"
+        if status == "error":
+            line += f"  {step['error']}"
+        click.echo(line)
+    for problem in (run["steps"].get("load", {}).get("report") or {}).get("problems", []):
+        click.echo(f"warning: {problem}", err=True)
+    failed = [n for n in _ESSENTIAL if run["steps"].get(n, {}).get("status") == "error"]
+    if failed:
+        first = run["steps"][failed[0]]["error"]
+        raise ProcessingError(f"{failed[0]} failed: {first}")
+    for name, step in run["steps"].items():
+        if step["status"] == "error":
+            click.echo(f"warning: {name} failed: {step['error']}", err=True)
+
+
+def _open(session_dir: Path):
+    from lsl_session.session import Session
+
+    return Session(session_dir)
+
+
+@click.command(
+    "process",
+    epilog="\b\nExamples:\n  lsl-session process recordings/pilot_20250731_143022\n"
+    "  lsl-session process SESSION_DIR --rate 250 --no-hand-segmentation",
+)
+@click.argument("session_dir", type=click.Path(path_type=Path))
+@click.option("--rate", type=float, default=None, help="Aligned grid rate in Hz.")
+@click.option(
+    "--no-hand-segmentation", is_flag=True, help="Skip the hand segmentation processor."
+)
+def process_command(session_dir: Path, rate: float | None, no_hand_segmentation: bool) -> None:
+    """Load, synchronize and export a session; run the processors."""
+    from lsl_session.processing.pipeline import process_session
+
+    session = _open(session_dir)
+    try:
+        run = process_session(session, rate=rate, hand_segmentation=not no_hand_segmentation)
+    finally:
+        session.close()
+    _report(run)
+    click.echo(str(session.root))
+
+
+@click.command(
+    "export",
+    epilog="\b\nExamples:\n  lsl-session export SESSION_DIR            # CSV, MAT and FIF\n"
+    "  lsl-session export SESSION_DIR --fif",
+)
+@click.argument("session_dir", type=click.Path(path_type=Path))
+@click.option("--csv", "csv", is_flag=True, help="exports/csv/ (one CSV per stream).")
+@click.option("--mat", "mat", is_flag=True, help="exports/matlab/<session_id>.mat.")
+@click.option("--fif", "fif", is_flag=True, help="exports/<session_id>_raw.fif (MNE).")
+def export_command(session_dir: Path, csv: bool, mat: bool, fif: bool) -> None:
+    """Write exports; without flags, all of them."""
+    from lsl_session.processing.pipeline import export_session
+
+    if not (csv or mat or fif):
+        csv = mat = fif = True
+    session = _open(session_dir)
+    try:
+        run = export_session(session, csv=csv, mat=mat, fif=fif)
+    finally:
+        session.close()
+    _report(run)
+
+
+COMMANDS = [process_command, export_command]

@@ -1,0 +1,281 @@
+"""Apply remote-control commands to a `SessionManager`; one reply per line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lsl_session.control.protocol import (
+    FILENAME_OPTIONS,
+    REPLY_OK,
+    Command,
+    parse_line,
+    session_name_from_fields,
+)
+from lsl_session.errors import LslSessionError
+from lsl_session.lifecycle import State
+
+if TYPE_CHECKING:
+    from lsl_session.manager import SessionManager
+
+logger = logging.getLogger(__name__)
+
+_WINDOWS_PATH = re.compile(r"^[A-Za-z]:[\\/]")
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+class ControlHandler:
+    """Execute parsed control lines against a session manager.
+
+    Parameters
+    ----------
+    manager : SessionManager
+        The manager to drive.
+    default_streams : list of str | None
+        The initial selection (LSL queries), e.g. the record command's
+        ``--stream`` options.
+    default_name : str | None
+        The session name used when no ``filename`` participant/session/task/
+        acquisition/run/modality field was given.
+    process : bool
+        Post-process each session when ``stop`` ends it.
+    recorder_options : dict | None
+        Passed to `SessionManager.start_recording` (split size, …).
+    on_quit : callable | None
+        Called after the ``quit`` extension has stopped and ended the session.
+    resolve_wait : float
+        Seconds ``update`` waits for streams to answer.
+    create_session : callable | None
+        ``create_session(name)`` making a new current session (e.g. one that
+        also registers configured devices); default ``manager.create_session``.
+
+    Notes
+    -----
+    `handle` may be called from several connection threads: commands that
+    change state are serialised by a lock, while ``status`` never waits for
+    them, so it answers even during a long ``stop`` (post-processing).
+    """
+
+    def __init__(
+        self,
+        manager: SessionManager,
+        *,
+        default_streams: Iterable[str] | None = None,
+        default_name: str | None = None,
+        process: bool = True,
+        recorder_options: dict[str, Any] | None = None,
+        on_quit: Callable[[], None] | None = None,
+        resolve_wait: float = 0.5,
+        create_session: Callable[[str | None], object] | None = None,
+    ) -> None:
+        self.manager = manager
+        self._create_session = create_session or manager.create_session
+        self.default_name = default_name
+        self.process = process
+        self.recorder_options = dict(recorder_options or {})
+        self.on_quit = on_quit
+        self.resolve_wait = resolve_wait
+        self.fields: dict[str, str] = {}
+        self.template: str | None = None
+        self.selection: list[str] = list(default_streams or [])
+        self.select_all = False
+        self.visible: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def handle(self, line: str) -> bytes:
+        """Execute one line and return the bytes to send back.
+
+        Returns
+        -------
+        bytes
+            ``b"OK"`` for every line (also unknown or failed ones), except
+            ``status``, which answers one JSON line ending in ``\\n``.
+        """
+        command = parse_line(line)
+        if command.kind == "status":
+            return self._status()
+        try:
+            with self._lock:
+                self._dispatch(command)
+        except Exception:
+            logger.exception("control command %s failed", _short(line))
+        return REPLY_OK
+
+    # --------------------------------------------------------------- commands
+    def _dispatch(self, command: Command) -> None:
+        kind = command.kind
+        if kind == "start":
+            self._start()
+        elif kind == "stop":
+            # SPEC §12: `record` runs until a remote stop; a server without
+            # on_quit (embedded use) stays up for the next run
+            self._stop()
+            if self.on_quit is not None:
+                self.on_quit()
+        elif kind == "quit":
+            self._stop()
+            if self.on_quit is not None:
+                self.on_quit()
+        elif kind == "update":
+            self._update()
+        elif kind == "select_all":
+            self.selection, self.select_all = [], True
+            logger.info("control: selected all streams")
+        elif kind == "select_none":
+            self.selection, self.select_all = [], False
+            logger.info("control: selection cleared")
+        elif kind == "select_query":
+            self._select(command.arg or "")
+        elif kind == "filename":
+            self._filename(command.options)
+        elif kind == "auth":
+            logger.info("control: ignoring auth line (already authenticated)")
+        elif kind == "empty":
+            logger.debug("control: empty line")
+        else:
+            logger.warning("control: unknown command %s", _short(command.arg or ""))
+
+    def _start(self) -> None:
+        manager = self.manager
+        if manager.state is State.RECORDING:
+            logger.warning("control: start ignored, already recording")
+            return
+        if manager.state is State.ERROR:
+            logger.warning("control: leaving the failed session before starting")
+            manager.reset()
+        if manager.state is not State.ACTIVE:
+            name = session_name_from_fields(self.fields) or self.default_name
+            self._create_session(name)
+            logger.info("control: created session %s", manager.session_dir)
+        streams = None if self.select_all or not self.selection else self.selection
+        try:
+            manager.start_recording(
+                None if streams is None else list(streams), **self.recorder_options
+            )
+        except LslSessionError as exc:
+            logger.error("control: start failed: %s", exc)
+            return
+        logger.info(
+            "control: recording %s into %s",
+            streams or "all streams",
+            manager.session_dir,
+        )
+
+    def _stop(self) -> None:
+        manager = self.manager
+        if manager.state is State.RECORDING:
+            manager.stop_recording()
+        if manager.state is State.ACTIVE:
+            manager.end_session(process=self.process)
+            logger.info("control: session %s completed", manager.session_dir)
+        else:
+            logger.info("control: stop with nothing to stop (%s)", manager.state.value)
+
+    def _update(self) -> None:
+        import pylsl
+
+        infos = pylsl.resolve_streams(wait_time=self.resolve_wait)
+        self.visible = sorted(
+            (
+                {
+                    "name": i.name(),
+                    "type": i.type(),
+                    "source_id": i.source_id(),
+                    "hostname": i.hostname(),
+                    "channel_count": i.channel_count(),
+                    "nominal_srate": i.nominal_srate(),
+                }
+                for i in infos
+            ),
+            key=lambda d: (d["name"], d["source_id"], d["hostname"]),
+        )
+        logger.info("control: %d stream(s) visible", len(self.visible))
+
+    def _select(self, query: str) -> None:
+        from lsl_session.lsl import validate_query
+
+        try:
+            validate_query(query)
+        except LslSessionError as exc:
+            logger.error("control: selection unchanged: %s", exc)
+            return
+        self.select_all = False
+        if query not in self.selection:
+            self.selection.append(query)
+        logger.info("control: selection is now %s", self.selection)
+
+    def _filename(self, options: dict[str, str]) -> None:
+        if not options:
+            logger.warning("control: filename line without {option:value} groups")
+        for option, value in options.items():
+            if option not in FILENAME_OPTIONS:
+                logger.warning("control: unknown filename option %s", _short(option))
+            elif option == "root":
+                self._set_root(value)
+            elif option == "template":
+                self.template = value
+                logger.info(
+                    "control: template %s ignored: sessions use the enforced tree",
+                    _short(value),
+                )
+            else:
+                self.fields[option] = value
+        logger.info(
+            "control: next session name %s", session_name_from_fields(self.fields)
+        )
+
+    def _set_root(self, value: str) -> None:
+        text = value.strip()
+        if not text or (os.name != "nt" and _WINDOWS_PATH.match(text)):
+            logger.error(
+                "control: unusable recordings root %s; root unchanged", _short(text)
+            )
+            return
+        path = Path(text).expanduser()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            logger.error("control: cannot create recordings root %s: %s", path, exc)
+            return
+        if not os.access(path, os.W_OK | os.X_OK):
+            logger.error("control: recordings root %s is not writable", path)
+            return
+        self.manager.base_recordings_dir = path
+        logger.info("control: recordings root for the next session: %s", path)
+
+    # ----------------------------------------------------------------- status
+    def _status(self) -> bytes:
+        manager = self.manager
+        recorder = manager.recorder
+        live: dict[str, Any] = {}
+        if recorder is not None and hasattr(recorder, "status"):
+            try:
+                live = recorder.status()
+            except Exception:
+                logger.exception("control: recorder status failed")
+        session_dir = manager.session_dir
+        body = {
+            "state": manager.state.value,
+            "session_dir": None if session_dir is None else str(session_dir),
+            "root": str(manager.base_recordings_dir),
+            "next_session_name": session_name_from_fields(self.fields)
+            or self.default_name,
+            "file": live.get("file"),
+            "bytes": live.get("bytes", 0),
+            "elapsed_s": live.get("elapsed_s"),
+            "streams": live.get("streams", []),
+            "selection": list(self.selection),
+            "select_all": self.select_all,
+            "filename": dict(self.fields),
+            "visible": list(self.visible),
+        }
+        return json.dumps(body, default=str).encode("utf-8") + b"\n"

@@ -1,0 +1,279 @@
+"""Threaded TCP transport of the remote-control socket (loopback unless a token is set)."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import socket
+import socketserver
+import threading
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from lsl_session.control.handler import ControlHandler
+from lsl_session.control.protocol import MAX_LINE, REPLY_OK, parse_line
+from lsl_session.errors import LslSessionError
+
+if TYPE_CHECKING:
+    from lsl_session.manager import SessionManager
+
+logger = logging.getLogger(__name__)
+
+#: Socket timeout of a connection: how often it checks for shutdown, and the
+#: longest a reply may wait for a client that does not read.
+POLL_INTERVAL = 0.5
+
+
+def is_loopback(host: str) -> bool:
+    """True if ``host`` is ``localhost`` or a loopback IP address."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _TcpServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], control: ControlServer) -> None:
+        self.control = control
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Connection)
+
+
+class _Connection(socketserver.BaseRequestHandler):
+    server: _TcpServer
+
+    def handle(self) -> None:
+        self.server.control._serve(self.request, self.client_address)
+
+
+class ControlServer:
+    """LabRecorder-compatible remote-control socket driving a `SessionManager`.
+
+    Parameters
+    ----------
+    manager : SessionManager
+        The manager to drive.
+    host : str
+        Bind address; anything but loopback needs ``token``.
+    port : int
+        TCP port (LabRecorder's is 22345); 0 picks a free port (see `address`).
+    token : str | None
+        When set, a client's first line must be ``auth <token>``, else the
+        connection is closed.
+    default_streams : list of str | None
+        The initial selection (LSL queries).
+    on_quit : callable | None
+        Called by the ``quit`` extension after the session was stopped/ended.
+    process : bool
+        Post-process each session ended by ``stop``.
+    default_name : str | None
+        Session name when no ``filename`` field names it.
+    recorder_options : dict | None
+        Passed to `SessionManager.start_recording`.
+    max_clients : int
+        Connections beyond this are closed at once (and logged).
+    create_session : callable | None
+        ``create_session(name)`` used by ``start``; default
+        ``manager.create_session``.
+
+    Raises
+    ------
+    LslSessionError
+        If ``host`` is not loopback and no token was given.
+
+    Notes
+    -----
+    One daemon thread per connection; every line gets its reply before the
+    next line is read. Line handling is `ControlHandler`.
+    """
+
+    def __init__(
+        self,
+        manager: SessionManager,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 22345,
+        token: str | None = None,
+        default_streams: Iterable[str] | None = None,
+        on_quit: Callable[[], None] | None = None,
+        process: bool = True,
+        default_name: str | None = None,
+        recorder_options: dict[str, Any] | None = None,
+        max_clients: int = 32,
+        create_session: Callable[[str | None], object] | None = None,
+    ) -> None:
+        if not is_loopback(host) and not token:
+            raise LslSessionError(
+                f"refusing to bind the control socket to non-loopback {host!r}"
+                " without a token (give --control-token)"
+            )
+        self.host = host
+        self.port = int(port)
+        self.token = token or None
+        self.max_clients = int(max_clients)
+        self.handler = ControlHandler(
+            manager,
+            default_streams=default_streams,
+            default_name=default_name,
+            process=process,
+            recorder_options=recorder_options,
+            on_quit=on_quit,
+            create_session=create_session,
+        )
+        self._server: _TcpServer | None = None
+        self._thread: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._clients: set[socket.socket] = set()
+        self._clients_lock = threading.Lock()
+
+    def __enter__(self) -> ControlServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> ControlServer:
+        """Bind and serve in a background thread.
+
+        Raises
+        ------
+        LslSessionError
+            If the address cannot be bound (port in use, bad host).
+        """
+        if self._server is not None:
+            return self
+        try:
+            self._server = _TcpServer((self.host, self.port), self)
+        except OSError as exc:
+            raise LslSessionError(
+                f"cannot bind the control socket to {self.host}:{self.port}: "
+                f"{exc.strerror or exc}"
+            ) from None
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="control-server",
+            daemon=True,
+        )
+        self._thread.start()
+        logger.info("remote control listening on %s:%d", *self.address[:2])
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, close every connection; safe to call twice."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._closing.set()
+        server.shutdown()
+        server.server_close()
+        with self._clients_lock:
+            for sock in list(self._clients):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        logger.info("remote control stopped")
+
+    # ------------------------------------------------------------ transport
+    def _serve(self, sock: socket.socket, peer: tuple[Any, ...]) -> None:
+        """Read lines from one client until it leaves or the server stops."""
+        with self._clients_lock:
+            crowded = len(self._clients) >= self.max_clients
+            if not crowded:
+                self._clients.add(sock)
+        if crowded:
+            logger.warning("control: too many clients; refusing %s", peer[:2])
+            return
+        logger.info("control: client %s connected", peer[:2])
+        try:
+            self._read_lines(sock, peer)
+        except OSError as exc:
+            logger.warning("control: client %s dropped: %s", peer[:2], exc)
+        except Exception:
+            logger.exception("control: connection %s failed", peer[:2])
+        finally:
+            with self._clients_lock:
+                self._clients.discard(sock)
+            logger.info("control: client %s disconnected", peer[:2])
+
+    def _read_lines(self, sock: socket.socket, peer: tuple[Any, ...]) -> None:
+        sock.settimeout(POLL_INTERVAL)
+        authenticated = self.token is None
+        buffer = bytearray()
+        discarding = 0  # bytes dropped of the current over-long line
+        while not self._closing.is_set():
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                if buffer or discarding:
+                    logger.warning(
+                        "control: client %s left mid-line (%d bytes dropped)",
+                        peer[:2],
+                        len(buffer) + discarding,
+                    )
+                return
+            buffer += data
+            while True:
+                end = buffer.find(b"\n")
+                if end < 0:
+                    if len(buffer) > MAX_LINE:
+                        discarding += len(buffer)
+                        buffer.clear()
+                    break
+                raw = bytes(buffer[:end])
+                del buffer[: end + 1]
+                if discarding or len(raw) > MAX_LINE:
+                    logger.warning(
+                        "control: line of %d bytes from %s exceeds %d; discarded",
+                        discarding + len(raw),
+                        peer[:2],
+                        MAX_LINE,
+                    )
+                    discarding = 0
+                    if not authenticated:
+                        return
+                    reply = REPLY_OK
+                else:
+                    line = raw.decode("utf-8", errors="replace")
+                    if not authenticated:
+                        if not self._authenticate(line):
+                            logger.warning(
+                                "control: client %s failed to authenticate; closing",
+                                peer[:2],
+                            )
+                            return
+                        authenticated = True
+                        reply = REPLY_OK
+                    else:
+                        reply = self.handler.handle(line)
+                sock.sendall(reply)
+
+    def _authenticate(self, line: str) -> bool:
+        command = parse_line(line)
+        if command.kind != "auth" or self.token is None:
+            return False
+        return hmac.compare_digest(
+            (command.arg or "").encode("utf-8"), self.token.encode("utf-8")
+        )
+
+    # -------------------------------------------------------------------------
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) actually bound (the real port when ``port=0``)."""
+        if self._server is None:
+            return (self.host, self.port)
+        host, port = self._server.server_address[:2]
+        return (str(host), int(port))

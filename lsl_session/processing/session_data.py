@@ -1,0 +1,212 @@
+"""``load_session``: a session's synced streams, events and conversions (SPEC §8)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lsl_session.errors import LslSessionError, MetadataError, StreamNotFoundError
+from lsl_session.layout import METADATA_FILE, SessionPaths
+from lsl_session.metadata import read_metadata
+from lsl_session.processing import tables
+from lsl_session.processing.load import load_xdf_files
+from lsl_session.processing.model import SyncedStream
+
+logger = logging.getLogger(__name__)
+
+
+class NoRecordingError(LslSessionError, FileNotFoundError):
+    """A session folder holds no XDF recording."""
+
+
+def session_xdf_files(paths: SessionPaths, meta: dict[str, Any] | None) -> list[Path]:
+    """The session's XDF files in order: from the metadata, else found on disk."""
+    listed = ((meta or {}).get("recording") or {}).get("xdf_files") or []
+    files = []
+    for name in listed:
+        try:
+            path = paths.resolve(str(name))
+        except LslSessionError:
+            continue
+        if path.is_file() and path not in files:
+            files.append(path)
+    if files:
+        return files
+    sid = paths.session_id
+    pattern = re.compile(rf"^{re.escape(sid)}_part(\d+)\.xdf$")
+    parts = sorted(
+        (int(m.group(1)), p)
+        for p in paths.root.glob(f"{sid}_part*.xdf")
+        if (m := pattern.match(p.name))
+    )
+    first = [paths.xdf(1)] if paths.xdf(1).is_file() else []
+    return first + [p for _, p in parts]
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.astimezone()
+
+
+def _read_log(path: Path) -> list[dict[str, Any]]:
+    try:
+        events = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return []
+    return [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []
+
+
+@dataclass(slots=True)
+class SessionData:
+    """A loaded session: synced streams (pyxdf semantics), events and time origin.
+
+    Attributes
+    ----------
+    streams : list of SyncedStream
+        Stamps on the recorder's LSL clock.
+    events : DataFrame
+        ``onset`` (s since ``t0``), ``lsl_time``, ``duration``, ``description``,
+        ``stream``, ``value``.
+    t0 : float
+        The recorder's start LSL time (else the earliest stamp).
+    start_wall : datetime | None
+        Wall-clock time of ``t0``.
+    """
+
+    root: Path | None
+    session_id: str | None
+    metadata: dict[str, Any]
+    streams: list[SyncedStream]
+    events: pd.DataFrame
+    t0: float
+    start_wall: dt.datetime | None
+    files: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    headers: list[dict[str, Any]] = field(default_factory=list)
+
+    def stream(self, name: str) -> SyncedStream:
+        """The stream called ``name``.
+
+        Raises
+        ------
+        StreamNotFoundError
+            If no stream has that name.
+        """
+        for s in self.streams:
+            if s.name == name:
+                return s
+        known = ", ".join(s.name for s in self.streams) or "none"
+        raise StreamNotFoundError(f"no stream named {name!r} (streams: {known})")
+
+    def frame(self, name: str) -> pd.DataFrame:
+        """One stream as a DataFrame (``time``, ``lsl_time``, channels)."""
+        return tables.stream_frame(self.stream(name), self.t0)
+
+    def aligned(self, rate: float | None = None) -> pd.DataFrame:
+        """Every numeric stream on one grid (see `tables.aligned_frame`)."""
+        return tables.aligned_frame(
+            self.streams, self.t0, rate or tables.default_rate(self.streams)
+        )
+
+    def to_mne(
+        self,
+        sfreq: float | None = None,
+        streams: list[str] | None = None,
+        *,
+        stim: bool = False,
+    ):
+        """Convert to ``mne.io.RawArray`` (see `lsl_session.processing.to_mne`).
+
+        Parameters
+        ----------
+        sfreq : float | None
+            Grid rate; default the highest regular rate up to 1 kHz.
+        streams : list of str | None
+            Names of the numeric streams to include (default all). Every marker
+            becomes an annotation either way.
+        stim : bool
+            Add a ``STI`` stim channel.
+        """
+        from lsl_session.processing.to_mne import to_raw
+
+        chosen = self.streams if streams is None else [self.stream(n) for n in streams]
+        return to_raw(
+            chosen, self.events, t0=self.t0, start_wall=self.start_wall,
+            sfreq=sfreq, stim=stim,
+        )  # fmt: skip
+
+
+def load_session(
+    path: Path | str, *, streams: list[str] | None = None
+) -> SessionData:
+    """Load a session folder (all XDF parts) or a single XDF file.
+
+    Parameters
+    ----------
+    path : Path | str
+        A session folder or an ``.xdf`` file.
+    streams : list of str | None
+        Keep only these stream names (markers of the others are still events).
+
+    Returns
+    -------
+    SessionData
+
+    Raises
+    ------
+    SessionNotFoundError, NoRecordingError, LslSessionError
+        If the path is not a session/XDF, holds no XDF, or nothing is readable.
+    """
+    path = Path(path)
+    meta: dict[str, Any] = {}
+    log_events: list[dict[str, Any]] = []
+    if path.is_file():
+        root, session_id, files = None, None, [path]
+    elif (path / METADATA_FILE).exists() or path.is_dir():
+        paths = SessionPaths(path.resolve())
+        root, session_id = paths.root, paths.session_id
+        try:
+            meta = read_metadata(root)
+        except MetadataError as err:
+            logger.warning("%s", err)
+        files = session_xdf_files(paths, meta)
+        if not files:
+            raise NoRecordingError(f"{path}: the session holds no XDF recording")
+        log_events = _read_log(paths.log)
+    else:
+        raise LslSessionError(f"{path}: no such session folder or XDF file")
+    result = load_xdf_files(files)
+    recording = meta.get("recording") or {}
+    t0 = tables.session_t0(result.streams, recording.get("start_lsl_time"))
+    events = tables.events_frame(result.streams, t0, session_id, log_events)
+    wall = _parse_time(recording.get("start_time"))
+    if wall is None:
+        wall = _parse_time(meta.get("start_time"))
+    if wall is None and result.headers:
+        raw = (result.headers[0] or {}).get("datetime")
+        if isinstance(raw, str) and re.search(r"[+-]\d{4}$", raw):
+            raw = raw[:-2] + ":" + raw[-2:]  # LabRecorder's %z → ISO offset
+        wall = _parse_time(raw)
+    chosen = result.streams
+    if streams is not None:
+        missing = set(streams) - {s.name for s in chosen}
+        if missing:
+            raise StreamNotFoundError(f"no stream named {sorted(missing)}")
+        chosen = [s for s in chosen if s.name in streams]
+    return SessionData(
+        root=root, session_id=session_id, metadata=meta, streams=chosen,
+        events=events, t0=t0, start_wall=wall, files=result.files,
+        problems=result.problems, headers=result.headers,
+    )  # fmt: skip

@@ -1,0 +1,143 @@
+"""``phone-relay`` and ``phone-sim`` commands (SPEC §12)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import ssl
+import threading
+from pathlib import Path
+
+import click
+
+from outlets.phone.relay import PhoneRelay
+from outlets.phone.simulator import PhoneSimulator
+
+logger = logging.getLogger(__name__)
+
+RELAY_EPILOG = """\b
+Examples:
+  lsl-session outlet phone-relay --port 9000 --tokens tokens.json --session recordings/s1
+  lsl-session outlet phone-relay --certfile relay.pem --keyfile relay.key --tokens t.json
+"""
+SIM_EPILOG = """\b
+Examples:
+  lsl-session outlet phone-sim --relay 127.0.0.1:9000 --device-id phone_1 --token s3cret
+  lsl-session outlet phone-sim --relay 127.0.0.1:9000 --device-id phone_2 \\
+      --clock-offset -3600 --drift-ppm 50 --jitter-ms 30 --duration 20
+"""
+
+
+def _wait(duration: float | None) -> None:
+    """Block until ``duration`` seconds pass or SIGINT/SIGTERM arrives."""
+    done = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: done.set())
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        done.wait(duration)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _load_tokens(path: Path | None) -> dict[str, str] | None:
+    if path is None:
+        return None
+    try:
+        tokens = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint="--tokens") from None
+    if not isinstance(tokens, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in tokens.items()
+    ):
+        raise click.BadParameter(f"{path}: must be a JSON object {{device_id: token}}",
+                                 param_hint="--tokens")
+    return tokens
+
+
+@click.command("phone-relay", epilog=RELAY_EPILOG)
+@click.option("--host", default="0.0.0.0", show_default=True, help="Listen address.")
+@click.option("--port", type=click.IntRange(0, 65535), default=9000, show_default=True,
+              help="TCP port (0 = any free port).")
+@click.option("--tokens", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON file {device_id: token}; without it any device is accepted.")
+@click.option("--session", type=click.Path(file_okay=False, path_type=Path),
+              help="Session folder for uploads and events (uploads refused without).")
+@click.option("--certfile", type=click.Path(dir_okay=False, path_type=Path),
+              help="TLS certificate chain (PEM); enables TLS.")
+@click.option("--keyfile", type=click.Path(dir_okay=False, path_type=Path),
+              help="TLS private key (PEM), if not inside --certfile.")
+@click.option("--heartbeat-timeout", type=click.FloatRange(0.1, 3.0), default=2.5,
+              show_default=True, help="Seconds of silence before a phone is dropped.")
+@click.option("--duration", type=click.FloatRange(min=0), default=None,
+              help="Stop after this many seconds (default: until Ctrl-C).")
+def phone_relay_command(
+    host: str, port: int, tokens: Path | None, session: Path | None,
+    certfile: Path | None, keyfile: Path | None, heartbeat_timeout: float,
+    duration: float | None,
+) -> None:
+    """Accept phones over TCP and publish their streams to LSL (SPEC §10).
+
+    The protocol is described in docs/phone-protocol.md. "listening: HOST:PORT"
+    is written to stderr once the relay accepts connections.
+    """
+    ctx = None
+    if certfile is not None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(certfile, keyfile)
+    elif keyfile is not None:
+        raise click.UsageError("--keyfile needs --certfile")
+    relay = PhoneRelay(host, port, tokens=_load_tokens(tokens), session=session,
+                       ssl_context=ctx, heartbeat_timeout=heartbeat_timeout)
+    with relay:
+        click.echo(f"listening: {host}:{relay.port}{' (TLS)' if ctx else ''}", err=True)
+        _wait(duration)
+
+
+def _parse_relay(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise click.BadParameter(f"{value!r} is not HOST:PORT", param_hint="--relay")
+    return host.strip("[]"), int(port)
+
+
+@click.command("phone-sim", epilog=SIM_EPILOG)
+@click.option("--relay", "relay_addr", required=True, help="Relay address HOST:PORT.")
+@click.option("--device-id", required=True, help="Device id sent in hello.")
+@click.option("--token", default=None, help="Pairing token.")
+@click.option("--clock-offset", type=float, default=0.0, show_default=True,
+              help="Phone clock offset from LSL time, seconds.")
+@click.option("--drift-ppm", type=float, default=0.0, show_default=True,
+              help="Phone clock drift, ppm (+ = fast).")
+@click.option("--jitter-ms", type=click.FloatRange(min=0), default=30.0,
+              show_default=True,
+              help="Max simulated one-way delay; delays are uniform in [1, J] ms.")
+@click.option("--tls", is_flag=True, help="Connect with TLS.")
+@click.option("--cafile", type=click.Path(dir_okay=False, path_type=Path),
+              help="CA/certificate file to verify the relay.")
+@click.option("--duration", type=click.FloatRange(min=0), default=None,
+              help="Stop after this many seconds (default: until Ctrl-C).")
+@click.option("--seed", type=int, default=None, help="Random seed of the jitter.")
+def phone_sim_command(
+    relay_addr: str, device_id: str, token: str | None, clock_offset: float,
+    drift_ppm: float, jitter_ms: float, tls: bool, cafile: Path | None,
+    duration: float | None, seed: int | None,
+) -> None:
+    """Simulate a phone: clock offset/drift, jitter, streams, sync pulses, uploads.
+
+    The phone reconnects by itself after a broken connection and uploads small
+    rgb and thermal mp4 files when the relay sends stop_record.
+    """
+    host, port = _parse_relay(relay_addr)
+    jitter = (min(1.0, jitter_ms), jitter_ms)
+    sim = PhoneSimulator(host, port, device_id, token, clock_offset=clock_offset,
+                         drift_ppm=drift_ppm, jitter_ms=jitter, tls=tls or bool(cafile),
+                         cafile=str(cafile) if cafile else None, auto_reconnect=True,
+                         seed=seed)
+    sim.start()
+    click.echo(f"connected: {device_id} -> {host}:{port}", err=True)
+    try:
+        _wait(duration)
+    finally:
+        sim.stop()
