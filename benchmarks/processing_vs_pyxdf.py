@@ -32,7 +32,9 @@ import numpy as np
 SECTION = "## Post-processing vs pyxdf"
 
 
-def generate(path: Path, n: int, nch: int, chunk: int = 500, srate: float = 1000.0) -> int:
+def generate(
+    path: Path, n: int, nch: int, chunk: int = 500, srate: float = 1000.0
+) -> int:
     """Write the recording; return the sample-data bytes (values + stamps)."""
     from lsl_session.xdf import XdfWriter
 
@@ -41,7 +43,10 @@ def generate(path: Path, n: int, nch: int, chunk: int = 500, srate: float = 1000
         f"<channel_count>{nch}</channel_count><nominal_srate>{srate}</nominal_srate>"
         "<channel_format>float32</channel_format><source_id>bench_eeg</source_id>"
         "<desc><channels>"
-        + "".join(f"<channel><label>C{k}</label><unit>microvolts</unit></channel>" for k in range(nch))
+        + "".join(
+            f"<channel><label>C{k}</label><unit>microvolts</unit></channel>"
+            for k in range(nch)
+        )
         + "</channels></desc></info>"
     )
     mxml = (
@@ -60,7 +65,7 @@ def generate(path: Path, n: int, nch: int, chunk: int = 500, srate: float = 1000
         for k in range(0, n, chunk):
             m = min(chunk, n - k)
             t = start + (k + np.arange(m)) / srate + rng.normal(0, 2e-4, m)
-            vals = block[(k // chunk) % 20 * chunk:][:m]
+            vals = block[(k // chunk) % 20 * chunk :][:m]
             w.write_samples(1, t, vals)
             now = (k + m) / srate
             if now >= next_offset:
@@ -96,7 +101,8 @@ def child(kind: str, target: str) -> None:
         n = run["status"]
     elapsed = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"kind": kind, "seconds": elapsed, "peak_rss": rss, "n": n}))
+    result = {"kind": kind, "seconds": elapsed, "peak_rss": rss, "n": n}
+    sys.stdout.write(json.dumps(result) + "\n")
 
 
 def measure(kind: str, target: Path) -> dict:
@@ -111,7 +117,11 @@ def write_docs(text: str, docs: Path) -> None:
     """Replace (or append) this benchmark's section of docs/benchmarks.md."""
     old = docs.read_text(encoding="utf-8") if docs.exists() else "# Benchmarks\n"
     pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip() + "\n\n" + text
+    new = (
+        pattern.sub(lambda _: text, old)
+        if pattern.search(old)
+        else old.rstrip() + "\n\n" + text
+    )
     docs.write_text(new, encoding="utf-8")
 
 
@@ -163,7 +173,7 @@ def main() -> None:
         f"peak memory **{us['peak_rss'] / py['peak_rss']:.2f}×** pyxdf's "
         f"(target ≤ 1.5× the sample data: "
         f"{'met' if us['peak_rss'] <= 1.5 * data_bytes else 'NOT met'}).", "",
-        f"Command: `python benchmarks/processing_vs_pyxdf.py --write-docs`  ",
+        "Command: `python benchmarks/processing_vs_pyxdf.py --write-docs`  ",
         f"Machine: {platform.uname().system} {platform.uname().release} "
         f"{platform.uname().machine}, {__import__('os').cpu_count()} cores, "
         f"Python {platform.python_version()}, numpy {np.__version__}.  ",
@@ -172,7 +182,9 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     sys.stdout.write(text)
     if args.write_docs:
-        write_docs(text, Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md")
+        write_docs(
+            text, Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+        )
 
 
 if __name__ == "__main__":

@@ -137,19 +137,42 @@ def _self_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user+sys) per thread of this process, grouped by role."""
+    import threading
+
+    tick = os.sysconf("SC_CLK_TCK")
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    groups: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        cpu = (int(fields[11]) + int(fields[12])) / tick
+        name = names.get(int(task.name), "native (liblsl)")
+        role = name.split("-", 1)[0] if "-" in name else name
+        groups[role] = groups.get(role, 0.0) + cpu
+    return {k: round(v, 3) for k, v in sorted(groups.items())}
+
+
 def run_ours(args: argparse.Namespace) -> None:
     """Record the queries with lsl_session's Recorder; write timings as JSON."""
     import pylsl
 
-    from lsl_session.recorder import Recorder
+    from lsl_session.recorder import Recorder, RecorderTiming
 
     queries = json.loads(args.queries)
+    timing = RecorderTiming()
+    if args.pull_interval:  # experiments only
+        timing.pull_interval = args.pull_interval
     cpu0 = _self_cpu()
     t_start_req = pylsl.local_clock()
-    rec = Recorder(args.out, streams=queries, initial_wait=10.0)
+    rec = Recorder(args.out, streams=queries, initial_wait=10.0, timing=timing)
     rec.start()
     t_started = pylsl.local_clock()
     time.sleep(args.duration)
+    threads = thread_cpu()
     t_stop_req = pylsl.local_clock()
     summary = rec.stop()
     t_stopped = pylsl.local_clock()
@@ -162,6 +185,7 @@ def run_ours(args: argparse.Namespace) -> None:
         "file_complete": t_stopped,
         "recorder_stop_clock": rec.stop_clock,
         "window_cpu_s": cpu1 - cpu0,
+        "thread_cpu_before_stop": threads,
         "n_streams": len(summary.get("streams", [])),
         "summary_sample_counts": [s["sample_count"] for s in summary["streams"]],
     }))
@@ -472,6 +496,7 @@ def main() -> None:
         p.add_argument("--queries")
         p.add_argument("--pred")
         p.add_argument("--n-streams", type=int)
+        p.add_argument("--pull-interval", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--loads", default="a,b,c")
     parser.add_argument("--recorders", default="ours,lr")

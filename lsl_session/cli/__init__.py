@@ -44,11 +44,14 @@ def _register() -> None:
     from lsl_session.cli import session as session_cmds
     from lsl_session.cli.outlet import outlet_group
     from lsl_session.cli.record import record_command
+    from lsl_session.cli.recover import COMMANDS as recover_commands
 
     for command in session_cmds.COMMANDS:
         main.add_command(command)
     main.add_command(record_command)
     main.add_command(outlet_group)
+    for command in recover_commands:
+        main.add_command(command)
 
 
 _register()

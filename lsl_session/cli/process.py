@@ -27,7 +27,9 @@ def _report(run: dict[str, Any]) -> None:
         if status == "error":
             line += f"  {step['error']}"
         click.echo(line)
-    for problem in (run["steps"].get("load", {}).get("report") or {}).get("problems", []):
+    for problem in (run["steps"].get("load", {}).get("report") or {}).get(
+        "problems", []
+    ):
         click.echo(f"warning: {problem}", err=True)
     failed = [n for n in _ESSENTIAL if run["steps"].get(n, {}).get("status") == "error"]
     if failed:
@@ -54,13 +56,17 @@ def _open(session_dir: Path):
 @click.option(
     "--no-hand-segmentation", is_flag=True, help="Skip the hand segmentation processor."
 )
-def process_command(session_dir: Path, rate: float | None, no_hand_segmentation: bool) -> None:
+def process_command(
+    session_dir: Path, rate: float | None, no_hand_segmentation: bool
+) -> None:
     """Load, synchronize and export a session; run the processors."""
     from lsl_session.processing.pipeline import process_session
 
     session = _open(session_dir)
     try:
-        run = process_session(session, rate=rate, hand_segmentation=not no_hand_segmentation)
+        run = process_session(
+            session, rate=rate, hand_segmentation=not no_hand_segmentation
+        )
     finally:
         session.close()
     _report(run)

@@ -97,6 +97,11 @@ def info_command(path: Path, as_json: bool) -> None:
     if not path.exists():
         raise SessionNotFoundError(f"{path}: no such file or folder")
     info = summarize_session(path)
+    from lsl_session.recovery import diagnose_session
+
+    # sha256-level checks replace the catalog's cheap size check here
+    info["problems"] = [p for p in info["problems"] if "file " not in p]
+    info["problems"] += diagnose_session(path)
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
     else:

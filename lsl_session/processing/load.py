@@ -121,7 +121,8 @@ def detect_clock_resets(
     """
     dt, dv = np.diff(times), np.diff(values)
     resets = (dt < 0) | (
-        _glitches(dt, time_stds, time_seconds) & _glitches(dv, value_stds, value_seconds)
+        _glitches(dt, time_stds, time_seconds)
+        & _glitches(dv, value_stds, value_seconds)
     )
     return _ranges(resets)
 
@@ -198,7 +199,9 @@ def fit_clock_offsets(
             fits.append(ClockFit(first, last, float(values[first]), 0.0))
             continue
         try:
-            a, b = robust_fit(times[first : last + 1], values[first : last + 1], winsor=winsor)
+            a, b = robust_fit(
+                times[first : last + 1], values[first : last + 1], winsor=winsor
+            )
             fits.append(ClockFit(first, last, a, b))
         except np.linalg.LinAlgError:
             logger.warning("clock offsets %d..%d cannot be used for sync", first, last)
@@ -388,7 +391,9 @@ def _read_samples(
     state = {
         sid: {
             "last": 0.0,
-            "tdiff": 1.0 / p.info["nominal_srate"] if p.info["nominal_srate"] > 0 else 0.0,
+            "tdiff": 1.0 / p.info["nominal_srate"]
+            if p.info["nominal_srate"] > 0
+            else 0.0,
         }
         for sid, p in by_sid.items()
     }
@@ -405,7 +410,9 @@ def _read_samples(
             try:
                 counts[sid] += _fill(by_sid[sid], body, state[sid])
             except ChunkError as err:
-                problems.append(f"{path.name}: Samples chunk at byte {chunk.offset} skipped: {err}")
+                problems.append(
+                    f"{path.name}: Samples chunk at byte {chunk.offset} skipped: {err}"
+                )
     return counts
 
 
@@ -429,7 +436,9 @@ def _plan_files(paths: list[Path], problems: list[str]):
                 continue
             plan = plans.setdefault(_key(raw.info, path, sid), _Plan(sid, raw.info, 0))
             plan.capacity += raw.sample_count
-            plan.parts.append(_Part(path, sid, raw.footer, raw.clock_times, raw.clock_values))
+            plan.parts.append(
+                _Part(path, sid, raw.footer, raw.clock_times, raw.clock_values)
+            )
             by_sid[sid] = plan
         per_file.append((path, by_sid, xdf))
     return plans, per_file, headers
@@ -462,7 +471,13 @@ def _synced(plan: _Plan, options: dict[str, Any]) -> SyncedStream:
     labels, units, types = _channels(info)
     report = {
         "ranges": [
-            {"first": f.first, "last": f.last, "intercept": f.intercept, "slope": f.slope, "ok": f.ok}
+            {
+                "first": f.first,
+                "last": f.last,
+                "intercept": f.intercept,
+                "slope": f.slope,
+                "ok": f.ok,
+            }
             for f in fits
         ],
     }
@@ -542,9 +557,12 @@ def load_xdf_files(
     Raises
     ------
     LslSessionError
-        If no file could be read at all.
+        If no file could be read at all, or no stream was found and something
+        went wrong while reading (a valid file without streams loads empty).
     """
-    files = [Path(p) for p in ([paths] if isinstance(paths, str | os.PathLike) else paths)]
+    files = [
+        Path(p) for p in ([paths] if isinstance(paths, str | os.PathLike) else paths)
+    ]
     problems: list[str] = []
     plans, per_file, headers = _plan_files(files, problems)
     if not per_file:
@@ -573,6 +591,8 @@ def load_xdf_files(
                     del plan.series[plan.filled :]
             plan.clock_times.append(part.times[:keep_off])
             plan.clock_values.append(part.values[:keep_off])
+    if not plans and problems:
+        raise LslSessionError(f"no stream could be read: {problems[0]}")
     options = {"winsor": winsor}
     streams = [_synced(plan, options) for plan in plans.values()]
     return LoadResult(streams, headers, problems, [str(f) for f in files])

@@ -77,7 +77,9 @@ def staged_dir(final: Path) -> Iterator[Path]:
 def _listing(folder: Path, root: Path) -> list[str]:
     if not folder.exists():
         return []
-    return sorted(p.relative_to(root).as_posix() for p in folder.rglob("*") if p.is_file())
+    return sorted(
+        p.relative_to(root).as_posix() for p in folder.rglob("*") if p.is_file()
+    )
 
 
 def _error_text(exc: BaseException) -> str:
@@ -125,7 +127,11 @@ def run_processor(
         context = ProcessingContext(paths, streams, tmp, t0, dict(options))
         report = processor.run(context) or {}
     report = _relocate(report, str(tmp), str(final))
-    return {"origin": spec.origin, "outputs": _listing(final, paths.root), "result": report}
+    return {
+        "origin": spec.origin,
+        "outputs": _listing(final, paths.root),
+        "result": report,
+    }
 
 
 def export_outputs(
@@ -165,7 +171,10 @@ def export_outputs(
                     data.streams, tmp / f"{paths.session_id}.mat", t0=data.t0,
                     events=data.events, session_id=paths.session_id,
                 )  # fmt: skip
-            return {"outputs": _listing(paths.exports_matlab, root), "format": info["format"]}
+            return {
+                "outputs": _listing(paths.exports_matlab, root),
+                "format": info["format"],
+            }
 
         _step(run, "matlab", mat_step)
     if fif:
@@ -210,7 +219,11 @@ def _finish(session: Any, run: dict[str, Any], started: float) -> dict[str, Any]
     ok = [k for k, v in run["steps"].items() if v["status"] == "ok"]
     run["status"] = "ok" if not failed else ("partial" if ok else "error")
     run["outputs"] = sorted(
-        {o for v in run["steps"].values() for o in (v.get("report") or {}).get("outputs", [])}
+        {
+            o
+            for v in run["steps"].values()
+            for o in (v.get("report") or {}).get("outputs", [])
+        }
     )
 
     def change(meta: dict[str, Any]) -> None:

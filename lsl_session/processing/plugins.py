@@ -83,9 +83,7 @@ def entry_point_specs() -> list[ProcessorSpec]:
             continue
         seen.add(ep.name)
         dist = getattr(getattr(ep, "dist", None), "name", None) or "?"
-        specs.append(
-            ProcessorSpec(ep.name, f"entry point {dist}", ep.value, ep.load)
-        )
+        specs.append(ProcessorSpec(ep.name, f"entry point {dist}", ep.value, ep.load))
     return specs
 
 

@@ -65,7 +65,9 @@ def _read_log(path: Path) -> list[dict[str, Any]]:
         events = json.loads(path.read_bytes())
     except (OSError, ValueError):
         return []
-    return [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []
+    return (
+        [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []
+    )
 
 
 @dataclass(slots=True)
@@ -148,9 +150,7 @@ class SessionData:
         )  # fmt: skip
 
 
-def load_session(
-    path: Path | str, *, streams: list[str] | None = None
-) -> SessionData:
+def load_session(path: Path | str, *, streams: list[str] | None = None) -> SessionData:
     """Load a session folder (all XDF parts) or a single XDF file.
 
     Parameters

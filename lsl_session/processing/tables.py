@@ -59,7 +59,9 @@ def session_t0(streams: Iterable[SyncedStream], start_lsl_time: float | None) ->
 def is_numeric(stream: SyncedStream) -> bool:
     """Numeric stream with at least one channel and one sample."""
     return (
-        not stream.is_string and stream.channel_count > 0 and len(stream.time_stamps) > 0
+        not stream.is_string
+        and stream.channel_count > 0
+        and len(stream.time_stamps) > 0
     )
 
 
@@ -121,7 +123,9 @@ def stream_frame(stream: SyncedStream, t0: float) -> pd.DataFrame:
 def aligned_dtype(stream: SyncedStream) -> np.dtype:
     """float32 for float32/int8/int16 sources (exact), float64 otherwise."""
     small = stream.time_series.dtype.kind in "iu" and stream.time_series.itemsize <= 2
-    return np.dtype(np.float32 if small or stream.time_series.dtype == np.float32 else np.float64)
+    return np.dtype(
+        np.float32 if small or stream.time_series.dtype == np.float32 else np.float64
+    )
 
 
 def grid_span(streams: list[SyncedStream], t0: float, rate: float) -> tuple[int, int]:
@@ -144,8 +148,11 @@ class Interpolator:
             order = np.argsort(ts, kind="stable")
             seg = np.concatenate(([0], np.cumsum(brk)))[order]
             ts = ts[order]
-            brk = (np.diff(seg) != 0) | (np.diff(ts) > 2.0 / stream.nominal_srate
-                                         if stream.nominal_srate > 0 else False)
+            brk = (np.diff(seg) != 0) | (
+                np.diff(ts) > 2.0 / stream.nominal_srate
+                if stream.nominal_srate > 0
+                else False
+            )
             self.values = stream.time_series[order]
         else:
             self.values = stream.time_series
@@ -202,7 +209,10 @@ def aligned_blocks(
 def aligned_columns(streams: list[SyncedStream]) -> list[str]:
     """Column names of the aligned table after ``time``/``lsl_time``."""
     return [
-        f"{s.name}/{label}" for s in streams if is_numeric(s) for label in column_labels(s)
+        f"{s.name}/{label}"
+        for s in streams
+        if is_numeric(s)
+        for label in column_labels(s)
     ]
 
 
@@ -224,9 +234,11 @@ def is_session_event_stream(stream: SyncedStream, session_id: str | None) -> boo
     """The session's own event stream (JSON samples)."""
     if session_id and stream.name == f"{session_id}_events":
         return True
-    return stream.source_id.startswith("lsl_session/") and stream.source_id.endswith(
-        "/events"
-    ) and stream.is_string
+    return (
+        stream.source_id.startswith("lsl_session/")
+        and stream.source_id.endswith("/events")
+        and stream.is_string
+    )
 
 
 def describe_event(value: str) -> str:
@@ -277,6 +289,13 @@ def events_frame(
                 "stream": "session_log", "value": values,
             }))  # fmt: skip
     if not rows:
-        return pd.DataFrame({c: pd.Series(dtype=float if c in ("onset", "lsl_time", "duration") else object) for c in EVENT_COLUMNS})
+        return pd.DataFrame(
+            {
+                c: pd.Series(
+                    dtype=float if c in ("onset", "lsl_time", "duration") else object
+                )
+                for c in EVENT_COLUMNS
+            }
+        )
     frame = pd.concat(rows, ignore_index=True)
     return frame.sort_values("lsl_time", kind="stable").reset_index(drop=True)

@@ -30,7 +30,8 @@ def write_stream_csv(stream: SyncedStream, path: Path, t0: float) -> int:
     """Write one stream (``time [s]``, ``lsl_time [s]``, channels); return rows."""
     labels = tables.column_labels(stream)
     header = ["time [s]", "lsl_time [s]"] + [
-        with_unit(lbl, unit) for lbl, unit in zip(labels, stream.channel_units, strict=True)
+        with_unit(lbl, unit)
+        for lbl, unit in zip(labels, stream.channel_units, strict=True)
     ]
     ts = stream.time_stamps
     n = len(ts)
@@ -42,8 +43,10 @@ def write_stream_csv(stream: SyncedStream, path: Path, t0: float) -> int:
             cols: list = [ts[start:stop] - t0, ts[start:stop]]
             if stream.is_string:
                 rows = stream.time_series[start:stop]
-                cols += [pa.array([r[k] if k < len(r) else "" for r in rows], pa.string())
-                         for k in range(len(labels))]
+                cols += [
+                    pa.array([r[k] if k < len(r) else "" for r in rows], pa.string())
+                    for k in range(len(labels))
+                ]
             else:
                 block = stream.time_series[start:stop]
                 cols += [np.ascontiguousarray(block[:, k]) for k in range(len(labels))]
@@ -60,7 +63,9 @@ def write_stream_csv(stream: SyncedStream, path: Path, t0: float) -> int:
 def write_events_csv(events: pd.DataFrame, path: Path) -> int:
     """Write the events table (``onset [s]``, ``lsl_time [s]``, ``duration [s]``, …)."""
     units = {"onset": "s", "lsl_time": "s", "duration": "s"}
-    frame = events.rename(columns={c: with_unit(c, units.get(c)) for c in events.columns})
+    frame = events.rename(
+        columns={c: with_unit(c, units.get(c)) for c in events.columns}
+    )
     frame.to_csv(path, index=False, float_format="%.9f")
     return len(frame)
 

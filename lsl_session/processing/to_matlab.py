@@ -66,7 +66,11 @@ def stream_struct(stream: SyncedStream, t0: float) -> dict[str, Any]:
     ts = stream.time_stamps
     if stream.is_string:
         nch = stream.channel_count
-        flat = [row[k] if k < len(row) else "" for k in range(nch) for row in stream.time_series]
+        flat = [
+            row[k] if k < len(row) else ""
+            for k in range(nch)
+            for row in stream.time_series
+        ]
         series: Any = _cell(flat, (nch, len(ts))) if nch else np.zeros((0, len(ts)))
     else:
         series = stream.time_series.T  # channels × samples, F-contiguous view
@@ -205,7 +209,9 @@ class _V73:
             ds = parent.create_dataset(name, data=np.array(arr.shape, np.uint64))
             ds.attrs["MATLAB_empty"] = np.uint8(1)
         else:
-            ds = parent.create_dataset(name, data=arr.T)  # F-order bytes = HDF5 C-order of .T
+            ds = parent.create_dataset(
+                name, data=arr.T
+            )  # F-order bytes = HDF5 C-order of .T
         ds.attrs["MATLAB_class"] = np.bytes_(cls)
         if decode:
             ds.attrs["MATLAB_int_decode"] = np.int32(2)
@@ -246,4 +252,10 @@ def stream_variable_names(streams: list[SyncedStream]) -> list[str]:
     return [matlab_name(s.name, used) for s in streams]
 
 
-__all__ = ["V73_THRESHOLD_BYTES", "stream_variable_names", "tables", "write_matlab", "write_v73"]
+__all__ = [
+    "V73_THRESHOLD_BYTES",
+    "stream_variable_names",
+    "tables",
+    "write_matlab",
+    "write_v73",
+]

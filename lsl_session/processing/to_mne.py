@@ -6,7 +6,8 @@ is given, the LSL convention) for EEG, ``misc`` for everything else (values as
 recorded; the original units are listed in ``info["description"]``), and an
 optional ``stim`` channel with one code per marker description. Data are linearly
 interpolated onto the grid; samples outside a stream's span or inside a gap are
-NaN. ``meas_date`` is the wall-clock time of the first grid sample.
+NaN. The grid starts at the first numeric sample, or earlier (whole periods) to
+hold a recorded marker that precedes it, so every recorded marker is annotated. ``meas_date`` is the wall-clock time of the first grid sample.
 """
 
 from __future__ import annotations
@@ -104,6 +105,11 @@ def to_raw(
     sfreq = float(sfreq) if sfreq else tables.default_rate(numeric)
     first = min(float(s.time_stamps.min()) for s in numeric)
     last = max(float(s.time_stamps.max()) for s in numeric)
+    recorded = events.loc[events["stream"] != "session_log", "lsl_time"]
+    if len(recorded):  # extend the grid (NaN data) so that every marker fits
+        start = first - np.ceil((first - float(recorded.min())) * sfreq) / sfreq
+        first = min(first, start)
+        last = max(last, float(recorded.max()))
     n = int(np.floor((last - first) * sfreq + 1e-9)) + 1
     grid = first + np.arange(n) / sfreq
     names, kinds, rows, units = [], [], [], {}
@@ -113,7 +119,9 @@ def to_raw(
             kind = channel_type(s, k)
             names.append(f"{s.name}/{label}")
             kinds.append(kind)
-            rows.append(values[:, k].astype(np.float64) * unit_scale(kind, s.channel_units[k]))
+            rows.append(
+                values[:, k].astype(np.float64) * unit_scale(kind, s.channel_units[k])
+            )
             units[names[-1]] = s.channel_units[k]
     data = np.vstack(rows)
     codes: dict[str, int] = {}

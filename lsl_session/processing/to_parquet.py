@@ -28,7 +28,11 @@ def stream_file_names(streams: list[SyncedStream]) -> dict[int, str]:
     for k, s in enumerate(streams):
         base = tables.safe_name(s.name)
         name, n = base, 1
-        while name.lower() in used or name.lower() == "events" or name.startswith("aligned_"):
+        while (
+            name.lower() in used
+            or name.lower() == "events"
+            or name.startswith("aligned_")
+        ):
             n += 1
             name = f"{base}_{n}"
         used.add(name.lower())
@@ -62,11 +66,16 @@ def _schema(stream: SyncedStream) -> pa.Schema:
         pa.field("time", pa.float64(), metadata={"unit": "s"}),
         pa.field("lsl_time", pa.float64(), metadata={"unit": "s"}),
     ]
-    value_type = pa.string() if stream.is_string else pa.from_numpy_dtype(
-        np.asarray(stream.time_series).dtype
+    value_type = (
+        pa.string()
+        if stream.is_string
+        else pa.from_numpy_dtype(np.asarray(stream.time_series).dtype)
     )
     for col, unit, ctype in zip(
-        tables.column_labels(stream), stream.channel_units, stream.channel_types, strict=True
+        tables.column_labels(stream),
+        stream.channel_units,
+        stream.channel_types,
+        strict=True,
     ):
         fields.append(pa.field(col, value_type, metadata={"unit": unit, "type": ctype}))
     meta = {"lsl_session": json.dumps(stream_metadata(stream))}
@@ -91,7 +100,10 @@ def write_stream(stream: SyncedStream, path: Path, t0: float) -> int:
             cols: list[Any] = [ts[start:stop] - t0, ts[start:stop]]
             if stream.is_string:
                 rows = stream.time_series[start:stop]
-                cols += [[r[k] if k < len(r) else "" for r in rows] for k in range(len(labels))]
+                cols += [
+                    [r[k] if k < len(r) else "" for r in rows]
+                    for k in range(len(labels))
+                ]
             else:
                 block = stream.time_series[start:stop]
                 cols += [np.ascontiguousarray(block[:, k]) for k in range(len(labels))]
@@ -108,20 +120,35 @@ def write_aligned(
     """Write the aligned grid table; return its summary."""
     numeric = [s for s in streams if tables.is_numeric(s)]
     names = tables.aligned_columns(numeric)
-    fields = [pa.field("time", pa.float64(), metadata={"unit": "s"}),
-              pa.field("lsl_time", pa.float64(), metadata={"unit": "s"})]
+    fields = [
+        pa.field("time", pa.float64(), metadata={"unit": "s"}),
+        pa.field("lsl_time", pa.float64(), metadata={"unit": "s"}),
+    ]
     for s in numeric:
         dtype = pa.from_numpy_dtype(tables.aligned_dtype(s))
         for unit in s.channel_units:
-            fields.append(pa.field(names[len(fields) - 2], dtype, metadata={"unit": unit}))
-    meta = {"lsl_session": json.dumps({"rate": rate, "t0": t0, "interpolation": "linear",
-                                       "streams": [s.name for s in numeric]})}
+            fields.append(
+                pa.field(names[len(fields) - 2], dtype, metadata={"unit": unit})
+            )
+    meta = {
+        "lsl_session": json.dumps(
+            {
+                "rate": rate,
+                "t0": t0,
+                "interpolation": "linear",
+                "streams": [s.name for s in numeric],
+            }
+        )
+    }
     schema = pa.schema(fields, metadata=meta)
     rows = 0
     with pq.ParquetWriter(path, schema, **_writer_options(schema)) as writer:
-        for rel, lsl, arrays in tables.aligned_blocks(numeric, t0, rate, block=BLOCK_ROWS):
-            cols = [rel, lsl] + [np.ascontiguousarray(a[:, k]) for a in arrays
-                                 for k in range(a.shape[1])]
+        for rel, lsl, arrays in tables.aligned_blocks(
+            numeric, t0, rate, block=BLOCK_ROWS
+        ):
+            cols = [rel, lsl] + [
+                np.ascontiguousarray(a[:, k]) for a in arrays for k in range(a.shape[1])
+            ]
             writer.write_table(pa.Table.from_arrays(
                 [pa.array(c, type=f.type, from_pandas=True) for c, f in zip(cols, schema, strict=True)],
                 schema=schema,
@@ -133,7 +160,9 @@ def write_aligned(
 def write_events(events: pd.DataFrame, path: Path) -> int:
     """Write the events table; return the number of rows."""
     table = pa.Table.from_pandas(events, preserve_index=False)
-    table = table.replace_schema_metadata({"lsl_session": json.dumps({"onset_unit": "s"})})
+    table = table.replace_schema_metadata(
+        {"lsl_session": json.dumps({"onset_unit": "s"})}
+    )
     pq.write_table(table, path)
     return len(events)
 
@@ -181,8 +210,13 @@ def write_synchronized(
         write_stream(stream, out_dir / entry["file"], t0)
         report["streams"].append(entry)
     rate_name = f"{rate:g}".replace(".", "_")
-    report["aligned"] = write_aligned(streams, out_dir / f"aligned_{rate_name}Hz.parquet", t0, rate)
-    report["events"] = {"file": "events.parquet", "count": write_events(events, out_dir / "events.parquet")}
+    report["aligned"] = write_aligned(
+        streams, out_dir / f"aligned_{rate_name}Hz.parquet", t0, rate
+    )
+    report["events"] = {
+        "file": "events.parquet",
+        "count": write_events(events, out_dir / "events.parquet"),
+    }
     (out_dir / "sync_report.json").write_text(
         json.dumps(report, indent=2, default=_json_default), encoding="utf-8"
     )

@@ -50,8 +50,12 @@ class DeviceState:
 class Connection:
     """Serve one TCP connection until it closes."""
 
-    def __init__(self, relay: PhoneRelay, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        relay: PhoneRelay,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
         self.relay = relay
         self.reader, self.writer = reader, writer
         peer = writer.get_extra_info("peername")
@@ -91,14 +95,29 @@ class Connection:
     def _reply_error(self, exc: ProtocolError, re_id: Any = None) -> None:
         self.errors += 1
         fatal = exc.fatal or self.errors > self.relay.max_errors
-        self.send(P.error_message(exc.code, exc.message, fatal=fatal,
-                                  re_id=re_id if isinstance(re_id, int) else None,
-                                  **exc.extra))
-        logger.warning("%s (%s): %s %s", self.address, self._name(), exc.code,
-                       exc.message)
-        self.relay.log("error", {"category": "device", "device_id": self._name(),
-                                 "code": exc.code, "message": exc.message,
-                                 "address": self.address, "fatal": fatal})
+        self.send(
+            P.error_message(
+                exc.code,
+                exc.message,
+                fatal=fatal,
+                re_id=re_id if isinstance(re_id, int) else None,
+                **exc.extra,
+            )
+        )
+        logger.warning(
+            "%s (%s): %s %s", self.address, self._name(), exc.code, exc.message
+        )
+        self.relay.log(
+            "error",
+            {
+                "category": "device",
+                "device_id": self._name(),
+                "code": exc.code,
+                "message": exc.message,
+                "address": self.address,
+                "fatal": fatal,
+            },
+        )
         if fatal:
             raise ConnectionAbortedError(exc.code)
 
@@ -112,18 +131,24 @@ class Connection:
             try:
                 msg, _ = await asyncio.wait_for(self._read(), self.relay.hello_timeout)
                 if msg.type != "hello":
-                    raise ProtocolError("hello_required",
-                                        "the first message must be 'hello'", fatal=True)
+                    raise ProtocolError(
+                        "hello_required",
+                        "the first message must be 'hello'",
+                        fatal=True,
+                    )
                 self._hello(msg)
             except ProtocolError as exc:
                 exc.fatal = True  # nothing but a valid hello opens a connection
                 self._reply_error(exc)
             except TimeoutError:
-                self.send(P.error_message("hello_timeout", "no hello received",
-                                          fatal=True))
+                self.send(
+                    P.error_message("hello_timeout", "no hello received", fatal=True)
+                )
                 return
-            self._tasks = [asyncio.create_task(self._heartbeat()),
-                           asyncio.create_task(self._watchdog())]
+            self._tasks = [
+                asyncio.create_task(self._heartbeat()),
+                asyncio.create_task(self._watchdog()),
+            ]
             while not self.closed:
                 try:
                     msg, t_rx = await self._read()
@@ -155,8 +180,11 @@ class Connection:
                 for item in pending:  # best fit available beats losing them
                     self._push(item)
             else:
-                logger.warning("%s: %d batches dropped (no clock sync before close)",
-                               dev.device_id, len(self._pending))
+                logger.warning(
+                    "%s: %d batches dropped (no clock sync before close)",
+                    dev.device_id,
+                    len(self._pending),
+                )
         if self.relay.uploads is not None:
             self.relay.uploads.release(self)
         if dev is None or dev.conn is not self:
@@ -164,18 +192,25 @@ class Connection:
         dev.conn = None
         now = pylsl.local_clock()
         q = self.est.quality()
-        self.relay.log("device_disconnected", {
-            "device_id": dev.device_id, "reason": reason, "address": self.address,
-            "detected_lsl": now, "last_rx_lsl": self.last_rx,
-            "silent_s": round(now - self.last_rx, 4),
-            "heartbeat_timeout_s": self.relay.heartbeat_timeout,
-        })
+        self.relay.log(
+            "device_disconnected",
+            {
+                "device_id": dev.device_id,
+                "reason": reason,
+                "address": self.address,
+                "detected_lsl": now,
+                "last_rx_lsl": self.last_rx,
+                "silent_s": round(now - self.last_rx, 4),
+                "heartbeat_timeout_s": self.relay.heartbeat_timeout,
+            },
+        )
         self.relay.session_call("set_device_status", dev.device_id, "disconnected")
         if q is not None:
             self.relay.session_call("clock_sync", dev.device_id, q.as_dict())
         gen = dev.generation
         asyncio.get_running_loop().call_later(
-            self.relay.outlet_grace_s, self._expire, dev, gen)
+            self.relay.outlet_grace_s, self._expire, dev, gen
+        )
 
     @staticmethod
     def _expire(dev: DeviceState, generation: int) -> None:
@@ -201,9 +236,11 @@ class Connection:
         relay = self.relay
         version = msg.get("protocol")
         if version not in P.SUPPORTED_VERSIONS:
-            raise ProtocolError("unsupported_version",
-                                f"protocol {version!r} not supported; use "
-                                f"{list(P.SUPPORTED_VERSIONS)}", fatal=True)
+            raise ProtocolError(
+                "unsupported_version",
+                f"protocol {version!r} not supported; use {list(P.SUPPORTED_VERSIONS)}",
+                fatal=True,
+            )
         device_id = msg.get("device_id")
         try:
             layout.validate_device_id(device_id)
@@ -212,26 +249,39 @@ class Connection:
         if relay.tokens is not None:
             expected = relay.tokens.get(device_id)
             token = msg.get("token")
-            if expected is None or not isinstance(token, str) or not hmac.compare_digest(
-                expected.encode(), token.encode()
+            if (
+                expected is None
+                or not isinstance(token, str)
+                or not hmac.compare_digest(expected.encode(), token.encode())
             ):
-                raise ProtocolError("auth_failed",
-                                    f"unknown device {device_id!r} or wrong token",
-                                    fatal=True)
+                raise ProtocolError(
+                    "auth_failed",
+                    f"unknown device {device_id!r} or wrong token",
+                    fatal=True,
+                )
         caps = msg.get("capabilities", list(_CAPABILITIES))
         if not isinstance(caps, list) or not all(c in _CAPABILITIES for c in caps):
-            raise ProtocolError("bad_message", f"capabilities must be a subset of "
-                                f"{list(_CAPABILITIES)}", fatal=True)
+            raise ProtocolError(
+                "bad_message",
+                f"capabilities must be a subset of {list(_CAPABILITIES)}",
+                fatal=True,
+            )
         dev = relay.devices.setdefault(device_id, DeviceState(device_id))
         previous = dev.conn
         reconnect = dev.outlets is not None or previous is not None
         if previous is not None:
             dev.conn = None
-            relay.log("device_disconnected", {
-                "device_id": device_id, "reason": "replaced",
-                "address": previous.address, "detected_lsl": pylsl.local_clock(),
-                "last_rx_lsl": previous.last_rx,
-                "heartbeat_timeout_s": relay.heartbeat_timeout})
+            relay.log(
+                "device_disconnected",
+                {
+                    "device_id": device_id,
+                    "reason": "replaced",
+                    "address": previous.address,
+                    "detected_lsl": pylsl.local_clock(),
+                    "last_rx_lsl": previous.last_rx,
+                    "heartbeat_timeout_s": relay.heartbeat_timeout,
+                },
+            )
             asyncio.get_running_loop().create_task(previous.close("replaced"))
         self.device = dev
         dev.conn, dev.address, dev.estimator = self, self.address, self.est
@@ -239,21 +289,33 @@ class Connection:
         self.hello = dict(msg.fields, capabilities=caps)
         self.streams = P.streams_for(caps)
         resume = dict(dev.outlets.last_time) if dev.outlets else {}
-        self.send({
-            "type": "welcome", "re": msg.get("id"), "protocol": P.PROTOCOL_VERSION,
-            "relay_time": pylsl.local_clock(),
-            "session_id": relay.session.session_id if relay.session else None,
-            "heartbeat_interval_s": relay.heartbeat_interval,
-            "heartbeat_timeout_s": relay.heartbeat_timeout,
-            "sync": relay.sync_schedule, "max_frame": relay.max_frame,
-            "streams": self.streams, "resume": resume,
-            "uploads": relay.uploads is not None,
-        })
+        self.send(
+            {
+                "type": "welcome",
+                "re": msg.get("id"),
+                "protocol": P.PROTOCOL_VERSION,
+                "relay_time": pylsl.local_clock(),
+                "session_id": relay.session.session_id if relay.session else None,
+                "heartbeat_interval_s": relay.heartbeat_interval,
+                "heartbeat_timeout_s": relay.heartbeat_timeout,
+                "sync": relay.sync_schedule,
+                "max_frame": relay.max_frame,
+                "streams": self.streams,
+                "resume": resume,
+                "uploads": relay.uploads is not None,
+            }
+        )
         relay.session_call("add_device", device_id, "android_phone", caps)
-        relay.log("device_connected", {
-            "device_id": device_id, "address": self.address, "protocol": version,
-            "model": str(msg.get("model", "")), "reconnect": reconnect,
-        })
+        relay.log(
+            "device_connected",
+            {
+                "device_id": device_id,
+                "address": self.address,
+                "protocol": version,
+                "model": str(msg.get("model", "")),
+                "reconnect": reconnect,
+            },
+        )
 
     # -------------------------------------------------------------- dispatch
     async def _dispatch(self, msg: Message, t_rx: float) -> None:
@@ -263,8 +325,15 @@ class Connection:
             self._sync[msg.get("seq")] = (msg.get("t1"), t_rx, t3)
             if len(self._sync) > 512:
                 self._sync.pop(next(iter(self._sync)))
-            self.send({"type": "sync_resp", "seq": msg.get("seq"), "t1": msg.get("t1"),
-                       "t2": t_rx, "t3": t3})
+            self.send(
+                {
+                    "type": "sync_resp",
+                    "seq": msg.get("seq"),
+                    "t1": msg.get("t1"),
+                    "t2": t_rx,
+                    "t3": t3,
+                }
+            )
         elif kind == "sync_done":
             self._sync_done(msg)
         elif kind == "heartbeat":
@@ -277,8 +346,10 @@ class Connection:
                 item = ("event", msg.get("label")[:1024], float(msg.get("t")))
             if self.device.outlets is None or not self.est.ready:
                 if len(self._pending) >= MAX_PENDING:
-                    raise ProtocolError("not_synced", "no clock sync yet; send the "
-                                        "sync burst before streaming")
+                    raise ProtocolError(
+                        "not_synced",
+                        "no clock sync yet; send the sync burst before streaming",
+                    )
                 self._pending.append(item)
             else:
                 self._push(item)
@@ -302,10 +373,13 @@ class Connection:
         if self.est.ready and (dev.outlets is None or self._pending):
             if dev.outlets is None:
                 q = self.est.quality()
-                sync = {**q.as_dict(), **{f"schedule_{k}": v for k, v in
-                                          self.relay.sync_schedule.items()}}
-                dev.outlets = PhoneOutlets(dev.device_id, self.streams,
-                                           hello=self.hello, sync=sync)
+                sync = {
+                    **q.as_dict(),
+                    **{f"schedule_{k}": v for k, v in self.relay.sync_schedule.items()},
+                }
+                dev.outlets = PhoneOutlets(
+                    dev.device_id, self.streams, hello=self.hello, sync=sync
+                )
                 self.relay.session_call("clock_sync", dev.device_id, q.as_dict())
             pending, self._pending = self._pending, []
             for item in pending:
@@ -324,8 +398,9 @@ class Connection:
             cb(self.device.device_id, stream, phone_t, lsl_t)
 
     # -------------------------------------------------------------- commands
-    async def command(self, command: str, fields: dict[str, Any],
-                      timeout: float) -> dict[str, Any]:
+    async def command(
+        self, command: str, fields: dict[str, Any], timeout: float
+    ) -> dict[str, Any]:
         """Send a command, wait for its ack, log ``device_ack``; return the ack."""
         cid = next(self._ids)
         fut = asyncio.get_running_loop().create_future()
@@ -338,8 +413,11 @@ class Connection:
             self._acks.pop(cid, None)
             ack = {"status": "timeout"}
         details: dict[str, Any] = {
-            "device_id": self._name(), "command": command, "ack_id": cid,
-            "status": ack.get("status"), "message": str(ack.get("message", ""))[:200],
+            "device_id": self._name(),
+            "command": command,
+            "ack_id": cid,
+            "status": ack.get("status"),
+            "message": str(ack.get("message", ""))[:200],
         }
         if "rx_lsl" in ack:
             details["rtt_ms"] = round((ack["rx_lsl"] - sent) * 1e3, 3)
@@ -359,28 +437,56 @@ class Connection:
         re_id = msg.get("id")
         try:
             if store is None:
-                raise ProtocolError("no_session", "the relay has no session: uploads "
-                                    "are refused (start it with --session)")
+                raise ProtocolError(
+                    "no_session",
+                    "the relay has no session: uploads "
+                    "are refused (start it with --session)",
+                )
             run = asyncio.get_running_loop().run_in_executor
             dev = self.device
             if msg.type == "upload_offer":
-                res = await run(None, lambda: store.offer(
-                    dev.device_id, name=msg.get("name"), size=msg.get("size"),
-                    sha256=msg.get("sha256"), file_type=msg.get("file_type"),
-                    owner=self))
+                res = await run(
+                    None,
+                    lambda: store.offer(
+                        dev.device_id,
+                        name=msg.get("name"),
+                        size=msg.get("size"),
+                        sha256=msg.get("sha256"),
+                        file_type=msg.get("file_type"),
+                        owner=self,
+                    ),
+                )
                 self.send({"type": "upload_ready", "re": re_id, **res})
             elif msg.type == "upload_chunk":
-                await run(None, store.write, msg.get("upload_id"), msg.get("offset"),
-                          msg.body, self)
+                await run(
+                    None,
+                    store.write,
+                    msg.get("upload_id"),
+                    msg.get("offset"),
+                    msg.body,
+                    self,
+                )
             elif msg.type == "upload_end":
                 when = dev.record_started or datetime.now()
                 entry = await run(None, store.finish, msg.get("upload_id"), self, when)
-                self.send({"type": "upload_done", "re": re_id,
-                           "upload_id": msg.get("upload_id"), **entry})
-                relay.log("file_received", {
-                    "device_id": dev.device_id, "file_type": entry["file_type"],
-                    "file_path": entry["file_path"], "file_size": entry["file_size"],
-                    "sha256": entry["sha256"]})
+                self.send(
+                    {
+                        "type": "upload_done",
+                        "re": re_id,
+                        "upload_id": msg.get("upload_id"),
+                        **entry,
+                    }
+                )
+                relay.log(
+                    "file_received",
+                    {
+                        "device_id": dev.device_id,
+                        "file_type": entry["file_type"],
+                        "file_path": entry["file_path"],
+                        "file_size": entry["file_size"],
+                        "sha256": entry["sha256"],
+                    },
+                )
         except ProtocolError as exc:
             exc.re_id = re_id
             if isinstance(msg.get("upload_id"), str):

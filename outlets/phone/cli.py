@@ -32,8 +32,12 @@ Examples:
 def _wait(duration: float | None) -> None:
     """Block until ``duration`` seconds pass or SIGINT/SIGTERM arrives."""
     done = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: done.set())
-                for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {
+            s: signal.signal(s, lambda *_: done.set())
+            for s in (signal.SIGINT, signal.SIGTERM)
+        }
     try:
         done.wait(duration)
     finally:
@@ -51,30 +55,62 @@ def _load_tokens(path: Path | None) -> dict[str, str] | None:
     if not isinstance(tokens, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in tokens.items()
     ):
-        raise click.BadParameter(f"{path}: must be a JSON object {{device_id: token}}",
-                                 param_hint="--tokens")
+        raise click.BadParameter(
+            f"{path}: must be a JSON object {{device_id: token}}", param_hint="--tokens"
+        )
     return tokens
 
 
 @click.command("phone-relay", epilog=RELAY_EPILOG)
 @click.option("--host", default="0.0.0.0", show_default=True, help="Listen address.")
-@click.option("--port", type=click.IntRange(0, 65535), default=9000, show_default=True,
-              help="TCP port (0 = any free port).")
-@click.option("--tokens", type=click.Path(dir_okay=False, path_type=Path),
-              help="JSON file {device_id: token}; without it any device is accepted.")
-@click.option("--session", type=click.Path(file_okay=False, path_type=Path),
-              help="Session folder for uploads and events (uploads refused without).")
-@click.option("--certfile", type=click.Path(dir_okay=False, path_type=Path),
-              help="TLS certificate chain (PEM); enables TLS.")
-@click.option("--keyfile", type=click.Path(dir_okay=False, path_type=Path),
-              help="TLS private key (PEM), if not inside --certfile.")
-@click.option("--heartbeat-timeout", type=click.FloatRange(0.1, 3.0), default=2.5,
-              show_default=True, help="Seconds of silence before a phone is dropped.")
-@click.option("--duration", type=click.FloatRange(min=0), default=None,
-              help="Stop after this many seconds (default: until Ctrl-C).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=9000,
+    show_default=True,
+    help="TCP port (0 = any free port).",
+)
+@click.option(
+    "--tokens",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON file {device_id: token}; without it any device is accepted.",
+)
+@click.option(
+    "--session",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Session folder for uploads and events (uploads refused without).",
+)
+@click.option(
+    "--certfile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TLS certificate chain (PEM); enables TLS.",
+)
+@click.option(
+    "--keyfile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TLS private key (PEM), if not inside --certfile.",
+)
+@click.option(
+    "--heartbeat-timeout",
+    type=click.FloatRange(0.1, 3.0),
+    default=2.5,
+    show_default=True,
+    help="Seconds of silence before a phone is dropped.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Stop after this many seconds (default: until Ctrl-C).",
+)
 def phone_relay_command(
-    host: str, port: int, tokens: Path | None, session: Path | None,
-    certfile: Path | None, keyfile: Path | None, heartbeat_timeout: float,
+    host: str,
+    port: int,
+    tokens: Path | None,
+    session: Path | None,
+    certfile: Path | None,
+    keyfile: Path | None,
+    heartbeat_timeout: float,
     duration: float | None,
 ) -> None:
     """Accept phones over TCP and publish their streams to LSL (SPEC §10).
@@ -88,8 +124,14 @@ def phone_relay_command(
         ctx.load_cert_chain(certfile, keyfile)
     elif keyfile is not None:
         raise click.UsageError("--keyfile needs --certfile")
-    relay = PhoneRelay(host, port, tokens=_load_tokens(tokens), session=session,
-                       ssl_context=ctx, heartbeat_timeout=heartbeat_timeout)
+    relay = PhoneRelay(
+        host,
+        port,
+        tokens=_load_tokens(tokens),
+        session=session,
+        ssl_context=ctx,
+        heartbeat_timeout=heartbeat_timeout,
+    )
     with relay:
         click.echo(f"listening: {host}:{relay.port}{' (TLS)' if ctx else ''}", err=True)
         _wait(duration)
@@ -106,23 +148,51 @@ def _parse_relay(value: str) -> tuple[str, int]:
 @click.option("--relay", "relay_addr", required=True, help="Relay address HOST:PORT.")
 @click.option("--device-id", required=True, help="Device id sent in hello.")
 @click.option("--token", default=None, help="Pairing token.")
-@click.option("--clock-offset", type=float, default=0.0, show_default=True,
-              help="Phone clock offset from LSL time, seconds.")
-@click.option("--drift-ppm", type=float, default=0.0, show_default=True,
-              help="Phone clock drift, ppm (+ = fast).")
-@click.option("--jitter-ms", type=click.FloatRange(min=0), default=30.0,
-              show_default=True,
-              help="Max simulated one-way delay; delays are uniform in [1, J] ms.")
+@click.option(
+    "--clock-offset",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Phone clock offset from LSL time, seconds.",
+)
+@click.option(
+    "--drift-ppm",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Phone clock drift, ppm (+ = fast).",
+)
+@click.option(
+    "--jitter-ms",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Max simulated one-way delay; delays are uniform in [1, J] ms.",
+)
 @click.option("--tls", is_flag=True, help="Connect with TLS.")
-@click.option("--cafile", type=click.Path(dir_okay=False, path_type=Path),
-              help="CA/certificate file to verify the relay.")
-@click.option("--duration", type=click.FloatRange(min=0), default=None,
-              help="Stop after this many seconds (default: until Ctrl-C).")
+@click.option(
+    "--cafile",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CA/certificate file to verify the relay.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Stop after this many seconds (default: until Ctrl-C).",
+)
 @click.option("--seed", type=int, default=None, help="Random seed of the jitter.")
 def phone_sim_command(
-    relay_addr: str, device_id: str, token: str | None, clock_offset: float,
-    drift_ppm: float, jitter_ms: float, tls: bool, cafile: Path | None,
-    duration: float | None, seed: int | None,
+    relay_addr: str,
+    device_id: str,
+    token: str | None,
+    clock_offset: float,
+    drift_ppm: float,
+    jitter_ms: float,
+    tls: bool,
+    cafile: Path | None,
+    duration: float | None,
+    seed: int | None,
 ) -> None:
     """Simulate a phone: clock offset/drift, jitter, streams, sync pulses, uploads.
 
@@ -131,10 +201,19 @@ def phone_sim_command(
     """
     host, port = _parse_relay(relay_addr)
     jitter = (min(1.0, jitter_ms), jitter_ms)
-    sim = PhoneSimulator(host, port, device_id, token, clock_offset=clock_offset,
-                         drift_ppm=drift_ppm, jitter_ms=jitter, tls=tls or bool(cafile),
-                         cafile=str(cafile) if cafile else None, auto_reconnect=True,
-                         seed=seed)
+    sim = PhoneSimulator(
+        host,
+        port,
+        device_id,
+        token,
+        clock_offset=clock_offset,
+        drift_ppm=drift_ppm,
+        jitter_ms=jitter,
+        tls=tls or bool(cafile),
+        cafile=str(cafile) if cafile else None,
+        auto_reconnect=True,
+        seed=seed,
+    )
     sim.start()
     click.echo(f"connected: {device_id} -> {host}:{port}", err=True)
     try:

@@ -65,8 +65,10 @@ class SyncQuality:
 
     def as_dict(self) -> dict[str, float | int]:
         """Return the fields as a JSON-ready dict (rounded)."""
-        return {k: (round(v, 6) if isinstance(v, float) else v)
-                for k, v in asdict(self).items()}
+        return {
+            k: (round(v, 6) if isinstance(v, float) else v)
+            for k, v in asdict(self).items()
+        }
 
 
 class ClockEstimator:
@@ -152,8 +154,10 @@ class ClockEstimator:
                 self._jumps.append((x, up, down))
                 if len(self._jumps) < 3:
                     return True
-                logger.warning("phone clock jumped by %.3f s; resetting the fit",
-                               0.5 * (up + down) - pred)
+                logger.warning(
+                    "phone clock jumped by %.3f s; resetting the fit",
+                    0.5 * (up + down) - pred,
+                )
                 self.reset(keep=self._jumps)
                 self.resets += 1
                 return True
@@ -254,31 +258,6 @@ class ClockEstimator:
             uncertainty_ms=float(0.5 * (ru - rd) * 1e3),
             resets=self.resets,
         )
-
-
-def _hull_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Return (slope, value at x=0) of the lower-envelope line of points (x, y).
-
-    The line minimises the summed distance to the points while staying below all
-    of them: it is the edge of the lower convex hull above the mean of ``x``
-    (``x`` sorted ascending). Only the hull walk loops in Python, once per refit.
-    """
-    hull: list[int] = []
-    for i in range(len(x)):
-        while len(hull) >= 2:
-            o, p = hull[-2], hull[-1]
-            cross = (x[p] - x[o]) * (y[i] - y[o]) - (y[p] - y[o]) * (x[i] - x[o])
-            if cross > 0:
-                break
-            hull.pop()
-        hull.append(i)
-    xm = 0.5 * float(x[0] + x[-1])
-    for o, p in zip(hull, hull[1:], strict=False):
-        if x[o] <= xm <= x[p] and x[p] > x[o]:
-            slope = float((y[p] - y[o]) / (x[p] - x[o]))
-            return slope, float(y[o] - slope * x[o])
-    i = int(np.argmin(y))
-    return 0.0, float(y[i])
 
 
 def _block_slope(

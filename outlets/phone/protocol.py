@@ -50,8 +50,9 @@ class ProtocolError(Exception):
         Further fields of the error reply (e.g. ``have`` for uploads).
     """
 
-    def __init__(self, code: str, message: str, *, fatal: bool = False,
-                 **extra: Any) -> None:
+    def __init__(
+        self, code: str, message: str, *, fatal: bool = False, **extra: Any
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -110,12 +111,20 @@ STREAMS: dict[str, StreamSpec] = {
         "motion_data",
     ),
     "gsr": StreamSpec(
-        "gsr", "GSR", (("conductance", "microsiemens", "GSR"),), 128.0, "float32",
+        "gsr",
+        "GSR",
+        (("conductance", "microsiemens", "GSR"),),
+        128.0,
+        "float32",
         "gsr_data",
     ),
     "rgb_frames": StreamSpec(
-        "rgb_frames", "VideoFrames", (("frame_index", "index", "FrameIndex"),),
-        30.0, "double64", "rgb_video",
+        "rgb_frames",
+        "VideoFrames",
+        (("frame_index", "index", "FrameIndex"),),
+        30.0,
+        "double64",
+        "rgb_video",
     ),
     "thermal_frames": StreamSpec(
         "thermal_frames",
@@ -141,7 +150,9 @@ NUMERIC_STREAMS = tuple(k for k in STREAMS if k != "events")
 def streams_for(capabilities: list[str]) -> list[str]:
     """Return the stream keys a phone with ``capabilities`` publishes (events always)."""
     return [
-        k for k, s in STREAMS.items() if s.capability is None or s.capability in capabilities
+        k
+        for k, s in STREAMS.items()
+        if s.capability is None or s.capability in capabilities
     ]
 
 
@@ -166,9 +177,10 @@ def parse_length(header: bytes, max_frame: int = MAX_FRAME) -> int:
 
 def encode_json(message: dict[str, Any]) -> bytes:
     """Return one complete frame holding ``message`` as JSON."""
-    payload = bytes([KIND_JSON]) + json.dumps(
-        message, separators=(",", ":"), allow_nan=False
-    ).encode()
+    payload = (
+        bytes([KIND_JSON])
+        + json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
+    )
     return _LEN.pack(len(payload)) + payload
 
 
@@ -218,7 +230,8 @@ def decode_payload(payload: bytes) -> Message:
         obj = _load_object(memoryview(payload)[5 : 5 + h])
         return Message(obj["type"], obj, payload[5 + h :])
     raise ProtocolError(
-        "bad_frame", f"unknown payload kind 0x{kind:02x} (expected 'J' or 'B')",
+        "bad_frame",
+        f"unknown payload kind 0x{kind:02x} (expected 'J' or 'B')",
         fatal=True,
     )
 
@@ -255,8 +268,12 @@ def encode_samples(stream: str, times: np.ndarray, values: np.ndarray) -> bytes:
     block = np.empty((len(times), 1 + values.shape[1]), dtype=SAMPLE_DTYPE)
     block[:, 0] = times
     block[:, 1:] = values
-    header = {"type": "samples", "stream": stream, "n": len(times),
-              "channels": values.shape[1]}
+    header = {
+        "type": "samples",
+        "stream": stream,
+        "n": len(times),
+        "channels": values.shape[1],
+    }
     return encode_binary(header, block.tobytes())
 
 
@@ -309,8 +326,13 @@ def _is_num(x: Any) -> bool:
     return (isinstance(x, int | float) and not isinstance(x, bool)) and math.isfinite(x)
 
 
-_CHECKS = {"int": _is_int, "num": _is_num, "str": lambda x: isinstance(x, str),
-           "list": lambda x: isinstance(x, list), "dict": lambda x: isinstance(x, dict)}
+_CHECKS = {
+    "int": _is_int,
+    "num": _is_num,
+    "str": lambda x: isinstance(x, str),
+    "list": lambda x: isinstance(x, list),
+    "dict": lambda x: isinstance(x, dict),
+}
 
 #: Messages a phone may send: type → {field: kind}. Optional fields are not listed.
 PHONE_MESSAGES: dict[str, dict[str, str]] = {
@@ -321,8 +343,13 @@ PHONE_MESSAGES: dict[str, dict[str, str]] = {
     "event": {"t": "num", "label": "str"},
     "ack": {"re": "int", "status": "str"},
     "samples": {"stream": "str", "n": "int", "channels": "int"},
-    "upload_offer": {"id": "int", "name": "str", "size": "int", "sha256": "str",
-                     "file_type": "str"},
+    "upload_offer": {
+        "id": "int",
+        "name": "str",
+        "size": "int",
+        "sha256": "str",
+        "file_type": "str",
+    },
     "upload_chunk": {"upload_id": "str", "offset": "int"},
     "upload_end": {"id": "int", "upload_id": "str"},
     "bye": {},
@@ -360,8 +387,9 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 #: Allowed upload extensions per destination folder.
 ALLOWED_EXTENSIONS: dict[str, frozenset[str]] = {
     "rgb_videos": frozenset({"mp4", "mkv", "mov", "3gp", "webm", "avi"}),
-    "thermal_videos": frozenset({"mp4", "mkv", "mov", "3gp", "webm", "avi", "dat",
-                                 "raw", "bin"}),
+    "thermal_videos": frozenset(
+        {"mp4", "mkv", "mov", "3gp", "webm", "avi", "dat", "raw", "bin"}
+    ),
     "sensor_data": frozenset({"csv", "json", "wav", "bin", "dat"}),
 }
 
@@ -405,12 +433,20 @@ def check_sha256(value: str) -> str:
 
 
 def error_message(
-    code: str, message: str, *, re_id: int | None = None, fatal: bool = False,
+    code: str,
+    message: str,
+    *,
+    re_id: int | None = None,
+    fatal: bool = False,
     **extra: Any,
 ) -> dict[str, Any]:
     """Build an ``error`` message."""
-    msg: dict[str, Any] = {"type": "error", "code": code, "message": message,
-                           "fatal": fatal}
+    msg: dict[str, Any] = {
+        "type": "error",
+        "code": code,
+        "message": message,
+        "fatal": fatal,
+    }
     if re_id is not None:
         msg["re"] = re_id
     msg.update(extra)

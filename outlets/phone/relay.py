@@ -77,9 +77,13 @@ class PhoneRelay:
         max_errors: int = 20,
     ) -> None:
         if not 0 < heartbeat_timeout <= 3.0:
-            raise ValueError(f"heartbeat_timeout must be in (0, 3] s, got {heartbeat_timeout}")
+            raise ValueError(
+                f"heartbeat_timeout must be in (0, 3] s, got {heartbeat_timeout}"
+            )
         self.host, self._port = host, int(port)
-        self.tokens = None if tokens is None else {str(k): str(v) for k, v in tokens.items()}
+        self.tokens = (
+            None if tokens is None else {str(k): str(v) for k, v in tokens.items()}
+        )
         self.ssl_context = ssl_context
         self.heartbeat_interval = float(heartbeat_interval)
         self.heartbeat_timeout = float(heartbeat_timeout)
@@ -90,10 +94,14 @@ class PhoneRelay:
         self.max_errors = int(max_errors)
         self.sync_schedule = dict(SYNC_SCHEDULE)
         self.devices: dict[str, DeviceState] = {}
-        self.history: collections.deque[dict[str, Any]] = collections.deque(maxlen=10000)
+        self.history: collections.deque[dict[str, Any]] = collections.deque(
+            maxlen=10000
+        )
         self._observers: list[Callable[[dict[str, Any]], None]] = []
         self.push_observers: list[Callable[..., None]] = []
-        self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="relay-io")
+        self._io = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="relay-io"
+        )
         self._owns_session = False
         self.session: Session | None = None
         self.uploads: UploadStore | None = None
@@ -141,9 +149,15 @@ class PhoneRelay:
             self._call(self._listen(), timeout=10)
         except OSError as exc:
             self.stop()
-            raise DeviceError(f"cannot listen on {self.host}:{self._port}: {exc}") from None
-        logger.info("phone relay listening on %s:%d%s", self.host, self._port,
-                    " (TLS)" if self.ssl_context else "")
+            raise DeviceError(
+                f"cannot listen on {self.host}:{self._port}: {exc}"
+            ) from None
+        logger.info(
+            "phone relay listening on %s:%d%s",
+            self.host,
+            self._port,
+            " (TLS)" if self.ssl_context else "",
+        )
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -222,37 +236,54 @@ class PhoneRelay:
 
     # -------------------------------------------------------------- commands
     def start_record(
-        self, device_ids: list[str] | None = None, *, session_id: str | None = None,
+        self,
+        device_ids: list[str] | None = None,
+        *,
+        session_id: str | None = None,
         timeout: float | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Send ``start_record`` (with the session id) and return the acks."""
         sid = session_id or (self.session.session_id if self.session else None)
-        return self._command_all("start_record", {"session_id": sid}, device_ids, timeout)
+        return self._command_all(
+            "start_record", {"session_id": sid}, device_ids, timeout
+        )
 
     def stop_record(
         self, device_ids: list[str] | None = None, *, timeout: float | None = None
     ) -> dict[str, dict[str, Any]]:
         """Send ``stop_record``; phones then upload their files. Return the acks."""
         sid = self.session.session_id if self.session else None
-        return self._command_all("stop_record", {"session_id": sid}, device_ids, timeout)
+        return self._command_all(
+            "stop_record", {"session_id": sid}, device_ids, timeout
+        )
 
     def sync_flash(
-        self, device_ids: list[str] | None = None, *, duration_ms: int = 200,
+        self,
+        device_ids: list[str] | None = None,
+        *,
+        duration_ms: int = 200,
         timeout: float | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Ask phones to flash (screen/torch) and mark it; return the acks."""
-        return self._command_all("sync_flash", {"duration_ms": int(duration_ms)},
-                                 device_ids, timeout)
+        return self._command_all(
+            "sync_flash", {"duration_ms": int(duration_ms)}, device_ids, timeout
+        )
 
     def marker(
-        self, label: str, device_ids: list[str] | None = None, *,
+        self,
+        label: str,
+        device_ids: list[str] | None = None,
+        *,
         timeout: float | None = None,
     ) -> dict[str, dict[str, Any]]:
         """Ask phones to insert ``label`` into their event stream; return the acks."""
         return self._command_all("marker", {"label": str(label)}, device_ids, timeout)
 
     def _command_all(
-        self, command: str, fields: dict[str, Any], device_ids: list[str] | None,
+        self,
+        command: str,
+        fields: dict[str, Any],
+        device_ids: list[str] | None,
         timeout: float | None,
     ) -> dict[str, dict[str, Any]]:
         timeout = self.command_timeout if timeout is None else float(timeout)
@@ -285,15 +316,22 @@ class PhoneRelay:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     async def _listen(self) -> None:
-        extra = {"ssl_handshake_timeout": self.hello_timeout} if self.ssl_context else {}
+        extra = (
+            {"ssl_handshake_timeout": self.hello_timeout} if self.ssl_context else {}
+        )
         self._server = await asyncio.start_server(
-            self._accept, self.host, self._port, ssl=self.ssl_context,
-            limit=self.max_frame + 8, **extra,
+            self._accept,
+            self.host,
+            self._port,
+            ssl=self.ssl_context,
+            limit=self.max_frame + 8,
+            **extra,
         )
         self._port = self._server.sockets[0].getsockname()[1]
 
-    async def _accept(self, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter) -> None:
+    async def _accept(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         conn = Connection(self, reader, writer)
         self._connections.add(conn)
         try:

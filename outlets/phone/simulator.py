@@ -12,30 +12,28 @@ event and bright rgb frames) occurs every ``pulse_interval`` seconds and on each
 from __future__ import annotations
 
 import bisect
-import hashlib
 import itertools
 import logging
 import socket
 import ssl
-import tempfile
 import threading
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pylsl
 
 from lsl_session.errors import DeviceError
 from outlets.phone import protocol as P
+from outlets.phone.sim_uploads import UploadMixin
 
 logger = logging.getLogger(__name__)
 
 ALL_CAPABILITIES = ("rgb_video", "thermal_video", "gsr_data", "motion_data")
 
 
-class PhoneSimulator:
+class PhoneSimulator(UploadMixin):
     """Simulated Android phone (see the module docstring).
 
     Parameters
@@ -63,21 +61,36 @@ class PhoneSimulator:
     """
 
     def __init__(
-        self, relay_host: str, port: int, device_id: str, token: str | None = None, *,
-        clock_offset: float = 0.0, drift_ppm: float = 0.0,
-        jitter_ms: tuple[float, float] = (1.0, 30.0), jitter_dist: str = "uniform",
-        tls: bool = False, cafile: str | Path | None = None,
-        capabilities: tuple[str, ...] = ALL_CAPABILITIES, pulse_interval: float = 5.0,
-        pulse_length: float = 0.25, batch_s: float = 0.1, upload_chunk: int = 64 * 1024,
-        cut_upload_after: int | None = None, auto_reconnect: bool = False,
-        seed: int | None = None, model: str = "PhoneSimulator",
+        self,
+        relay_host: str,
+        port: int,
+        device_id: str,
+        token: str | None = None,
+        *,
+        clock_offset: float = 0.0,
+        drift_ppm: float = 0.0,
+        jitter_ms: tuple[float, float] = (1.0, 30.0),
+        jitter_dist: str = "uniform",
+        tls: bool = False,
+        cafile: str | Path | None = None,
+        capabilities: tuple[str, ...] = ALL_CAPABILITIES,
+        pulse_interval: float = 5.0,
+        pulse_length: float = 0.25,
+        batch_s: float = 0.1,
+        upload_chunk: int = 64 * 1024,
+        cut_upload_after: int | None = None,
+        auto_reconnect: bool = False,
+        seed: int | None = None,
+        model: str = "PhoneSimulator",
     ) -> None:
         self.address = (relay_host, int(port))
         self.device_id, self.token = device_id, token
         self.offset, self.drift = float(clock_offset), float(drift_ppm) * 1e-6
         self.jitter = (float(jitter_ms[0]) * 1e-3, float(jitter_ms[1]) * 1e-3)
         if jitter_dist not in ("uniform", "wifi"):
-            raise ValueError(f"jitter_dist must be 'uniform' or 'wifi', got {jitter_dist!r}")
+            raise ValueError(
+                f"jitter_dist must be 'uniform' or 'wifi', got {jitter_dist!r}"
+            )
         self.jitter_dist = jitter_dist
         self.tls, self.cafile = tls, cafile
         self.capabilities = list(capabilities)
@@ -106,9 +119,12 @@ class PhoneSimulator:
         self.recording = False
         self._t0 = pylsl.local_clock()
         self._k = dict.fromkeys(self.streams, 0)
-        self._truth: dict[str, list[tuple[np.ndarray, ...]]] = {s: [] for s in self.streams}
+        self._truth: dict[str, list[tuple[np.ndarray, ...]]] = {
+            s: [] for s in self.streams
+        }
         self._unsent: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
-            s: [] for s in self.streams}
+            s: [] for s in self.streams
+        }
         self.events: list[tuple[float, float, str]] = []  # (true, phone, label)
         self._unsent_events: list[tuple[float, str]] = []
         self.pulses: list[float] = []
@@ -143,8 +159,9 @@ class PhoneSimulator:
         """
         self.connect(timeout)
         for target in (self._sampler, self._syncer):
-            t = threading.Thread(target=target, daemon=True,
-                                 name=f"{self.device_id}-{target.__name__}")
+            t = threading.Thread(
+                target=target, daemon=True, name=f"{self.device_id}-{target.__name__}"
+            )
             t.start()
             self._threads.append(t)
         return self
@@ -174,10 +191,17 @@ class PhoneSimulator:
             if self.tls:
                 ctx = ssl.create_default_context(cafile=self.cafile)
                 sock = ctx.wrap_socket(raw, server_hostname=self.address[0])
-            hello = {"type": "hello", "id": next(self._ids), "protocol": P.PROTOCOL_VERSION,
-                     "device_id": self.device_id, "token": self.token,
-                     "capabilities": self.capabilities, "model": self.model,
-                     "manufacturer": "lsl_session", "app_version": "sim"}
+            hello = {
+                "type": "hello",
+                "id": next(self._ids),
+                "protocol": P.PROTOCOL_VERSION,
+                "device_id": self.device_id,
+                "token": self.token,
+                "capabilities": self.capabilities,
+                "model": self.model,
+                "manufacturer": "lsl_session",
+                "app_version": "sim",
+            }
             sock.sendall(P.encode_json(hello))
             decoder = P.FrameDecoder()
             welcome = None
@@ -187,8 +211,10 @@ class PhoneSimulator:
                     raise DeviceError(f"{self.device_id}: relay closed the connection")
                 for msg in decoder.feed(data):
                     if msg.type == "error":
-                        raise DeviceError(f"{self.device_id}: relay refused: "
-                                          f"{msg.get('code')}: {msg.get('message')}")
+                        raise DeviceError(
+                            f"{self.device_id}: relay refused: "
+                            f"{msg.get('code')}: {msg.get('message')}"
+                        )
                     if msg.type == "welcome":
                         welcome = msg.fields
         except BaseException:
@@ -203,8 +229,12 @@ class PhoneSimulator:
             self._burst_left = int(sched.get("initial_burst", 64))
         self.frozen = False
         self.connected.set()
-        t = threading.Thread(target=self._reader, args=(sock, decoder), daemon=True,
-                             name=f"{self.device_id}-reader")
+        t = threading.Thread(
+            target=self._reader,
+            args=(sock, decoder),
+            daemon=True,
+            name=f"{self.device_id}-reader",
+        )
         t.start()
         self._threads.append(t)
 
@@ -252,8 +282,9 @@ class PhoneSimulator:
                 keep = p > last
                 self._unsent[s] = [(p[keep], v[keep])] if keep.any() else []
             if "events" in resume:
-                self._unsent_events = [(p, lab) for _, p, lab in self.events
-                                       if p > resume["events"]]
+                self._unsent_events = [
+                    (p, lab) for _, p, lab in self.events if p > resume["events"]
+                ]
 
     # ----------------------------------------------------------- ground truth
     def truth(self, stream: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -296,12 +327,21 @@ class PhoneSimulator:
         self.events.append((onset, p, label))
         self._unsent_events.append((p, label))
 
-    def _values(self, s: str, k: np.ndarray, t: np.ndarray, pulse: np.ndarray) -> np.ndarray:
+    def _values(
+        self, s: str, k: np.ndarray, t: np.ndarray, pulse: np.ndarray
+    ) -> np.ndarray:
         ph = 2 * np.pi * (t - self._t0)
         if s == "motion":
-            return np.column_stack([0.2 * np.sin(ph), 0.2 * np.cos(ph),
-                                    9.81 + 0.05 * np.sin(3 * ph), 0.1 * np.sin(0.5 * ph),
-                                    0.1 * np.cos(0.5 * ph), 0.02 * np.sin(ph)])
+            return np.column_stack(
+                [
+                    0.2 * np.sin(ph),
+                    0.2 * np.cos(ph),
+                    9.81 + 0.05 * np.sin(3 * ph),
+                    0.1 * np.sin(0.5 * ph),
+                    0.1 * np.cos(0.5 * ph),
+                    0.02 * np.sin(ph),
+                ]
+            )
         if s == "gsr":
             return (2.0 + 0.3 * np.sin(0.1 * ph) + 5.0 * pulse)[:, None]
         if s == "rgb_frames":
@@ -320,9 +360,17 @@ class PhoneSimulator:
                 self._flush()
                 next_send = now + self.batch_s
             if now >= next_beat and self._can_send():
-                self._send(P.encode_json({
-                    "type": "heartbeat", "t": self.phone_clock(now), "battery": 0.87,
-                    "storage_free_mb": 12000, "recording": self.recording}))
+                self._send(
+                    P.encode_json(
+                        {
+                            "type": "heartbeat",
+                            "t": self.phone_clock(now),
+                            "battery": 0.87,
+                            "storage_free_mb": 12000,
+                            "recording": self.recording,
+                        }
+                    )
+                )
                 next_beat = now + beat
 
     def _flush(self, force: bool = False) -> None:
@@ -339,9 +387,10 @@ class PhoneSimulator:
                 p = np.concatenate([c[0] for c in chunks])
                 v = np.concatenate([c[1] for c in chunks])
                 for i in range(0, len(p), 4096):
-                    frames.append(P.encode_samples(s, p[i:i + 4096], v[i:i + 4096]))
-        frames += [P.encode_json({"type": "event", "t": p, "label": lab})
-                   for p, lab in events]
+                    frames.append(P.encode_samples(s, p[i : i + 4096], v[i : i + 4096]))
+        frames += [
+            P.encode_json({"type": "event", "t": p, "label": lab}) for p, lab in events
+        ]
         if frames and not self._send(b"".join(frames)):
             with self._lock:  # keep them for the resume after a reconnect
                 for s, chunks in batches.items():
@@ -415,8 +464,11 @@ class PhoneSimulator:
             t1 = self._sync_t1.pop(msg.get("seq"), None)
             if t1 is not None and not self.frozen:
                 t4 = self.phone_clock(pylsl.local_clock() + self._delay())
-                self._send(P.encode_json({"type": "sync_done", "seq": msg.get("seq"),
-                                          "t1": t1, "t4": t4}))
+                self._send(
+                    P.encode_json(
+                        {"type": "sync_done", "seq": msg.get("seq"), "t1": t1, "t4": t4}
+                    )
+                )
             return
         fut = self._requests.pop(msg.get("re"), None) if "re" in msg.fields else None
         if fut is not None:
@@ -433,8 +485,9 @@ class PhoneSimulator:
             self.recording = True
         elif msg.type == "stop_record":
             self.recording = False
-            threading.Thread(target=self._upload_all, daemon=True,
-                             name=f"{self.device_id}-upload").start()
+            threading.Thread(
+                target=self._upload_all, daemon=True, name=f"{self.device_id}-upload"
+            ).start()
         elif msg.type in ("sync_flash", "marker"):
             with self._lock:
                 if msg.type == "sync_flash":
@@ -444,8 +497,16 @@ class PhoneSimulator:
                     self.events.append((now, p, msg.get("label", "")))
                     self._unsent_events.append((p, str(msg.get("label", ""))))
         if not self.frozen:
-            self._send(P.encode_json({"type": "ack", "re": msg.get("id"), "status": "ok",
-                                      "t": self.phone_clock(now)}))
+            self._send(
+                P.encode_json(
+                    {
+                        "type": "ack",
+                        "re": msg.get("id"),
+                        "status": "ok",
+                        "t": self.phone_clock(now),
+                    }
+                )
+            )
 
     def request(self, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
         """Send a message with a fresh ``id`` and wait for the reply naming it."""
@@ -455,81 +516,3 @@ class PhoneSimulator:
         if not self._send(P.encode_json(message)):
             raise ConnectionError("not connected")
         return fut.result(timeout)
-
-    # --------------------------------------------------------------- uploads
-    def _wait_closed(self, timeout: float = 5.0) -> None:
-        """Wait until the reader saw the relay close the connection."""
-        deadline = pylsl.local_clock() + timeout
-        while self._sock is not None and pylsl.local_clock() < deadline:
-            self._stop.wait(0.01)
-
-    def _upload_all(self) -> None:
-        folder = Path(tempfile.mkdtemp(prefix=f"{self.device_id}-"))
-        for kind in ("rgb", "thermal"):
-            if f"{kind}_video" in self.capabilities:
-                self.upload_file(make_video(folder / f"{kind}_video.mp4", kind), kind)
-
-    def upload_file(self, path: Path, file_type: str) -> dict[str, Any]:
-        """Upload ``path`` (offer, chunks, end) and resume after broken connections."""
-        data = Path(path).read_bytes()
-        sha = hashlib.sha256(data).hexdigest()
-        record: dict[str, Any] = {"file_type": file_type, "name": Path(path).name,
-                                  "size": len(data), "sha256": sha, "attempts": 0,
-                                  "resumed_from": []}
-        for _ in range(20):
-            record["attempts"] += 1
-            try:
-                reply = self.request({"type": "upload_offer", "name": Path(path).name,
-                                      "size": len(data), "sha256": sha,
-                                      "file_type": file_type})
-                if reply.get("code") == "upload_busy":
-                    self._stop.wait(0.2)
-                    continue
-                if reply.get("type") == "error" or reply.get("done"):
-                    record["result"] = reply
-                    break
-                uid, off = reply["upload_id"], int(reply["have"])
-                record["resumed_from"].append(off)
-                while off < len(data):
-                    chunk = data[off:off + self.upload_chunk]
-                    if not self._send(P.encode_binary(
-                            {"type": "upload_chunk", "upload_id": uid, "offset": off},
-                            chunk)):
-                        raise ConnectionError("connection lost")
-                    off += len(chunk)
-                    if self.cut_upload_after is not None and off >= self.cut_upload_after:
-                        self.cut_upload_after = None
-                        self.drop(graceful=True)
-                        self._wait_closed()
-                        raise ConnectionError("upload cut on purpose")
-                reply = self.request({"type": "upload_end", "upload_id": uid})
-                if reply.get("code") in ("incomplete", "bad_offset"):
-                    continue
-                record["result"] = reply
-                break
-            except (ConnectionError, TimeoutError, OSError):
-                if not self.auto_reconnect:
-                    self._stop.wait(0.3)
-                    try:
-                        self.connect()
-                    except (OSError, DeviceError):
-                        continue
-                else:
-                    self.connected.wait(10)
-        self.uploads.append(record)
-        return record
-
-
-def make_video(path: Path, kind: str, frames: int = 12, fps: float = 10.0) -> Path:
-    """Write a tiny mp4 (64×48) with OpenCV; frame 5 is a bright sync frame."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (64, 48))
-    if not writer.isOpened():
-        raise DeviceError(f"OpenCV cannot write {path}")
-    ramp = np.tile(np.linspace(0, 255, 64, dtype=np.uint8), (48, 1))
-    for i in range(frames):
-        gray = np.full((48, 64), 255, np.uint8) if i == 5 else np.roll(ramp, 4 * i, 1)
-        frame = (cv2.applyColorMap(gray, cv2.COLORMAP_INFERNO) if kind == "thermal"
-                 else cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
-        writer.write(frame)
-    writer.release()
-    return path

@@ -13,8 +13,11 @@ from outlets.phone.protocol import PROTOCOL_VERSION, STREAMS, StreamSpec
 
 logger = logging.getLogger(__name__)
 
-_FORMATS = {"float32": pylsl.cf_float32, "double64": pylsl.cf_double64,
-            "string": pylsl.cf_string}
+_FORMATS = {
+    "float32": pylsl.cf_float32,
+    "double64": pylsl.cf_double64,
+    "string": pylsl.cf_string,
+}
 _DTYPES = {"float32": np.float32, "double64": np.float64}
 
 
@@ -29,13 +32,19 @@ def stream_name(device_id: str, stream: str) -> str:
 
 
 def make_info(
-    device_id: str, spec: StreamSpec, *, hello: dict[str, Any],
+    device_id: str,
+    spec: StreamSpec,
+    *,
+    hello: dict[str, Any],
     sync: dict[str, Any],
 ) -> pylsl.StreamInfo:
     """Build a stream info with channels, acquisition and synchronization desc."""
     info = pylsl.StreamInfo(
-        stream_name(device_id, spec.key), spec.lsl_type, spec.channel_count,
-        spec.nominal_rate, _FORMATS[spec.channel_format],
+        stream_name(device_id, spec.key),
+        spec.lsl_type,
+        spec.channel_count,
+        spec.nominal_rate,
+        _FORMATS[spec.channel_format],
         source_id(device_id, spec.key),
     )
     desc = info.desc()
@@ -101,7 +110,11 @@ class PhoneOutlets:
     """
 
     def __init__(
-        self, device_id: str, streams: list[str], *, hello: dict[str, Any],
+        self,
+        device_id: str,
+        streams: list[str],
+        *,
+        hello: dict[str, Any],
         sync: dict[str, Any],
     ) -> None:
         self.device_id = device_id
@@ -117,8 +130,9 @@ class PhoneOutlets:
             self.close()
             raise
 
-    def push(self, stream: str, phone_t: np.ndarray, lsl_t: np.ndarray,
-             values: np.ndarray) -> int:
+    def push(
+        self, stream: str, phone_t: np.ndarray, lsl_t: np.ndarray, values: np.ndarray
+    ) -> int:
         """Push samples newer than the last pushed; return how many were pushed."""
         outlet = self.outlets.get(stream)
         if outlet is None:
@@ -140,8 +154,9 @@ class PhoneOutlets:
         if outlet is not None:
             outlet.push_sample([label], lsl_t)
             self.counts["events"] += 1
-            self.last_time["events"] = max(self.last_time.get("events", -np.inf),
-                                           phone_t)
+            self.last_time["events"] = max(
+                self.last_time.get("events", -np.inf), phone_t
+            )
 
     def source_ids(self) -> dict[str, str]:
         """Return stream key → source id."""

@@ -76,7 +76,13 @@ class UploadStore:
         self._ids = itertools.count(1)
 
     def offer(
-        self, device_id: str, *, name: str, size: int, sha256: str, file_type: str,
+        self,
+        device_id: str,
+        *,
+        name: str,
+        size: int,
+        sha256: str,
+        file_type: str,
         owner: object,
     ) -> dict[str, Any]:
         """Accept an offer; return ``{"upload_id", "have"}`` or ``{"done", …}``.
@@ -91,8 +97,9 @@ class UploadStore:
             folder = layout.folder_for_file_type(file_type)
         except InvalidNameError:
             raise ProtocolError(
-                "bad_file_type", f"file_type {str(file_type)[:40]!r} must be one of "
-                f"{', '.join(sorted(layout.FILE_TYPE_FOLDERS))}"
+                "bad_file_type",
+                f"file_type {str(file_type)[:40]!r} must be one of "
+                f"{', '.join(sorted(layout.FILE_TYPE_FOLDERS))}",
             ) from None
         ext = check_file_name(name, folder)
         sha256 = check_sha256(sha256)
@@ -100,8 +107,12 @@ class UploadStore:
             raise ProtocolError("bad_size", f"size must be 1..{self.max_size} bytes")
         for entry in self.session.metadata().get("files", {}).get(device_id, []):
             if entry.get("sha256") == sha256 and entry.get("file_type") == file_type:
-                return {"done": True, "file_path": entry["file_path"], "size": size,
-                        "sha256": sha256}
+                return {
+                    "done": True,
+                    "file_path": entry["file_path"],
+                    "size": size,
+                    "sha256": sha256,
+                }
         target = self.session.paths.device_folder(device_id, file_type)
         target.mkdir(parents=True, exist_ok=True)
         part = target / f".upload_{file_type}_{sha256[:32]}_{size}.part"
@@ -109,23 +120,38 @@ class UploadStore:
             for up in self._uploads.values():
                 if up.part == part and up.owner is not owner:
                     raise ProtocolError(
-                        "upload_busy", "this file is being uploaded on another connection"
+                        "upload_busy",
+                        "this file is being uploaded on another connection",
                     )
             have = part.stat().st_size if part.exists() else 0
             if have > size:
                 have = 0
             if shutil.disk_usage(target).free < size - have + SPACE_RESERVE:
                 raise ProtocolError("no_space", "not enough free disk space")
-            fh = open(part, "r+b" if part.exists() else "w+b")  # noqa: SIM115
+            fh = open(part, "r+b" if part.exists() else "w+b")
             fh.truncate(have)
             fh.seek(have)
             upload_id = f"u{next(self._ids)}"
             self._uploads[upload_id] = Upload(
-                upload_id, device_id, file_type, ext, size, sha256, part, have, owner,
+                upload_id,
+                device_id,
+                file_type,
+                ext,
+                size,
+                sha256,
+                part,
+                have,
+                owner,
                 fh,
             )
-        logger.info("upload %s from %s: %s %d bytes, have %d", upload_id, device_id,
-                    file_type, size, have)
+        logger.info(
+            "upload %s from %s: %s %d bytes, have %d",
+            upload_id,
+            device_id,
+            file_type,
+            size,
+            have,
+        )
         return {"upload_id": upload_id, "have": have}
 
     def _get(self, upload_id: str, owner: object) -> Upload:
@@ -153,7 +179,8 @@ class UploadStore:
                 return up.received
             up.offset_error_sent = True
             raise ProtocolError(
-                "bad_offset", f"chunk offset {offset} but relay has {up.received}",
+                "bad_offset",
+                f"chunk offset {offset} but relay has {up.received}",
                 have=up.received,
             )
         up.offset_error_sent = False
@@ -187,7 +214,8 @@ class UploadStore:
         up = self._get(upload_id, owner)
         if up.received != up.size:
             raise ProtocolError(
-                "incomplete", f"relay has {up.received} of {up.size} bytes",
+                "incomplete",
+                f"relay has {up.received} of {up.size} bytes",
                 have=up.received,
             )
         assert up.fh is not None
@@ -206,8 +234,9 @@ class UploadStore:
         dest = self._destination(up, when)
         os.rename(up.part, dest)
         fsync_dir(dest.parent)
-        entry = self.session.add_file(up.device_id, up.file_type, dest,
-                                      sha256=up.sha256)
+        entry = self.session.add_file(
+            up.device_id, up.file_type, dest, sha256=up.sha256
+        )
         logger.info("upload %s stored as %s", upload_id, entry["file_path"])
         return entry
 

@@ -54,7 +54,9 @@ def assert_equal_to_pyxdf(ours, ref):
             assert s.time_series.dtype == r["time_series"].dtype
         assert s.segments == r["info"]["segments"]
         assert s.clock_segments == r["info"]["clock_segments"]
-        assert s.effective_srate == pytest.approx(r["info"]["effective_srate"], rel=1e-9)
+        assert s.effective_srate == pytest.approx(
+            r["info"]["effective_srate"], rel=1e-9
+        )
         assert list(s.clock_times) == list(r["clock_times"])
 
 
@@ -62,9 +64,11 @@ def assert_equal_to_pyxdf(ours, ref):
 def test_fixture_equals_pyxdf(name):
     ref = _pyxdf(FIXTURES / name)
     if ref is None:
-        # pyxdf raises on this file; we must not, and report what we could read
-        result = load_xdf_files(FIXTURES / name)
-        assert result.problems
+        # pyxdf raises on this file; we raise a clear one-line error
+        from lsl_session.errors import LslSessionError
+
+        with pytest.raises(LslSessionError, match="no stream could be read"):
+            load_xdf_files(FIXTURES / name)
         return
     if name in READER_DIFFERS:
         pytest.skip("reader reads other chunks than pyxdf here; stages compared below")
@@ -166,7 +170,7 @@ def test_robust_fit_ignores_outliers():
     v = 0.3 + 2e-6 * t
     v[[5, 20]] += 0.05
     a, b = robust_fit(t, v)
-    ols_b, ols_a = np.polyfit(t, v, 1)
+    _ols_b, ols_a = np.polyfit(t, v, 1)
     assert abs(a - 0.3) < 5e-5 < abs(ols_a - 0.3)  # 1000 ADMM iterations, as pyxdf
     assert abs(b - 2e-6) < 1e-6
 
@@ -205,6 +209,7 @@ def test_real_recording_equals_pyxdf(tmp_path, uid, pylsl_outlets):
     stop = threading.Event()
 
     def push():
+        rng = np.random.default_rng(0)
         k = 0
         start = pylsl.local_clock()
         while not stop.is_set():
@@ -212,7 +217,9 @@ def test_real_recording_equals_pyxdf(tmp_path, uid, pylsl_outlets):
             n = int((now - start) * 100) - k
             if n > 0:
                 stamps = start + (k + np.arange(n)) / 100.0
-                eeg.push_chunk(np.random.rand(n, 2).astype("f4").tolist(), stamps.tolist())
+                eeg.push_chunk(
+                    rng.random((n, 2)).astype("f4").tolist(), stamps.tolist()
+                )
                 if k // 100 != (k + n) // 100:
                     markers.push_sample([f"tick {k}"], now)
                 k += n

@@ -20,7 +20,7 @@ from lsl_session.session import Session
 @pytest.fixture(scope="module")
 def processed(tmp_path_factory):
     root = tmp_path_factory.mktemp("rec")
-    folder, specs, true = make_session(root, reset=True, parts=2)
+    folder, _specs, true = make_session(root, reset=True, parts=2)
     session = Session(folder)
     run = process_session(session, hand_segmentation=False)
     return folder, run, true
@@ -46,7 +46,8 @@ def test_stream_parquet(processed):
     assert table.schema.field("GSR").metadata[b"unit"] == b"uS"
     assert table.schema.field("time").metadata[b"unit"] == b"s"
     meta = json.loads(table.schema.metadata[b"lsl_session"])
-    assert meta["nominal_srate"] == 100 and meta["type"] == "GSR"
+    assert meta["nominal_srate"] == 100
+    assert meta["type"] == "GSR"
     frame = table.to_pandas()
     data = load_session(folder)
     gsr = data.stream("gsr_a")
@@ -93,7 +94,13 @@ def test_events_and_report(processed):
     folder, _, true = processed
     sync = folder / "processing" / "synchronized_data"
     events = pd.read_parquet(sync / "events.parquet")
-    assert list(events.columns[:5]) == ["onset", "lsl_time", "duration", "description", "stream"]
+    assert list(events.columns[:5]) == [
+        "onset",
+        "lsl_time",
+        "duration",
+        "description",
+        "stream",
+    ]
     assert events["description"].tolist() == [
         "marker/block_1", "m0", "m1", "m2", "stimulus_play", "m3"]  # fmt: skip
     stim = events[events["stream"] == "stim"]
@@ -117,7 +124,8 @@ def test_csv_has_units(processed):
     frame = pd.read_csv(csv / "gsr_a.csv")
     assert len(frame) == 600
     events = pd.read_csv(csv / "events.csv")
-    assert "onset [s]" in events.columns and len(events) == 6
+    assert "onset [s]" in events.columns
+    assert len(events) == 6
 
 
 def test_mat_v5(processed):
@@ -141,7 +149,8 @@ def test_mat_v73_switch(tmp_path):
                                   session_id="x", threshold=1000)  # fmt: skip
     assert info["format"] == "v7.3"
     head = path.read_bytes()[:128]
-    assert head.startswith(b"MATLAB 7.3 MAT-file") and head[124:128] == b"\x00\x02IM"
+    assert head.startswith(b"MATLAB 7.3 MAT-file")
+    assert head[124:128] == b"\x00\x02IM"
     with h5py.File(path, "r") as h5:
         gsr = h5["gsr_a"]
         assert gsr.attrs["MATLAB_class"] == b"struct"
@@ -154,8 +163,16 @@ def test_mat_v73_switch(tmp_path):
         assert bytes(label[:].ravel().astype("u1")).decode() == "GSR"
         marker = h5[h5["stim"]["time_series"][0, 0]]
         assert bytes(marker[:].ravel().astype("u1")).decode() == "m0"
-    assert to_matlab.write_matlab(data.streams, tmp_path / "y.mat", t0=data.t0,
-                                  events=data.events, session_id="x")["format"] == "v5"
+    assert (
+        to_matlab.write_matlab(
+            data.streams,
+            tmp_path / "y.mat",
+            t0=data.t0,
+            events=data.events,
+            session_id="x",
+        )["format"]
+        == "v5"
+    )
 
 
 def test_rerun_replaces_outputs(tmp_path):
@@ -174,6 +191,7 @@ def test_rerun_replaces_outputs(tmp_path):
     assert (sync / "gsr_a.parquet").stat().st_ino != before
     assert not list((folder / "processing").glob(".*"))  # no staging left over
     runs = session.metadata()["processing"]["runs"]
-    assert len(runs) == 2 and runs[-1]["options"]["rate"] == 50
+    assert len(runs) == 2
+    assert runs[-1]["options"]["rate"] == 50
     log = json.loads((folder / f"{folder.name}_log.json").read_text())
     assert [e["event"] for e in log].count("processing_end") == 2

@@ -58,32 +58,82 @@ def make_streams(duration=6.0, seed=0, session_id="sess_20250101_000000", reset=
     rng = np.random.default_rng(seed)
     specs = []
     clock_a = Clock(-2.5, 40.0)
-    clock_b = Clock(3.25, -60.0, reset_at=T0 + duration / 2 if reset else None, reset_by=700.0)
+    clock_b = Clock(
+        3.25, -60.0, reset_at=T0 + duration / 2 if reset else None, reset_by=700.0
+    )
     # stream A: GSR-like, 100 Hz, float32, sine + ppg
     Ta = T0 + 0.013 + np.arange(int(duration * 100)) / 100.0
     va = np.column_stack([5 + sine(Ta), 100 * sine(Ta)]).astype(np.float32)
     sa = clock_a.local(Ta) + rng.normal(0, 2e-4, len(Ta))
-    specs.append((1, stream_xml("gsr_a", "GSR", "float32",
-                                [("GSR", "uS", "GSR"), ("PPG", "mV", "PPG")], 100),
-                  "float32", sa, va, clock_a, Ta))
+    specs.append(
+        (
+            1,
+            stream_xml(
+                "gsr_a",
+                "GSR",
+                "float32",
+                [("GSR", "uS", "GSR"), ("PPG", "mV", "PPG")],
+                100,
+            ),
+            "float32",
+            sa,
+            va,
+            clock_a,
+            Ta,
+        )
+    )
     # stream B: 250 Hz double, the same sine, another clock
     Tb = T0 + 0.002 + np.arange(int(duration * 250)) / 250.0
     vb = sine(Tb)[:, None]
     sb = clock_b.local(Tb) + rng.normal(0, 2e-4, len(Tb))
-    specs.append((2, stream_xml("sine_b", "Misc", "double64", [("sine", "a.u.", "misc")], 250),
-                  "double64", sb, vb, clock_b, Tb))
+    specs.append(
+        (
+            2,
+            stream_xml("sine_b", "Misc", "double64", [("sine", "a.u.", "misc")], 250),
+            "double64",
+            sb,
+            vb,
+            clock_b,
+            Tb,
+        )
+    )
     # stream C: markers on clock A
     Tc = T0 + np.array([0.5, 1.25, 2.0, 4.5])
-    specs.append((3, stream_xml("stim", "Markers", "string", [("marker", "", "Markers")], 0),
-                  "string", clock_a.local(Tc), [[f"m{k}"] for k in range(len(Tc))], clock_a, Tc))
+    specs.append(
+        (
+            3,
+            stream_xml("stim", "Markers", "string", [("marker", "", "Markers")], 0),
+            "string",
+            clock_a.local(Tc),
+            [[f"m{k}"] for k in range(len(Tc))],
+            clock_a,
+            Tc,
+        )
+    )
     # stream D: the session event stream, recorder clock (offset 0)
     Td = T0 + np.array([0.1, 3.0])
-    events = [json.dumps({"event": "marker", "label": "block_1"}),
-              json.dumps({"event": "stimulus_play", "file": "a.wav"})]
-    specs.append((4, stream_xml(f"{session_id}_events", "Markers", "string",
-                                [("event", "json", "Markers")], 0,
-                                source_id=f"lsl_session/{session_id}/events"),
-                  "string", Td, [[e] for e in events], Clock(0.0, 0.0), Td))
+    events = [
+        json.dumps({"event": "marker", "label": "block_1"}),
+        json.dumps({"event": "stimulus_play", "file": "a.wav"}),
+    ]
+    specs.append(
+        (
+            4,
+            stream_xml(
+                f"{session_id}_events",
+                "Markers",
+                "string",
+                [("event", "json", "Markers")],
+                0,
+                source_id=f"lsl_session/{session_id}/events",
+            ),
+            "string",
+            Td,
+            [[e] for e in events],
+            Clock(0.0, 0.0),
+            Td,
+        )
+    )
     return specs, (Ta, Tb, Tc, Td)
 
 
@@ -96,15 +146,20 @@ def write_xdf(path, specs, *, duration=6.0, parts=1, offset_noise=2e-5, seed=1):
         for sid, _xml, _fmt, stamps, values, clock, true in specs:
             sel = (true >= T) & (true < T + 0.5)
             if sel.any():
-                vals = values[sel] if not isinstance(values, list) else [
-                    values[i] for i in np.flatnonzero(sel)]
+                vals = (
+                    values[sel]
+                    if not isinstance(values, list)
+                    else [values[i] for i in np.flatnonzero(sel)]
+                )
                 ops.append(("samples", sid, stamps[sel], vals))
             if abs((T - T0) % 2.0) < 1e-9:
                 off = float(clock.off(T)) + rng.normal(0, offset_noise)
                 ops.append(("offset", sid, float(clock.local(T)), off))
         if abs((T - T0) % 5.0) < 1e-9:
             ops.append(("boundary",))
-    paths = [path] + [path.with_name(f"{path.stem}_part{k:03d}.xdf") for k in range(2, parts + 1)]
+    paths = [path] + [
+        path.with_name(f"{path.stem}_part{k:03d}.xdf") for k in range(2, parts + 1)
+    ]
     bounds = np.linspace(0, len(ops), parts + 1).astype(int)
     for k, p in enumerate(paths):
         with XdfWriter(p) as w:
@@ -121,7 +176,9 @@ def write_xdf(path, specs, *, duration=6.0, parts=1, offset_noise=2e-5, seed=1):
     return paths
 
 
-def make_session(root, *, name="proc", reset=False, parts=1, start_lsl=T0, duration=6.0):
+def make_session(
+    root, *, name="proc", reset=False, parts=1, start_lsl=T0, duration=6.0
+):
     """A session folder holding a synthetic recording; return (folder, specs, true times)."""
     folder = create_session_folder(root, name)
     sid = folder.name
@@ -130,7 +187,8 @@ def make_session(root, *, name="proc", reset=False, parts=1, start_lsl=T0, durat
     meta_path = folder / "session_metadata.json"
     meta = json.loads(meta_path.read_text())
     meta["recording"].update(
-        xdf_files=[p.name for p in paths], start_lsl_time=start_lsl,
+        xdf_files=[p.name for p in paths],
+        start_lsl_time=start_lsl,
         start_time="2025-01-01T10:00:00.000000+00:00",
     )
     meta_path.write_text(json.dumps(meta))

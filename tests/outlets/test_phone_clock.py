@@ -9,9 +9,17 @@ from outlets.phone.clock import ClockEstimator
 
 
 def simulate(
-    *, duration: float, offset: float, drift_ppm: float, up=(1.0, 30.0),
-    down=(1.0, 30.0), seed: int = 0, interval: float = 1.0, burst: int = 16,
-    step: float = 0.1, dist: str = "uniform",
+    *,
+    duration: float,
+    offset: float,
+    drift_ppm: float,
+    up=(1.0, 30.0),
+    down=(1.0, 30.0),
+    seed: int = 0,
+    interval: float = 1.0,
+    burst: int = 16,
+    step: float = 0.1,
+    dist: str = "uniform",
 ) -> tuple[np.ndarray, ClockEstimator]:
     """Run the relay's sync schedule in simulated time; return |errors| (ms).
 
@@ -57,9 +65,13 @@ def simulate(
     return np.abs(np.concatenate(errors)) * 1e3, est
 
 
-@pytest.mark.parametrize(("offset", "drift"), [(3600, 50), (-3600, -50), (0.5, 0), (-3600, 50)])
+@pytest.mark.parametrize(
+    ("offset", "drift"), [(3600, 50), (-3600, -50), (0.5, 0), (-3600, 50)]
+)
 def test_offset_and_drift_with_jitter(offset, drift):
-    err, est = simulate(duration=60, offset=offset, drift_ppm=drift, seed=abs(drift) + 1)
+    err, est = simulate(
+        duration=60, offset=offset, drift_ppm=drift, seed=abs(drift) + 1
+    )
     assert np.percentile(err, 50) < 0.5
     assert np.percentile(err, 99) < 2.0
     q = est.quality()
@@ -69,8 +81,9 @@ def test_offset_and_drift_with_jitter(offset, drift):
 
 
 def test_hours_of_drift_converge():
-    err, est = simulate(duration=2 * 3600, offset=3600, drift_ppm=-50, interval=2.0,
-                        step=5.0, seed=7)
+    err, est = simulate(
+        duration=2 * 3600, offset=3600, drift_ppm=-50, interval=2.0, step=5.0, seed=7
+    )
     late = err[len(err) // 10 :]
     assert np.percentile(late, 50) < 0.3
     assert np.percentile(late, 99) < 1.0
@@ -85,8 +98,9 @@ def test_asymmetric_jitter_spread_is_not_a_bias():
 
 def test_asymmetric_floors_bias_by_half_the_difference():
     # Unobservable by any two-way method: (4 ms - 1 ms) / 2 = 1.5 ms.
-    err, _ = simulate(duration=60, offset=0, drift_ppm=0, up=(4, 10), down=(1, 7),
-                      dist="wifi")
+    err, _ = simulate(
+        duration=60, offset=0, drift_ppm=0, up=(4, 10), down=(1, 7), dist="wifi"
+    )
     assert np.median(err) == pytest.approx(1.5, abs=0.3)
 
 
@@ -104,8 +118,12 @@ def test_not_ready_and_unfitted():
 
 @pytest.mark.parametrize(
     "exchange",
-    [(1.0, 2.0, 2.0, 0.9), (1.0, 2.0, 1.9, 1.5), (1.0, 2.0, 2.1, 9.0),
-     (np.nan, 2.0, 2.0, 1.1)],
+    [
+        (1.0, 2.0, 2.0, 0.9),
+        (1.0, 2.0, 1.9, 1.5),
+        (1.0, 2.0, 2.1, 9.0),
+        (np.nan, 2.0, 2.0, 1.1),
+    ],
 )
 def test_implausible_exchanges_are_rejected(exchange):
     est = ClockEstimator()

@@ -43,7 +43,9 @@ def test_unknown_payload_kind_is_fatal():
     assert info.value.fatal
 
 
-@pytest.mark.parametrize("raw", [b"J{not json", b"J[1,2]", b'J{"type": 3}', b"J\xff\xfe"])
+@pytest.mark.parametrize(
+    "raw", [b"J{not json", b"J[1,2]", b'J{"type": 3}', b"J\xff\xfe"]
+)
 def test_bad_json_is_not_fatal(raw):
     with pytest.raises(P.ProtocolError) as info:
         P.decode_payload(raw)
@@ -106,8 +108,22 @@ def test_validate_unknown_type_and_missing_fields():
 
 @pytest.mark.parametrize(
     "name",
-    ["../../x", "/etc/passwd", "a\0b", "C:\\x", "C:x.mp4", "..", ".", "x/../y.mp4",
-     "a\\b.mp4", "", "noext", "evil.exe", "a" * 300 + ".mp4", "line\nbreak.mp4"],
+    [
+        "../../x",
+        "/etc/passwd",
+        "a\0b",
+        "C:\\x",
+        "C:x.mp4",
+        "..",
+        ".",
+        "x/../y.mp4",
+        "a\\b.mp4",
+        "",
+        "noext",
+        "evil.exe",
+        "a" * 300 + ".mp4",
+        "line\nbreak.mp4",
+    ],
 )
 def test_hostile_file_names_are_refused(name):
     with pytest.raises(P.ProtocolError) as info:
@@ -129,7 +145,8 @@ def test_sha256_format():
 
 def test_streams_follow_capabilities():
     assert P.streams_for(["gsr_data"]) == ["gsr", "events"]
-    assert set(P.streams_for(["rgb_video", "thermal_video", "gsr_data", "motion_data"])) \
-        == set(P.STREAMS)
+    assert set(
+        P.streams_for(["rgb_video", "thermal_video", "gsr_data", "motion_data"])
+    ) == set(P.STREAMS)
     assert P.STREAMS["motion"].channel_count == 6
     assert P.STREAMS["thermal_frames"].channel_count == 4

@@ -19,11 +19,18 @@ from outlets.phone import PhoneRelay, PhoneSimulator
 from outlets.phone.streams import source_id
 
 
+def show(message: str) -> None:
+    """Print a measured figure (visible with ``pytest -s``)."""
+    print(f"\n{message}")  # noqa: T201
+
+
 class PushLog:
     """Collects (phone time, mapped LSL time) of every pushed batch per device."""
 
     def __init__(self) -> None:
-        self.data: dict[str, list[tuple[np.ndarray, np.ndarray, str]]] = defaultdict(list)
+        self.data: dict[str, list[tuple[np.ndarray, np.ndarray, str]]] = defaultdict(
+            list
+        )
 
     def __call__(self, device_id, stream, phone_t, lsl_t) -> None:
         self.data[device_id].append((phone_t.copy(), lsl_t.copy(), stream))
@@ -50,6 +57,21 @@ def resolve(sid: str, timeout: float = 5.0) -> pylsl.StreamInlet:
     return inlet
 
 
+def pull_all(inlet: pylsl.StreamInlet, quiet: float = 0.2) -> tuple[list, list]:
+    """Pull until nothing new arrived for ``quiet`` seconds."""
+    values, stamps = [], []
+    last = pylsl.local_clock()
+    while pylsl.local_clock() - last < quiet:
+        v, t = inlet.pull_chunk(timeout=0.0, max_samples=100000)
+        if t:
+            values += v
+            stamps += t
+            last = pylsl.local_clock()
+        else:
+            wait_until(lambda: False, timeout=0.02)
+    return values, stamps
+
+
 @pytest.fixture
 def session_dir(session_root):
     return create_session_folder(session_root, "phones")
@@ -61,10 +83,28 @@ def run_accuracy(uid: str, seconds: float, dist: str, session_dir=None):
     with PhoneRelay(tokens={i: "t" for i in ids}, session=session_dir) as relay:
         relay.push_observers.append(log)
         sims = [
-            PhoneSimulator("127.0.0.1", relay.port, ids[0], "t", clock_offset=3600,
-                           drift_ppm=50, jitter_ms=(1, 30), jitter_dist=dist, seed=1),
-            PhoneSimulator("127.0.0.1", relay.port, ids[1], "t", clock_offset=-3600,
-                           drift_ppm=-50, jitter_ms=(1, 30), jitter_dist=dist, seed=2),
+            PhoneSimulator(
+                "127.0.0.1",
+                relay.port,
+                ids[0],
+                "t",
+                clock_offset=3600,
+                drift_ppm=50,
+                jitter_ms=(1, 30),
+                jitter_dist=dist,
+                seed=1,
+            ),
+            PhoneSimulator(
+                "127.0.0.1",
+                relay.port,
+                ids[1],
+                "t",
+                clock_offset=-3600,
+                drift_ppm=-50,
+                jitter_ms=(1, 30),
+                jitter_dist=dist,
+                seed=2,
+            ),
         ]
         for sim in sims:
             sim.start()
@@ -73,15 +113,19 @@ def run_accuracy(uid: str, seconds: float, dist: str, session_dir=None):
         wait_until(lambda: False, timeout=seconds)
         for sim in sims:
             sim.stop()
-        frames, stamps = inlet.pull_chunk(timeout=1.0, max_samples=100000)
+        frames, stamps = pull_all(inlet)
         qualities = {i: relay.sync_quality(i) for i in ids}
     figures = {}
     for sim in sims:
         err = log.errors_ms(sim)
-        figures[sim.device_id] = (np.percentile(err, 50), np.percentile(err, 99),
-                                  err.max(), len(err))
+        figures[sim.device_id] = (
+            np.percentile(err, 50),
+            np.percentile(err, 99),
+            err.max(),
+            len(err),
+        )
     # The real LSL path: frame k of phone a was captured at t0 + k / 30.
-    true_t, _, values = sims[0].truth("rgb_frames")
+    true_t, _, _ = sims[0].truth("rgb_frames")
     k = np.asarray(frames)[:, 0].astype(int)
     lsl_err = np.abs(np.asarray(stamps) - true_t[k]) * 1e3
     return figures, lsl_err, qualities
@@ -89,8 +133,8 @@ def run_accuracy(uid: str, seconds: float, dist: str, session_dir=None):
 
 def report(title: str, figures: dict, lsl_err: np.ndarray) -> None:
     for dev, (p50, p99, mx, n) in figures.items():
-        print(f"\n{title} {dev}: p50 {p50:.3f} ms p99 {p99:.3f} ms max {mx:.3f} ms n={n}")  # noqa: T201
-    print(f"{title} via pylsl inlet: p50 {np.median(lsl_err):.3f} ms")  # noqa: T201
+        show(f"{title} {dev}: p50 {p50:.3f} ms p99 {p99:.3f} ms max {mx:.3f} ms n={n}")
+    show(f"{title} via pylsl inlet: p50 {np.median(lsl_err):.3f} ms")
 
 
 def test_sync_accuracy_two_phones(uid, session_dir):
@@ -101,11 +145,15 @@ def test_sync_accuracy_two_phones(uid, session_dir):
         assert p50 <= 0.5
         assert p99 <= 2.0
     assert np.median(lsl_err) <= 0.5
-    assert all(q is not None and q.n > 100 for q in qualities.values())
+    assert all(q is not None for q in qualities.values())
+    assert all(q.n > 100 for q in qualities.values())
     meta = Session.open(session_dir).metadata()
-    assert wait_until(lambda: all(
-        "clock_sync" in Session.open(session_dir).metadata()["devices"].get(d, {})
-        for d in figures))
+    assert wait_until(
+        lambda: all(
+            "clock_sync" in Session.open(session_dir).metadata()["devices"].get(d, {})
+            for d in figures
+        )
+    )
     assert set(figures) <= set(meta["devices"])
 
 
@@ -121,9 +169,18 @@ def test_sync_accuracy_two_phones_60s_uniform_jitter(uid):
 def test_record_commands_acks_and_uploads_with_resume(uid, session_dir):
     ids = [f"phone_r_{uid}", f"phone_s_{uid}"]
     with PhoneRelay(tokens={i: "t" for i in ids}, session=session_dir) as relay:
-        sims = [PhoneSimulator("127.0.0.1", relay.port, ids[0], "t", jitter_ms=(0, 0),
-                               upload_chunk=512, cut_upload_after=1024),
-                PhoneSimulator("127.0.0.1", relay.port, ids[1], "t", jitter_ms=(0, 0))]
+        sims = [
+            PhoneSimulator(
+                "127.0.0.1",
+                relay.port,
+                ids[0],
+                "t",
+                jitter_ms=(0, 0),
+                upload_chunk=512,
+                cut_upload_after=1024,
+            ),
+            PhoneSimulator("127.0.0.1", relay.port, ids[1], "t", jitter_ms=(0, 0)),
+        ]
         for sim in sims:
             sim.start()
         assert all(relay.wait_ready(i) for i in ids)
@@ -139,19 +196,22 @@ def test_record_commands_acks_and_uploads_with_resume(uid, session_dir):
             sim.stop()
     cut = sims[0].uploads[0]
     assert cut["attempts"] >= 2
-    assert cut["resumed_from"][0] == 0 and cut["resumed_from"][-1] > 0
+    assert cut["resumed_from"][0] == 0
+    assert cut["resumed_from"][-1] > 0
     session = Session.open(session_dir)
     files = session.metadata()["files"]
     for sim in sims:
         for up in sim.uploads:
             assert up["result"]["type"] == "upload_done", up
-            entry = next(f for f in files[sim.device_id]
-                         if f["file_type"] == up["file_type"])
+            entry = next(
+                f for f in files[sim.device_id] if f["file_type"] == up["file_type"]
+            )
             folder = {"rgb": "rgb_videos", "thermal": "thermal_videos"}[up["file_type"]]
             path = session_dir / entry["file_path"]
             assert path.parent == session_dir / "devices" / sim.device_id / folder
             assert path.name.startswith(f"{sim.device_id}_{up['file_type']}_")
-            assert len(path.stem.split("_")[-2]) == 8 and path.suffix == ".mp4"
+            assert len(path.stem.split("_")[-2]) == 8
+            assert path.suffix == ".mp4"
             assert entry["sha256"] == up["sha256"]
             assert hashlib.sha256(path.read_bytes()).hexdigest() == up["sha256"]
         assert not list((session_dir / "devices" / sim.device_id).rglob("*.part"))
@@ -160,26 +220,34 @@ def test_record_commands_acks_and_uploads_with_resume(uid, session_dir):
     assert kinds.count("file_received") == 4
     acks = [e for e in events if e["event"] == "device_ack"]
     assert {(e["device_id"], e["command"]) for e in acks} >= {
-        (i, c) for i in ids for c in ("start_record", "stop_record", "sync_flash")}
+        (i, c) for i in ids for c in ("start_record", "stop_record", "sync_flash")
+    }
 
 
 def test_disconnect_detected_and_reconnect_resumes_same_streams(uid, session_dir):
     dev = f"phone_d_{uid}"
-    with PhoneRelay(tokens={dev: "t"}, session=session_dir,
-                    heartbeat_timeout=2.5) as relay:
-        sim = PhoneSimulator("127.0.0.1", relay.port, dev, "t", jitter_ms=(1, 5)).start()
+    with PhoneRelay(
+        tokens={dev: "t"}, session=session_dir, heartbeat_timeout=2.5
+    ) as relay:
+        sim = PhoneSimulator(
+            "127.0.0.1", relay.port, dev, "t", jitter_ms=(1, 5)
+        ).start()
         assert relay.wait_ready(dev)
         before = relay.source_ids(dev)
         outlets = relay.devices[dev].outlets
         inlet = resolve(before["rgb_frames"])
         sim.freeze()  # silent cut: no FIN, no data
         t_cut = pylsl.local_clock()
-        assert wait_until(lambda: any(e["event"] == "device_disconnected"
-                                      for e in relay.history), timeout=6)
+        assert wait_until(
+            lambda: any(e["event"] == "device_disconnected" for e in relay.history),
+            timeout=6,
+        )
         gone = next(e for e in relay.history if e["event"] == "device_disconnected")
         latency = gone["detected_lsl"] - t_cut
-        print(f"\ndisconnect detected after {latency:.3f} s "  # noqa: T201
-              f"(heartbeat timeout {relay.heartbeat_timeout} s)")
+        show(
+            f"disconnect detected after {latency:.3f} s "
+            f"(heartbeat timeout {relay.heartbeat_timeout} s)"
+        )
         assert gone["reason"] == "heartbeat_timeout"
         assert relay.heartbeat_timeout <= 3.0
         assert gone["silent_s"] >= relay.heartbeat_timeout
@@ -190,8 +258,10 @@ def test_disconnect_detected_and_reconnect_resumes_same_streams(uid, session_dir
         assert relay.devices[dev].outlets is outlets
         sim.stop()
         total = len(sim.truth("rgb_frames")[0])
-        assert wait_until(lambda: relay.status()[dev]["samples"].get("rgb_frames") == total)
-        frames, _ = inlet.pull_chunk(timeout=1.0, max_samples=100000)
+        assert wait_until(
+            lambda: relay.status()[dev]["samples"].get("rgb_frames") == total
+        )
+        frames, _ = pull_all(inlet)
         for stream in sim.streams:
             assert relay.status()[dev]["samples"][stream] == len(sim.truth(stream)[0])
     k = np.asarray(frames)[:, 0]
@@ -199,7 +269,10 @@ def test_disconnect_detected_and_reconnect_resumes_same_streams(uid, session_dir
     assert np.all(np.diff(k) == 1)  # the same stream continued, nothing lost
     events = json.loads(Session.open(session_dir).paths.log.read_text())
     assert [e["event"] for e in events if e.get("device_id") == dev][:3] == [
-        "device_connected", "device_disconnected", "device_connected"]
+        "device_connected",
+        "device_disconnected",
+        "device_connected",
+    ]
 
 
 def _self_signed(tmp_path):
@@ -207,10 +280,27 @@ def _self_signed(tmp_path):
         pytest.skip("openssl not available")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-         "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True)
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -220,8 +310,9 @@ def test_tls(uid, tmp_path):
     ctx.load_cert_chain(cert, key)
     dev = f"phone_tls_{uid}"
     with PhoneRelay(tokens={dev: "t"}, ssl_context=ctx) as relay:
-        sim = PhoneSimulator("127.0.0.1", relay.port, dev, "t", tls=True, cafile=cert,
-                             jitter_ms=(0, 0)).start()
+        sim = PhoneSimulator(
+            "127.0.0.1", relay.port, dev, "t", tls=True, cafile=cert, jitter_ms=(0, 0)
+        ).start()
         assert relay.wait_ready(dev)
         assert wait_until(lambda: relay.status()[dev]["samples"].get("gsr", 0) > 50)
         sim.stop()
@@ -233,9 +324,18 @@ def test_tls(uid, tmp_path):
 def run_many(uid: str, n: int, seconds: float) -> dict[str, dict[str, tuple[int, int]]]:
     ids = [f"phone_{k}_{uid}" for k in range(n)]
     with PhoneRelay(tokens={i: "t" for i in ids}) as relay:
-        sims = [PhoneSimulator("127.0.0.1", relay.port, i, "t", clock_offset=100.0 * k,
-                               drift_ppm=(-1) ** k * 40, seed=k).start()
-                for k, i in enumerate(ids)]
+        sims = [
+            PhoneSimulator(
+                "127.0.0.1",
+                relay.port,
+                i,
+                "t",
+                clock_offset=100.0 * k,
+                drift_ppm=(-1) ** k * 40,
+                seed=k,
+            ).start()
+            for k, i in enumerate(ids)
+        ]
         assert all(relay.wait_ready(i) for i in ids)
         inlets = {i: resolve(source_id(i, "gsr")) for i in ids}
         wait_until(lambda: False, timeout=seconds)
@@ -244,24 +344,33 @@ def run_many(uid: str, n: int, seconds: float) -> dict[str, dict[str, tuple[int,
 
         def done() -> bool:
             st = relay.status()
-            return all(st[s.device_id]["samples"].get(x) == len(s.truth(x)[0])
-                       for s in sims for x in s.streams)
+            return all(
+                st[s.device_id]["samples"].get(x) == len(s.truth(x)[0])
+                for s in sims
+                for x in s.streams
+            )
 
         wait_until(done, timeout=10)
         status = relay.status()
-        counts = {s.device_id: {x: (status[s.device_id]["samples"].get(x, 0),
-                                    len(s.truth(x)[0])) for x in s.streams}
-                  for s in sims}
+        counts = {
+            s.device_id: {
+                x: (status[s.device_id]["samples"].get(x, 0), len(s.truth(x)[0]))
+                for x in s.streams
+            }
+            for s in sims
+        }
         for i, inlet in inlets.items():
-            _, stamps = inlet.pull_chunk(timeout=1.0, max_samples=1_000_000)
+            _, stamps = pull_all(inlet)
             assert np.all(np.diff(stamps) > 0), i
     return counts
 
 
 def _check_no_loss(counts):
     lost = sum(g - p for dev in counts.values() for p, g in dev.values())
-    print(f"\n{len(counts)} phones: samples lost {lost} of "  # noqa: T201
-          f"{sum(g for dev in counts.values() for _, g in dev.values())}")
+    show(
+        f"{len(counts)} phones: samples lost {lost} of "
+        f"{sum(g for dev in counts.values() for _, g in dev.values())}"
+    )
     for dev, streams in counts.items():
         for stream, (pushed, generated) in streams.items():
             assert pushed == generated, (dev, stream)

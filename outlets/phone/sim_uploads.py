@@ -1,0 +1,120 @@
+"""Upload side of the phone simulator: tiny OpenCV videos, offer/chunks/end, resume."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pylsl
+
+from lsl_session.errors import DeviceError
+from outlets.phone import protocol as P
+
+logger = logging.getLogger(__name__)
+
+
+class UploadMixin:
+    """Uploads for `PhoneSimulator` (uses its ``request``, ``_send``, ``connect``)."""
+
+    # --------------------------------------------------------------- uploads
+    def _wait_closed(self, timeout: float = 5.0) -> None:
+        """Wait until the reader saw the relay close the connection."""
+        deadline = pylsl.local_clock() + timeout
+        while self._sock is not None and pylsl.local_clock() < deadline:
+            self._stop.wait(0.01)
+
+    def _upload_all(self) -> None:
+        folder = Path(tempfile.mkdtemp(prefix=f"{self.device_id}-"))
+        for kind in ("rgb", "thermal"):
+            if f"{kind}_video" in self.capabilities:
+                self.upload_file(make_video(folder / f"{kind}_video.mp4", kind), kind)
+
+    def upload_file(self, path: Path, file_type: str) -> dict[str, Any]:
+        """Upload ``path`` (offer, chunks, end) and resume after broken connections."""
+        data = Path(path).read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        record: dict[str, Any] = {
+            "file_type": file_type,
+            "name": Path(path).name,
+            "size": len(data),
+            "sha256": sha,
+            "attempts": 0,
+            "resumed_from": [],
+        }
+        for _ in range(20):
+            record["attempts"] += 1
+            try:
+                reply = self.request(
+                    {
+                        "type": "upload_offer",
+                        "name": Path(path).name,
+                        "size": len(data),
+                        "sha256": sha,
+                        "file_type": file_type,
+                    }
+                )
+                if reply.get("code") == "upload_busy":
+                    self._stop.wait(0.2)
+                    continue
+                if reply.get("type") == "error" or reply.get("done"):
+                    record["result"] = reply
+                    break
+                uid, off = reply["upload_id"], int(reply["have"])
+                record["resumed_from"].append(off)
+                while off < len(data):
+                    chunk = data[off : off + self.upload_chunk]
+                    if not self._send(
+                        P.encode_binary(
+                            {"type": "upload_chunk", "upload_id": uid, "offset": off},
+                            chunk,
+                        )
+                    ):
+                        raise ConnectionError("connection lost")
+                    off += len(chunk)
+                    if (
+                        self.cut_upload_after is not None
+                        and off >= self.cut_upload_after
+                    ):
+                        self.cut_upload_after = None
+                        self.drop(graceful=True)
+                        self._wait_closed()
+                        raise ConnectionError("upload cut on purpose")
+                reply = self.request({"type": "upload_end", "upload_id": uid})
+                if reply.get("code") in ("incomplete", "bad_offset"):
+                    continue
+                record["result"] = reply
+                break
+            except (ConnectionError, TimeoutError, OSError):
+                if not self.auto_reconnect:
+                    self._stop.wait(0.3)
+                    try:
+                        self.connect()
+                    except (OSError, DeviceError):
+                        continue
+                else:
+                    self.connected.wait(10)
+        self.uploads.append(record)
+        return record
+
+
+def make_video(path: Path, kind: str, frames: int = 12, fps: float = 10.0) -> Path:
+    """Write a tiny mp4 (64×48) with OpenCV; frame 5 is a bright sync frame."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (64, 48))
+    if not writer.isOpened():
+        raise DeviceError(f"OpenCV cannot write {path}")
+    ramp = np.tile(np.linspace(0, 255, 64, dtype=np.uint8), (48, 1))
+    for i in range(frames):
+        gray = np.full((48, 64), 255, np.uint8) if i == 5 else np.roll(ramp, 4 * i, 1)
+        frame = (
+            cv2.applyColorMap(gray, cv2.COLORMAP_INFERNO)
+            if kind == "thermal"
+            else cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+        )
+        writer.write(frame)
+    writer.release()
+    return path

@@ -1,0 +1,90 @@
+"""The phone-relay and phone-sim commands."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from click.testing import CliRunner
+
+from outlets.phone import PhoneRelay
+from outlets.phone.cli import phone_relay_command, phone_sim_command
+
+
+def test_help_has_examples():
+    runner = CliRunner()
+    for cmd in (phone_relay_command, phone_sim_command):
+        result = runner.invoke(cmd, ["--help"])
+        assert result.exit_code == 0
+        assert "Examples:" in result.output
+
+
+def test_relay_runs_for_duration_with_tokens(tmp_path):
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"phone_1": "abc"}))
+    result = CliRunner().invoke(
+        phone_relay_command,
+        [
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--tokens",
+            str(tokens),
+            "--duration",
+            "0.2",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "listening: 127.0.0.1:" in result.output
+
+
+def test_relay_rejects_bad_token_file(tmp_path):
+    bad = tmp_path / "tokens.json"
+    bad.write_text("[1, 2]")
+    result = CliRunner().invoke(
+        phone_relay_command, ["--tokens", str(bad), "--port", "0"]
+    )
+    assert result.exit_code != 0
+    assert "device_id" in result.output
+
+
+def test_sim_connects_and_streams(uid):
+    dev = f"phone_cli_{uid}"
+    with PhoneRelay(tokens={dev: "t"}) as relay:
+        result = {}
+
+        def run() -> None:
+            result["r"] = CliRunner().invoke(
+                phone_sim_command,
+                [
+                    "--relay",
+                    f"127.0.0.1:{relay.port}",
+                    "--device-id",
+                    dev,
+                    "--token",
+                    "t",
+                    "--clock-offset",
+                    "-3600",
+                    "--drift-ppm",
+                    "50",
+                    "--jitter-ms",
+                    "5",
+                    "--duration",
+                    "1.5",
+                ],
+            )
+
+        t = threading.Thread(target=run)
+        t.start()
+        t.join(20)
+        assert result["r"].exit_code == 0, result["r"].output
+        assert relay.status()[dev]["samples"]["gsr"] > 50
+
+
+def test_sim_bad_relay_address():
+    result = CliRunner().invoke(
+        phone_sim_command, ["--relay", "nohost", "--device-id", "x"]
+    )
+    assert result.exit_code != 0
+    assert "HOST:PORT" in result.output
