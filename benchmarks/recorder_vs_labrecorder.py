@@ -38,6 +38,7 @@ Run:
       [--loads a,b,c] [--recorders ours,lr] [--lr-venv /work/lr-venv] [--workdir DIR]
       [--keep] [--json results.json] [--write-docs docs/benchmarks.md]
       [--py-spy OUTDIR]   # also profile our recorder with py-spy (raw collapsed stacks)
+  python benchmarks/recorder_vs_labrecorder.py --from-json results.json [--write-docs ...]
 """
 
 from __future__ import annotations
@@ -438,7 +439,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
                 f"| {LOAD_LABEL[load]} | {name} | {r['cpu_s']:.2f} | {r['window_cpu_s']:.2f}"
                 f" | {r['in_window']:,} | {r['lost']:,} ({r['gaps']:,} + {r['tail']:,}){extra}"
                 f" | {r['tail']:,} smp / {r['tail_ms_max']:.0f} ms"
-                f" | {r['stop_latency_s']:.2f} s | {r['peak_rss_mb']:.0f} MB"
+                f" | {r['stop_latency_s']:.3f} s | {r['peak_rss_mb']:.0f} MB"
                 f" | {r['file_mb']:.1f} MB |"
             )
     if set(meta["recorders"]) == {"ours", "lr"}:
@@ -456,6 +457,16 @@ def markdown(rows: list[dict], meta: dict) -> str:
                 f" | {fmt_ratio(o['stop_latency_s'], lr['stop_latency_s'])}"
                 f" | {fmt_ratio(o['peak_rss_mb'], lr['peak_rss_mb'])} |"
             )
+    ours = [by.get((load, "ours")) for load in meta["loads"]]
+    if any(r and not r.get("failed") for r in ours):
+        out.append("\nlsl_session CPU seconds by thread, read from /proc just before stop"
+                   " (the whole thread life; 10-ms tick resolution per thread):\n")
+        out.append("| load | thread group: CPU s |")
+        out.append("|---|---|")
+        for load, r in zip(meta["loads"], ours):
+            if r and not r.get("failed"):
+                cells = ", ".join(f"{k} {v:.2f}" for k, v in r["thread_cpu_before_stop"].items())
+                out.append(f"| {LOAD_LABEL[load]} | {cells} |")
     return "\n".join(out) + "\n"
 
 
@@ -506,6 +517,7 @@ def main() -> None:
     parser.add_argument("--json", help="write all figures to this JSON file")
     parser.add_argument("--write-docs", help="update the section in this markdown file")
     parser.add_argument("--py-spy", help="also profile our recorder; raw stacks here")
+    parser.add_argument("--from-json", help="only re-render the tables of a --json file")
     args = parser.parse_args()
     if args.mode == "_outlets":
         return run_outlets(args)
@@ -513,6 +525,14 @@ def main() -> None:
         return run_ours(args)
     if args.mode == "_lr":
         return run_lr(args)
+
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        table = markdown(saved["rows"], saved["meta"])
+        print(table)
+        if args.write_docs:
+            write_docs(Path(args.write_docs), table)
+        return None
 
     import pylsl
 

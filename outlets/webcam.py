@@ -193,6 +193,8 @@ class WebcamOutlet(BaseOutlet):
         self._size: tuple[int, int] = (0, 0)
         self._first: np.ndarray | None = None
         self._first_stamp: float | None = None
+        #: LSL time of frame 0; paced frames follow at ``k / fps`` after it
+        self.first_frame_time: float | None = None
         self._lock = threading.Lock()
         self._frames_written = 0
         self._flash_stamps: list[float] = []
@@ -313,6 +315,7 @@ class WebcamOutlet(BaseOutlet):
                 stamp = pylsl.local_clock()
             if t0 is None:
                 t0 = stamp
+                self.first_frame_time = t0
             if frame.shape[1::-1] != self._size:
                 frame = cv2.resize(frame, self._size)
             writer.write(frame)

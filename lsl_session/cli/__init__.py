@@ -42,6 +42,7 @@ def main(verbose: int, quiet: bool) -> None:
 
 def _register() -> None:
     from lsl_session.cli import session as session_cmds
+    from lsl_session.cli.demo import demo_command
     from lsl_session.cli.outlet import outlet_group
     from lsl_session.cli.record import record_command
     from lsl_session.cli.recover import COMMANDS as recover_commands
@@ -50,6 +51,7 @@ def _register() -> None:
         main.add_command(command)
     main.add_command(record_command)
     main.add_command(outlet_group)
+    main.add_command(demo_command)
     for command in recover_commands:
         main.add_command(command)
 

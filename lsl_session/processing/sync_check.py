@@ -362,7 +362,15 @@ def stream_pulses(
             polarity=str(options.get("sync_polarity", "both")),
             min_interval=float(options.get("sync_min_interval", 1.0)),
         )
-        return "steps", ts[idx], ""
+        # a step between samples i-1 and i happened somewhere in that interval:
+        # its midpoint halves the worst-case sampling error (period/2, not period)
+        idx = np.asarray(idx, dtype=int)
+        prev = np.maximum(idx - 1, 0)
+        return (
+            "steps",
+            (ts[prev] + ts[idx]) / 2,
+            "onset = midpoint of the step's samples",
+        )
     if stream.type.lower() == "videoframes":
         video = find_video(root, stream.name)
         if video is None:

@@ -30,9 +30,26 @@ class UploadMixin:
 
     def _upload_all(self) -> None:
         folder = Path(tempfile.mkdtemp(prefix=f"{self.device_id}-"))
-        for kind in ("rgb", "thermal"):
-            if f"{kind}_video" in self.capabilities:
-                self.upload_file(make_video(folder / f"{kind}_video.mp4", kind), kind)
+        try:
+            for kind in ("rgb", "thermal"):
+                if f"{kind}_video" in self.capabilities:
+                    bright = self._pulse_frames(f"{kind}_frames")
+                    rate = P.STREAMS[f"{kind}_frames"].nominal_rate
+                    video = make_video(
+                        folder / f"{kind}_video.mp4", kind, len(bright), rate, bright
+                    )
+                    self.upload_file(video, kind)
+        finally:
+            self._uploads_pending.clear()
+
+    def _pulse_frames(self, stream: str) -> np.ndarray:
+        """One flag per generated frame (frame k = stream value k): a sync pulse."""
+        true_t, _, _ = self.truth(stream)
+        onsets = np.asarray(self.pulses)
+        if not onsets.size or not true_t.size:
+            return np.zeros(true_t.size, dtype=bool)
+        idx = np.searchsorted(onsets, true_t, side="right") - 1
+        return (idx >= 0) & (true_t < onsets[np.maximum(idx, 0)] + self.pulse_length)
 
     def upload_file(self, path: Path, file_type: str) -> dict[str, Any]:
         """Upload ``path`` (offer, chunks, end) and resume after broken connections."""
@@ -102,14 +119,29 @@ class UploadMixin:
         return record
 
 
-def make_video(path: Path, kind: str, frames: int = 12, fps: float = 10.0) -> Path:
-    """Write a tiny mp4 (64×48) with OpenCV; frame 5 is a bright sync frame."""
+def make_video(
+    path: Path,
+    kind: str,
+    frames: int = 12,
+    fps: float = 10.0,
+    bright: np.ndarray | None = None,
+) -> Path:
+    """Write a small mp4 (64×48) with OpenCV; ``bright`` frames are white sync flashes.
+
+    Frame k of the video is frame k of the phone's frame stream, so the sync
+    check can find the flashes at the stream's stamps. Without ``bright``, frame 5
+    is the flash.
+    """
+    frames = max(int(frames), 1)
+    if bright is None:
+        bright = np.arange(frames) == 5
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (64, 48))
     if not writer.isOpened():
         raise DeviceError(f"OpenCV cannot write {path}")
-    ramp = np.tile(np.linspace(0, 255, 64, dtype=np.uint8), (48, 1))
+    ramp = np.tile(np.linspace(0, 120, 64, dtype=np.uint8), (48, 1))
     for i in range(frames):
-        gray = np.full((48, 64), 255, np.uint8) if i == 5 else np.roll(ramp, 4 * i, 1)
+        flash = i < len(bright) and bool(bright[i])
+        gray = np.full((48, 64), 255, np.uint8) if flash else np.roll(ramp, 4 * i, 1)
         frame = (
             cv2.applyColorMap(gray, cv2.COLORMAP_INFERNO)
             if kind == "thermal"

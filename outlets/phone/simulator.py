@@ -75,6 +75,7 @@ class PhoneSimulator(UploadMixin):
         cafile: str | Path | None = None,
         capabilities: tuple[str, ...] = ALL_CAPABILITIES,
         pulse_interval: float = 5.0,
+        pulse_start: float | None = None,
         pulse_length: float = 0.25,
         batch_s: float = 0.1,
         upload_chunk: int = 64 * 1024,
@@ -128,10 +129,18 @@ class PhoneSimulator(UploadMixin):
         self.events: list[tuple[float, float, str]] = []  # (true, phone, label)
         self._unsent_events: list[tuple[float, str]] = []
         self.pulses: list[float] = []
-        self._next_pulse = self._t0 + pulse_interval
+        # pulse_start: LSL time of the first pulse, to share a lab-wide schedule
+        self._next_pulse = (
+            self._t0 + pulse_interval if pulse_start is None else float(pulse_start)
+        )
+        self._uploads_pending = threading.Event()
         self._threads: list[threading.Thread] = []
 
     # ----------------------------------------------------------------- clock
+    def uploads_done(self) -> bool:
+        """True once the uploads started by the last ``stop_record`` finished."""
+        return not self._uploads_pending.is_set()
+
     def phone_clock(self, true_time: float | np.ndarray | None = None) -> Any:
         """Phone time at LSL time ``true_time`` (now if None)."""
         t = pylsl.local_clock() if true_time is None else true_time
@@ -485,6 +494,7 @@ class PhoneSimulator(UploadMixin):
             self.recording = True
         elif msg.type == "stop_record":
             self.recording = False
+            self._uploads_pending.set()
             threading.Thread(
                 target=self._upload_all, daemon=True, name=f"{self.device_id}-upload"
             ).start()
