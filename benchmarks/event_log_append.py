@@ -29,7 +29,7 @@ def main() -> None:
         size = session.paths.log.stat().st_size
     first = sum(costs[:1000]) / 1000 * 1e6
     last = sum(costs[-1000:]) / 1000 * 1e6
-    print(f"| appends | fsync | log size | first 1k mean | last 1k mean | ratio |")
+    print("| appends | fsync | log size | first 1k mean | last 1k mean | ratio |")
     print("|---|---|---|---|---|---|")
     print(
         f"| {args.n} | {not args.no_fsync} | {size / 1e6:.1f} MB | {first:.1f} µs"

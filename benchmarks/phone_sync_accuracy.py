@@ -104,7 +104,7 @@ def main() -> None:
         )
     lines.append("")
     lines.append(f"({time.perf_counter() - start:.1f} s)")
-    print("\n".join(lines))  # noqa: T201
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

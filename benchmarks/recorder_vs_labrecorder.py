@@ -252,7 +252,7 @@ def run_child(cmd: list[str], log: Path, env: dict | None = None) -> dict:
     }
 
 
-def analyse(xdf: Path, pushed: dict[str, "object"], timing: dict, srate: float) -> dict:
+def analyse(xdf: Path, pushed: dict[str, object], timing: dict, srate: float) -> dict:
     """Compare the file with what the outlets pushed."""
     import numpy as np
 

@@ -6,8 +6,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from lsl_session.events import SessionLogger  # noqa: E402
-from lsl_session.manager import SessionManager  # noqa: E402
+from lsl_session.events import SessionLogger
+from lsl_session.manager import SessionManager
 
 __all__ = ["SessionLogger", "SessionManager", "__version__", "load_session"]
 

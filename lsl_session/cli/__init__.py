@@ -44,6 +44,7 @@ def _register() -> None:
     from lsl_session.cli import session as session_cmds
     from lsl_session.cli.demo import demo_command
     from lsl_session.cli.outlet import outlet_group
+    from lsl_session.cli.process import COMMANDS as process_commands
     from lsl_session.cli.record import record_command
     from lsl_session.cli.recover import COMMANDS as recover_commands
 
@@ -52,7 +53,7 @@ def _register() -> None:
     main.add_command(record_command)
     main.add_command(outlet_group)
     main.add_command(demo_command)
-    for command in recover_commands:
+    for command in [*recover_commands, *process_commands]:
         main.add_command(command)
 
 

@@ -203,7 +203,7 @@ def record_command(
 
 def _wait(
     manager, stopper: StopSignal, deadline: float | None, interval: float
-) -> None:  # noqa: ANN001
+) -> None:
     next_status = time.monotonic() + interval
     while not stopper.event.is_set():
         now = time.monotonic()
@@ -219,7 +219,7 @@ def _wait(
             return
 
 
-def _finish(manager, no_process: bool) -> None:  # noqa: ANN001
+def _finish(manager, no_process: bool) -> None:
     from lsl_session.lifecycle import State
 
     if manager.state is State.RECORDING:

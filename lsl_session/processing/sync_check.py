@@ -167,7 +167,7 @@ def detect_flashes(
     *,
     k: float = 8.0,
     min_jump: float = 30.0,
-    baseline: int = 15,
+    baseline: int = 61,
 ) -> np.ndarray:
     """Find the first frame of each flash in a per-frame brightness series.
 

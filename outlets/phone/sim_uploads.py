@@ -44,12 +44,13 @@ class UploadMixin:
 
     def _pulse_frames(self, stream: str) -> np.ndarray:
         """One flag per generated frame (frame k = stream value k): a sync pulse."""
+        from outlets.phone.simulator import pulse_flags
+
         true_t, _, _ = self.truth(stream)
-        onsets = np.asarray(self.pulses)
-        if not onsets.size or not true_t.size:
-            return np.zeros(true_t.size, dtype=bool)
-        idx = np.searchsorted(onsets, true_t, side="right") - 1
-        return (idx >= 0) & (true_t < onsets[np.maximum(idx, 0)] + self.pulse_length)
+        rate = P.STREAMS[stream].nominal_rate
+        return pulse_flags(
+            np.asarray(self.pulses), true_t, self.pulse_length, stream, rate
+        )
 
     def upload_file(self, path: Path, file_type: str) -> dict[str, Any]:
         """Upload ``path`` (offer, chunks, end) and resume after broken connections."""

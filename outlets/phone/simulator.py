@@ -33,6 +33,21 @@ logger = logging.getLogger(__name__)
 ALL_CAPABILITIES = ("rgb_video", "thermal_video", "gsr_data", "motion_data")
 
 
+def pulse_flags(
+    onsets: np.ndarray, true_t: np.ndarray, length: float, stream: str, rate: float
+) -> np.ndarray:
+    """Which samples fall inside a sync pulse.
+
+    A frame's stamp is the middle of its exposure, so a flash lights the frame
+    whose exposure window ``[t - T/2, t + T/2)`` contains the onset.
+    """
+    if not len(onsets) or not len(true_t):
+        return np.zeros(len(true_t), dtype=bool)
+    t = true_t + 0.5 / rate if stream.endswith("_frames") else true_t
+    idx = np.searchsorted(onsets, t, side="right") - 1
+    return (idx >= 0) & (t < onsets[np.maximum(idx, 0)] + length)
+
+
 class PhoneSimulator(UploadMixin):
     """Simulated Android phone (see the module docstring).
 
@@ -320,11 +335,7 @@ class PhoneSimulator(UploadMixin):
                     continue
                 self._k[s] = k_end
                 true_t = self._t0 + k / rate
-                pulse = np.zeros(len(k), dtype=bool)
-                if len(onsets):
-                    idx = np.searchsorted(onsets, true_t, side="right") - 1
-                    end = onsets[np.maximum(idx, 0)] + self.pulse_length
-                    pulse = (idx >= 0) & (true_t < end)
+                pulse = pulse_flags(onsets, true_t, self.pulse_length, s, rate)
                 values = self._values(s, k, true_t, pulse)
                 phone_t = self.phone_clock(true_t)
                 self._truth[s].append((true_t, phone_t, values))

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 import pyxdf
 from click.testing import CliRunner
-from lsl_helpers import wait_until
-from lsl_helpers import RegularSource
+from lsl_helpers import RegularSource, wait_until
 
 from lsl_session.control import ControlServer, parse_line, session_name_from_fields
 from lsl_session.control.protocol import parse_filename_options

@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pyxdf
-from lsl_helpers import wait_until
-from lsl_helpers import RegularSource
+from lsl_helpers import RegularSource, wait_until
 
 from lsl_session.recorder import Recorder
 from lsl_session.recorder import output as output_module

@@ -6,7 +6,6 @@ import io
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from lsl_session.xdf import XdfWriter
 

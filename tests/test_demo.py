@@ -1,0 +1,79 @@
+"""The main job end to end: ``lsl-session demo`` and the notebook on its session."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explore_demo_session.ipynb"
+
+
+def _run_demo(root: Path, *args: str) -> tuple[subprocess.CompletedProcess, Path]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "lsl_session", "demo", "--root", str(root), *args],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folder = Path(proc.stdout.strip().splitlines()[-1])
+    return proc, folder
+
+
+def _check_demo(proc, folder: Path, phones: int) -> None:
+    assert folder.is_dir()
+    out = proc.stdout
+    for heading in ("Session tree", "Streams", "Sync check", "Exports"):
+        assert heading in out
+    meta = json.loads((folder / "session_metadata.json").read_text())
+    assert meta["status"] == "completed"
+    names = {s["name"] for s in meta["recording"]["streams"]}
+    for i in range(1, phones + 1):
+        assert {f"phone_{i}_gsr", f"phone_{i}_motion", f"phone_{i}_rgb_frames"} <= names
+        files = meta["files"][f"phone_{i}"]
+        assert {f["file_type"] for f in files} == {"rgb", "thermal"}
+    assert {"shimmer_1", "webcam_1_frames", "StimulusMarkers"} <= names
+    assert all(s["sample_count"] > 0 for s in meta["recording"]["streams"])
+    report = json.loads((folder / "processing/sync_check/sync_check.json").read_text())
+    rows = report["streams"]
+    devices = {r["device"] for r in rows}
+    assert {f"phone_{i}" for i in range(1, phones + 1)} <= devices
+    for row in rows:
+        assert row["n_matched"] == row["n_reference"] > 0, row
+        assert row["within_one_sample"], row
+    assert any((folder / "exports" / "csv").iterdir())
+    assert any((folder / "exports" / "matlab").iterdir())
+
+
+@pytest.fixture(scope="module")
+def demo_session(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    return _run_demo(root)
+
+
+def test_demo_default(demo_session):
+    proc, folder = demo_session
+    _check_demo(proc, folder, phones=2)
+
+
+def test_notebook_runs_on_the_demo_session(demo_session):
+    import nbformat
+    from nbclient import NotebookClient
+
+    _, folder = demo_session
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    os.environ["LSL_SESSION_DIR"] = str(folder)
+    try:
+        NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+    finally:
+        os.environ.pop("LSL_SESSION_DIR", None)
+
+
+@pytest.mark.slow
+def test_demo_60s_four_phones(tmp_path):
+    proc, folder = _run_demo(tmp_path, "--duration", "60", "--phones", "4")
+    _check_demo(proc, folder, phones=4)
