@@ -98,7 +98,11 @@ def run_outlets(args: argparse.Namespace) -> None:
     outlets = []
     for k in range(n_streams):
         info = pylsl.StreamInfo(
-            f"bench_{args.load}_{k:02d}", "EEG", n_ch, srate, pylsl.cf_float32,
+            f"bench_{args.load}_{k:02d}",
+            "EEG",
+            n_ch,
+            srate,
+            pylsl.cf_float32,
             source_id(args.tag, args.load, k),
         )
         outlets.append(pylsl.StreamOutlet(info, chunk_size=0, max_buffered=360))
@@ -122,9 +126,11 @@ def run_outlets(args: argparse.Namespace) -> None:
         time.sleep(tick)
     out = Path(args.stamps_dir)
     for k in range(n_streams):
-        clocks = np.concatenate(
-            [np.full(n, c) for _, n, c in log[k]]
-        ) if log[k] else np.empty(0)
+        clocks = (
+            np.concatenate([np.full(n, c) for _, n, c in log[k]])
+            if log[k]
+            else np.empty(0)
+        )
         stamps = t0 + np.arange(clocks.size) / srate
         np.save(out / f"{args.load}_{k:02d}.npy", np.column_stack([stamps, clocks]))
     # outlets are destroyed at exit
@@ -178,18 +184,24 @@ def run_ours(args: argparse.Namespace) -> None:
     summary = rec.stop()
     t_stopped = pylsl.local_clock()
     cpu1 = _self_cpu()
-    Path(args.result).write_text(json.dumps({
-        "start_request": t_start_req,
-        "started": t_started,
-        "stop_request": t_stop_req,
-        "stop_returned": t_stopped,
-        "file_complete": t_stopped,
-        "recorder_stop_clock": rec.stop_clock,
-        "window_cpu_s": cpu1 - cpu0,
-        "thread_cpu_before_stop": threads,
-        "n_streams": len(summary.get("streams", [])),
-        "summary_sample_counts": [s["sample_count"] for s in summary["streams"]],
-    }))
+    Path(args.result).write_text(
+        json.dumps(
+            {
+                "start_request": t_start_req,
+                "started": t_started,
+                "stop_request": t_stop_req,
+                "stop_returned": t_stopped,
+                "file_complete": t_stopped,
+                "recorder_stop_clock": rec.stop_clock,
+                "window_cpu_s": cpu1 - cpu0,
+                "thread_cpu_before_stop": threads,
+                "n_streams": len(summary.get("streams", [])),
+                "summary_sample_counts": [
+                    s["sample_count"] for s in summary["streams"]
+                ],
+            }
+        )
+    )
 
 
 def run_lr(args: argparse.Namespace) -> None:
@@ -211,15 +223,19 @@ def run_lr(args: argparse.Namespace) -> None:
     del r
     t_deleted = pylsl.local_clock()
     cpu1 = _self_cpu()
-    Path(args.result).write_text(json.dumps({
-        "start_request": t_start_req,
-        "started": t_started,
-        "stop_request": t_stop_req,
-        "stop_returned": t_stop_returned,
-        "file_complete": t_deleted,
-        "window_cpu_s": cpu1 - cpu0,
-        "n_streams": len(infos),
-    }))
+    Path(args.result).write_text(
+        json.dumps(
+            {
+                "start_request": t_start_req,
+                "started": t_started,
+                "stop_request": t_stop_req,
+                "stop_returned": t_stop_returned,
+                "file_complete": t_deleted,
+                "window_cpu_s": cpu1 - cpu0,
+                "n_streams": len(infos),
+            }
+        )
+    )
 
 
 # ------------------------------------------------------------- orchestration
@@ -261,8 +277,19 @@ def analyse(xdf: Path, pushed: dict[str, object], timing: dict, srate: float) ->
     f = load_raw(xdf)
     by_sid = {s.info.get("source_id"): s for s in f.streams.values()}
     stop = timing["stop_request"]
-    tot = dict(in_window=0, recorded=0, lost=0, gaps=0, tail=0, dup=0, after_stop=0,
-               bad_stamps=0, missing_streams=0, no_footer=0, footer_mismatch=0)
+    tot = dict(
+        in_window=0,
+        recorded=0,
+        lost=0,
+        gaps=0,
+        tail=0,
+        dup=0,
+        after_stop=0,
+        bad_stamps=0,
+        missing_streams=0,
+        no_footer=0,
+        footer_mismatch=0,
+    )
     tail_ms_max = 0.0
     last_age_ms_max = 0.0
     start_delay = []
@@ -294,7 +321,9 @@ def analyse(xdf: Path, pushed: dict[str, object], timing: dict, srate: float) ->
         tot["lost"] += gaps + tail
         tot["after_stop"] += int(np.count_nonzero(uniq >= p_before))
         tail_ms_max = max(tail_ms_max, tail / srate * 1000.0)
-        last_age_ms_max = max(last_age_ms_max, (stop - clocks[min(last, clocks.size - 1)]) * 1000.0)
+        last_age_ms_max = max(
+            last_age_ms_max, (stop - clocks[min(last, clocks.size - 1)]) * 1000.0
+        )
         start_delay.append(clocks[first] - timing["start_request"])
         if s.footer is None:
             tot["no_footer"] += 1
@@ -311,6 +340,24 @@ def analyse(xdf: Path, pushed: dict[str, object], timing: dict, srate: float) ->
     return tot
 
 
+def ours_timing() -> str:
+    from lsl_session.recorder import RecorderTiming
+
+    t = RecorderTiming()
+    return ", ".join(f"{k}={getattr(t, k)}" for k in t.__slots__)
+
+
+def git_state() -> str:
+    def git(*a: str) -> str:
+        r = subprocess.run(["git", "-C", str(REPO), *a], capture_output=True, text=True)
+        return r.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "lsl_session/recorder")
+    return git("rev-parse", "--short", "HEAD") + (
+        " + uncommitted lsl_session/recorder changes" if dirty else ""
+    )
+
+
 def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -318,15 +365,27 @@ def loadavg() -> str:
 def bench_load(load: str, args, work: Path, tag: str, lr_py: Path) -> list[dict]:
     import numpy as np
 
-    n_streams, n_ch, srate = LOADS[load]
+    n_streams, _, srate = LOADS[load]
     stamps_dir = work / f"stamps_{load}"
     stamps_dir.mkdir()
     ready = work / f"ready_{load}"
     outlet_log = open(work / f"outlets_{load}.log", "wb")
     outlets = subprocess.Popen(
-        [sys.executable, str(HERE), "_outlets", "--load", load, "--tag", tag,
-         "--ready", str(ready), "--stamps-dir", str(stamps_dir)],
-        stdout=outlet_log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            str(HERE),
+            "_outlets",
+            "--load",
+            load,
+            "--tag",
+            tag,
+            "--ready",
+            str(ready),
+            "--stamps-dir",
+            str(stamps_dir),
+        ],
+        stdout=outlet_log,
+        stderr=subprocess.STDOUT,
     )
     rows = []
     try:
@@ -342,24 +401,56 @@ def bench_load(load: str, args, work: Path, tag: str, lr_py: Path) -> list[dict]
             result = work / f"{who}_{load}.json"
             if who == "ours":
                 queries = json.dumps([f"source_id='{s}'" for s in sids])
-                cmd = [sys.executable, str(HERE), "_ours", "--out", str(xdf),
-                       "--queries", queries, "--duration", str(args.duration),
-                       "--result", str(result)]
+                cmd = [
+                    sys.executable,
+                    str(HERE),
+                    "_ours",
+                    "--out",
+                    str(xdf),
+                    "--queries",
+                    queries,
+                    "--duration",
+                    str(args.duration),
+                    "--result",
+                    str(result),
+                ]
             else:
                 pred = f"starts-with(source_id,'lslbench-{tag}-{load}-')"
-                cmd = [str(lr_py), str(HERE), "_lr", "--out", str(xdf), "--pred", pred,
-                       "--n-streams", str(n_streams), "--duration", str(args.duration),
-                       "--result", str(result)]
+                cmd = [
+                    str(lr_py),
+                    str(HERE),
+                    "_lr",
+                    "--out",
+                    str(xdf),
+                    "--pred",
+                    pred,
+                    "--n-streams",
+                    str(n_streams),
+                    "--duration",
+                    str(args.duration),
+                    "--result",
+                    str(result),
+                ]
             la0 = loadavg()
-            print(f"[{load}/{who}] recording {args.duration:g} s (load avg {la0})", flush=True)
+            print(
+                f"[{load}/{who}] recording {args.duration:g} s (load avg {la0})",
+                flush=True,
+            )
             proc = run_child(cmd, work / f"{who}_{load}.log")
             proc["loadavg_before"] = la0
             if proc["rc"] != 0 or not result.exists():
                 print((work / f"{who}_{load}.log").read_text()[-3000:])
                 rows.append({"load": load, "recorder": who, **proc, "failed": True})
                 continue
-            rows.append({"load": load, "recorder": who, **proc,
-                         **json.loads(result.read_text()), "xdf": str(xdf)})
+            rows.append(
+                {
+                    "load": load,
+                    "recorder": who,
+                    **proc,
+                    **json.loads(result.read_text()),
+                    "xdf": str(xdf),
+                }
+            )
             time.sleep(1.0)
         if args.py_spy and "ours" in args.recorders:
             rows.extend(profile_ours(load, args, work, sids))
@@ -367,7 +458,9 @@ def bench_load(load: str, args, work: Path, tag: str, lr_py: Path) -> list[dict]
         outlets.send_signal(signal.SIGTERM)
         outlets.wait(60)
         outlet_log.close()
-    pushed = {sid: np.load(stamps_dir / f"{load}_{k:02d}.npy") for k, sid in enumerate(sids)}
+    pushed = {
+        sid: np.load(stamps_dir / f"{load}_{k:02d}.npy") for k, sid in enumerate(sids)
+    }
     for row in rows:
         if row.get("failed") or row.get("profiled"):
             continue
@@ -385,10 +478,30 @@ def profile_ours(load: str, args, work: Path, sids: list[str]) -> list[dict]:
     pyspy = Path(sys.executable).parent / "py-spy"
     xdf = work / f"ours_{load}_pyspy.xdf"
     queries = json.dumps([f"source_id='{s}'" for s in sids])
-    cmd = [str(pyspy), "record", "--format", "raw", "--rate", "200", "--threads",
-           "--nonblocking", "-o", str(out / f"ours_{load}.txt"), "--",
-           sys.executable, str(HERE), "_ours", "--out", str(xdf), "--queries", queries,
-           "--duration", str(args.duration), "--result", str(work / f"ours_{load}_pyspy.json")]
+    cmd = [
+        str(pyspy),
+        "record",
+        "--format",
+        "raw",
+        "--rate",
+        "200",
+        "--threads",
+        "--nonblocking",
+        "-o",
+        str(out / f"ours_{load}.txt"),
+        "--",
+        sys.executable,
+        str(HERE),
+        "_ours",
+        "--out",
+        str(xdf),
+        "--queries",
+        queries,
+        "--duration",
+        str(args.duration),
+        "--result",
+        str(work / f"ours_{load}_pyspy.json"),
+    ]
     print(f"[{load}/ours] py-spy profile run", flush=True)
     proc = run_child(cmd, work / f"pyspy_{load}.log")
     xdf.unlink(missing_ok=True)
@@ -407,15 +520,27 @@ def fmt_ratio(ours, lr) -> str:
 def markdown(rows: list[dict], meta: dict) -> str:
     out = []
     out.append(f"Run {meta['date']} — `{meta['command']}`\n")
-    out.append(f"- Machine: `{meta['uname']}`; nproc {meta['nproc']}; Python {meta['python']};"
-               f" liblsl via pylsl {meta['pylsl']} (ours) / labrecorder 1.0.0rc0 (liblsl 1.17.5)")
-    out.append(f"- Load average: before {meta['load_before']}, after {meta['load_after']}"
-               f" (2 cores shared with other work); per-run load in the JSON.")
-    out.append(f"- Each recorder records {meta['duration']:g} s on the same outlet process"
-               f" (one per load, started fresh for each load), ours first, then LabRecorder;"
-               f" never concurrently.\n")
-    out.append("| load | recorder | CPU s (process) | CPU s (start→stop) | pushed in window"
-               " | lost (gaps + tail) | tail at stop | stop latency | peak RSS | file |")
+    out.append(
+        f"- Machine: `{meta['uname']}`; nproc {meta['nproc']}; Python {meta['python']};"
+        f" liblsl via pylsl {meta['pylsl']} (ours) / labrecorder 1.0.0rc0 (liblsl 1.17.5)"
+    )
+    if "ours_timing" in meta:
+        out.append(
+            f"- lsl_session at {meta['git']}; `RecorderTiming({meta['ours_timing']})`"
+        )
+    out.append(
+        f"- Load average: before {meta['load_before']}, after {meta['load_after']}"
+        f" (2 cores shared with other work); per-run load in the JSON."
+    )
+    out.append(
+        f"- Each recorder records {meta['duration']:g} s on the same outlet process"
+        f" (one per load, started fresh for each load), ours first, then LabRecorder;"
+        f" never concurrently.\n"
+    )
+    out.append(
+        "| load | recorder | CPU s (process) | CPU s (start→stop) | pushed in window"
+        " | lost (gaps + tail) | tail at stop | stop latency | peak RSS | file |"
+    )
     out.append("|---|---|---|---|---|---|---|---|---|---|")
     by = {(r["load"], r["recorder"]): r for r in rows}
     for load in meta["loads"]:
@@ -423,8 +548,10 @@ def markdown(rows: list[dict], meta: dict) -> str:
             r = by.get((load, who))
             name = "lsl_session" if who == "ours" else "LabRecorder"
             if r is None or r.get("failed"):
-                out.append(f"| {LOAD_LABEL[load]} | {name} | failed (rc {r and r.get('rc')}) |"
-                           " | | | | | | |")
+                out.append(
+                    f"| {LOAD_LABEL[load]} | {name} | failed (rc {r and r.get('rc')}) |"
+                    " | | | | | | |"
+                )
                 continue
             extra = ""
             if r["missing_streams"]:
@@ -444,7 +571,9 @@ def markdown(rows: list[dict], meta: dict) -> str:
             )
     if set(meta["recorders"]) == {"ours", "lr"}:
         out.append("\nRatios lsl_session / LabRecorder (< 1: we use less):\n")
-        out.append("| load | CPU (process) | CPU (start→stop) | lost | stop latency | peak RSS |")
+        out.append(
+            "| load | CPU (process) | CPU (start→stop) | lost | stop latency | peak RSS |"
+        )
         out.append("|---|---|---|---|---|---|")
         for load in meta["loads"]:
             o, lr = by.get((load, "ours")), by.get((load, "lr"))
@@ -459,13 +588,18 @@ def markdown(rows: list[dict], meta: dict) -> str:
             )
     ours = [by.get((load, "ours")) for load in meta["loads"]]
     if any(r and not r.get("failed") for r in ours):
-        out.append("\nlsl_session CPU seconds by thread, read from /proc just before stop"
-                   " (the whole thread life; 10-ms tick resolution per thread):\n")
+        out.append(
+            "\nlsl_session CPU seconds by thread, read from /proc just before stop"
+            " (the whole thread life; 10-ms tick resolution per thread):\n"
+        )
         out.append("| load | thread group: CPU s |")
         out.append("|---|---|")
-        for load, r in zip(meta["loads"], ours):
+        for load, r in zip(meta["loads"], ours, strict=True):
             if r and not r.get("failed"):
-                cells = ", ".join(f"{k} {v:.2f}" for k, v in r["thread_cpu_before_stop"].items())
+                cells = ", ".join(
+                    f"{k} {v:.2f}"
+                    for k, v in r.get("thread_cpu_before_stop", {}).items()
+                )
                 out.append(f"| {LOAD_LABEL[load]} | {cells} |")
     return "\n".join(out) + "\n"
 
@@ -481,9 +615,16 @@ def write_docs(doc: Path, table: str) -> None:
     elif DOC_SECTION in text:
         head, rest = text.split(DOC_SECTION, 1)
         nl = rest.find("\n## ")
-        body, tail = (rest, "") if nl < 0 else (rest[:nl + 1], rest[nl + 1:])
-        text = head + DOC_SECTION + body.rstrip("\n") + "\n\n" + block + "\n" + (
-            "\n" + tail if tail else "")
+        body, tail = (rest, "") if nl < 0 else (rest[: nl + 1], rest[nl + 1 :])
+        text = (
+            head
+            + DOC_SECTION
+            + body.rstrip("\n")
+            + "\n\n"
+            + block
+            + "\n"
+            + ("\n" + tail if tail else "")
+        )
     else:
         text = text.rstrip("\n") + f"\n\n{DOC_SECTION}\n\n{block}\n"
     doc.write_text(text)
@@ -517,7 +658,9 @@ def main() -> None:
     parser.add_argument("--json", help="write all figures to this JSON file")
     parser.add_argument("--write-docs", help="update the section in this markdown file")
     parser.add_argument("--py-spy", help="also profile our recorder; raw stacks here")
-    parser.add_argument("--from-json", help="only re-render the tables of a --json file")
+    parser.add_argument(
+        "--from-json", help="only re-render the tables of a --json file"
+    )
     args = parser.parse_args()
     if args.mode == "_outlets":
         return run_outlets(args)
@@ -540,10 +683,13 @@ def main() -> None:
     args.recorders = [x for x in args.recorders.split(",") if x]
     lr_py = ensure_lr_venv(Path(args.lr_venv)) if "lr" in args.recorders else None
     if args.py_spy and not (Path(sys.executable).parent / "py-spy").exists():
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "py-spy"], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "py-spy"], check=True
+        )
     meta = {
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "command": "python benchmarks/recorder_vs_labrecorder.py " + " ".join(sys.argv[1:]),
+        "command": "python benchmarks/recorder_vs_labrecorder.py "
+        + " ".join(sys.argv[1:]),
         "uname": " ".join(platform.uname()),
         "nproc": os.cpu_count(),
         "python": platform.python_version(),
@@ -552,6 +698,8 @@ def main() -> None:
         "loads": args.loads,
         "recorders": args.recorders,
         "load_before": loadavg(),
+        "ours_timing": ours_timing(),
+        "git": git_state(),
     }
     tag = f"{os.getpid()}{int(time.time()) % 100000}"
     work = Path(tempfile.mkdtemp(prefix="rec_vs_lr_", dir=args.workdir))
@@ -568,7 +716,9 @@ def main() -> None:
     table = markdown(rows, meta)
     print(table)
     if args.json:
-        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=str))
+        Path(args.json).write_text(
+            json.dumps({"meta": meta, "rows": rows}, indent=1, default=str)
+        )
     if args.write_docs:
         write_docs(Path(args.write_docs), table)
 

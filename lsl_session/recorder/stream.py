@@ -26,7 +26,7 @@ MIN_BUFFER_SAMPLES = 1024
 class RecorderTiming:
     """Cadences of the recorder (seconds)."""
 
-    pull_interval: float = 0.05
+    pull_interval: float = 0.25
     offset_interval: float = 5.0
     offset_timeout: float = 1.0
     drain_quiet: float = 0.15

@@ -9,7 +9,7 @@ import struct
 import uuid
 
 import pytest
-from conftest import wait_until
+from lsl_helpers import wait_until
 
 from lsl_session.session import Session, create_session_folder
 from outlets.phone import PhoneRelay, PhoneSimulator
