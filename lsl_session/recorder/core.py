@@ -30,6 +30,18 @@ logger = logging.getLogger(__name__)
 ErrorCallback = Callable[[str, dict[str, Any]], None]
 
 
+def inlet_buffer_seconds(info: pylsl.StreamInfo) -> int:
+    """liblsl's inlet buffer: 6 min like LabRecorder, but at most ~4 M samples.
+
+    A 100 kHz stream with a 360 s buffer preallocates hundreds of MB and takes
+    seconds to open; 30 s is still far more than any stall the recorder survives.
+    """
+    srate = info.nominal_srate()
+    if srate <= 0:
+        return 360
+    return int(min(360, max(30, 4e6 / srate)))
+
+
 class Recorder:
     """Record LSL streams into XDF with clock offsets, boundaries and footers.
 
@@ -193,7 +205,10 @@ class Recorder:
             return None
         try:
             inlet = pylsl.StreamInlet(
-                info, max_buflen=360, max_chunklen=0, recover=True
+                info,
+                max_buflen=inlet_buffer_seconds(info),
+                max_chunklen=0,
+                recover=True,
             )
             full = inlet.info(timeout=5.0)
             inlet.open_stream(timeout=5.0)

@@ -18,7 +18,7 @@ from lsl_session.recorder.output import OutputFailed, XdfOutput
 logger = logging.getLogger(__name__)
 
 #: Seconds of data the preallocated pull buffer holds.
-BUFFER_SECONDS = 0.5
+BUFFER_SECONDS = 1.0
 MIN_BUFFER_SAMPLES = 1024
 
 
@@ -26,7 +26,7 @@ MIN_BUFFER_SAMPLES = 1024
 class RecorderTiming:
     """Cadences of the recorder (seconds)."""
 
-    pull_interval: float = 0.25
+    pull_interval: float = 0.5
     offset_interval: float = 5.0
     offset_timeout: float = 1.0
     drain_quiet: float = 0.15
