@@ -1,0 +1,34 @@
+"""``lsl-session outlet simulate``: the simulated devices come up on LSL and stop cleanly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pylsl
+
+from outlets.simulate import SimulatedLab
+
+
+def test_simulate_command_publishes_streams(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lsl_session", "outlet", "simulate", "--phones", "1",
+         "--no-webcam", "--duration", "6"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    line = ""
+    while proc.poll() is None and "simulating:" not in line:
+        line = proc.stderr.readline()
+    source_ids = line.split("simulating:", 1)[1].strip().split(", ")
+    assert "lsl_session/shimmer_1" in source_ids
+    assert any(s.startswith("lsl_session/phone_1/") for s in source_ids)
+    found = pylsl.resolve_byprop("source_id", "lsl_session/shimmer_1", 1, 5.0)
+    assert found and found[0].type() == "GSR"
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+
+
+def test_pulse_schedule_is_shared():
+    lab = SimulatedLab(phones=0, shimmer=False, webcam=False, markers=False)
+    lab.t0 = 100.0
+    assert list(lab.pulse_times(112.0)) == [104.0, 108.0, 112.0]
