@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import signal
 from pathlib import Path
 
 import click
 
 from lsl_session.errors import LslSessionError
+from lsl_session.signals import stop_on_signals
 from outlets.webcam import WebcamOutlet
 
 logger = logging.getLogger(__name__)
@@ -105,24 +105,19 @@ def webcam(
         outlet.start()
     except LslSessionError as exc:
         raise click.ClickException(str(exc))
-    previous = {
-        sig: signal.signal(sig, lambda *_: outlet.request_stop())
-        for sig in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        click.echo(
-            f"ready: {outlet.name} (source_id {outlet.source_id})"
-            f" -> {outlet.file_path}",
-            err=True,
-        )
-        outlet.wait(duration)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with stop_on_signals(outlet.request_stop):
         try:
-            outlet.stop()
-        except LslSessionError as exc:
-            raise click.ClickException(str(exc))
+            click.echo(
+                f"ready: {outlet.name} (source_id {outlet.source_id})"
+                f" -> {outlet.file_path}",
+                err=True,
+            )
+            outlet.wait(duration)
+        finally:
+            try:
+                outlet.stop()
+            except LslSessionError as exc:
+                raise click.ClickException(str(exc))
     click.echo(f"{outlet.frames_written} frames", err=True)
     click.echo(str(outlet.file_path))
 

@@ -11,7 +11,6 @@ reference the sync check compares every device against.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import pylsl
 
 from lsl_session.errors import DeviceError
+from lsl_session.signals import stop_on_signals
 
 logger = logging.getLogger(__name__)
 
@@ -270,19 +270,19 @@ def simulate_command(
     duration: float | None,
 ) -> None:
     """Start simulated devices (phones, Shimmer, webcam, markers) until Ctrl-C."""
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    lab = SimulatedLab(
-        phones=phones,
-        shimmer=not no_shimmer,
-        webcam=not no_webcam,
-        markers=not no_markers,
-        session_dir=session_dir,
-        sync_every=sync_every,
-    ).start()
-    click.echo(f"simulating: {', '.join(lab.source_ids())}", err=True)
-    lab.start_record()
-    done.wait(duration)
-    lab.stop_record()
-    lab.stop()
+    with stop_on_signals() as done:
+        lab = SimulatedLab(
+            phones=phones,
+            shimmer=not no_shimmer,
+            webcam=not no_webcam,
+            markers=not no_markers,
+            session_dir=session_dir,
+            sync_every=sync_every,
+        ).start()
+        try:
+            click.echo(f"simulating: {', '.join(lab.source_ids())}", err=True)
+            lab.start_record()
+            done.wait(duration)
+            lab.stop_record()
+        finally:
+            lab.stop()

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
 import click
 
 from lsl_session.cli._options import name_option, root_option
+from lsl_session.signals import StopRequest, stop_on_signals
 
 
 def format_status(status: dict) -> str:
@@ -27,23 +26,6 @@ def format_status(status: dict) -> str:
             + ("  LOST" if s["lost"] else "")
         )
     return "\n".join(lines)
-
-
-class StopSignal:
-    """SIGINT/SIGTERM set an event instead of killing the process (footers get written)."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.signal_name: str | None = None
-
-    def install(self) -> None:
-        """Route SIGINT and SIGTERM to this object (main thread only)."""
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, _frame: object) -> None:
-        self.signal_name = signal.Signals(signum).name
-        self.event.set()
 
 
 @click.command(
@@ -153,8 +135,6 @@ def record_command(
 
     for q in stream_queries or []:
         validate_query(q)
-    stopper = StopSignal()
-    stopper.install()
     manager = SessionManager(root)
 
     def open_session(session_name: str | None) -> None:
@@ -164,53 +144,55 @@ def record_command(
                 device.device_id, device.device_type, list(device.capabilities)
             )
 
-    if control_port is not None:
-        # Remote `start` creates each session (named from `filename`), remote
-        # `stop` ends it; the command runs until a signal, --duration or `quit`.
-        from lsl_session.control import ControlServer
+    # footers get written: a signal stops the recording instead of the process
+    with stop_on_signals() as stopper:
+        if control_port is not None:
+            # Remote `start` creates each session (named from `filename`), remote
+            # `stop` ends it and the command (SPEC §12), as do signals and --duration.
+            from lsl_session.control import ControlServer
 
-        control = ControlServer(
-            manager,
-            host=control_host,
-            port=control_port,
-            token=control_token,
-            default_streams=stream_queries,
-            on_quit=stopper.event.set,
-            process=not no_process,
-            default_name=name,
-            recorder_options=options,
-            create_session=open_session,
-        )
-        control.start()
-        click.echo(
-            f"remote control on {control.address[0]}:{control.address[1]}", err=True
-        )
-        deadline = None if duration is None else time.monotonic() + duration
-        _wait(manager, stopper, deadline, status_interval)
-        control.stop()
-    else:
-        open_session(name)
-        manager.start_recording(stream_queries, **options)
-        click.echo(f"recording into {manager.session_dir}", err=True)
-        deadline = None if duration is None else time.monotonic() + duration
-        _wait(manager, stopper, deadline, status_interval)
-    if stopper.signal_name:
-        click.echo(f"{stopper.signal_name}: stopping", err=True)
-    _finish(manager, no_process)
+            control = ControlServer(
+                manager,
+                host=control_host,
+                port=control_port,
+                token=control_token,
+                default_streams=stream_queries,
+                on_quit=stopper.set,
+                process=not no_process,
+                default_name=name,
+                recorder_options=options,
+                create_session=open_session,
+            )
+            control.start()
+            click.echo(
+                f"remote control on {control.address[0]}:{control.address[1]}", err=True
+            )
+            deadline = None if duration is None else time.monotonic() + duration
+            _wait(manager, stopper, deadline, status_interval)
+            control.stop()
+        else:
+            open_session(name)
+            manager.start_recording(stream_queries, **options)
+            click.echo(f"recording into {manager.session_dir}", err=True)
+            deadline = None if duration is None else time.monotonic() + duration
+            _wait(manager, stopper, deadline, status_interval)
+        if stopper.signal_name:
+            click.echo(f"{stopper.signal_name}: stopping", err=True)
+        _finish(manager, no_process)
     if manager.session_dir is not None:  # None: no remote `start` came
         click.echo(str(manager.session_dir))
 
 
 def _wait(
-    manager, stopper: StopSignal, deadline: float | None, interval: float
+    manager, stopper: StopRequest, deadline: float | None, interval: float
 ) -> None:
     next_status = time.monotonic() + interval
-    while not stopper.event.is_set():
+    while not stopper.is_set():
         now = time.monotonic()
         if deadline is not None and now >= deadline:
             return
         timeout = min(0.2, max(0.0, (deadline or now + 1) - now))
-        stopper.event.wait(timeout)
+        stopper.wait(timeout)
         recorder = manager.recorder
         if recorder is not None and time.monotonic() >= next_status:
             click.echo(format_status(recorder.status()), err=True)

@@ -33,13 +33,17 @@ class SyncedStream:
     channel_labels: list[str]
     channel_units: list[str]
     channel_types: list[str]
-    info: dict[str, Any] = field(default_factory=dict)  # parsed header (pyxdf-style dict)
+    info: dict[str, Any] = field(
+        default_factory=dict
+    )  # parsed header (pyxdf-style dict)
     footer: dict[str, Any] | None = None
     clock_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
     clock_values: np.ndarray = field(default_factory=lambda: np.zeros(0))
     segments: list[tuple[int, int]] = field(default_factory=list)
     clock_segments: list[tuple[int, int]] = field(default_factory=list)
-    fit: dict[str, Any] = field(default_factory=dict)  # offset-fit report for sync_report
+    fit: dict[str, Any] = field(
+        default_factory=dict
+    )  # offset-fit report for sync_report
 
     @property
     def is_string(self) -> bool:

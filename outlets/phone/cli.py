@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import ssl
-import threading
 from pathlib import Path
 
 import click
 
+from lsl_session.signals import stop_on_signals
 from outlets.phone.relay import PhoneRelay
 from outlets.phone.simulator import PhoneSimulator
 
@@ -31,18 +30,8 @@ Examples:
 
 def _wait(duration: float | None) -> None:
     """Block until ``duration`` seconds pass or SIGINT/SIGTERM arrives."""
-    done = threading.Event()
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        previous = {
-            s: signal.signal(s, lambda *_: done.set())
-            for s in (signal.SIGINT, signal.SIGTERM)
-        }
-    try:
+    with stop_on_signals() as done:
         done.wait(duration)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def _load_tokens(path: Path | None) -> dict[str, str] | None:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from pathlib import Path
-from types import FrameType
 
 import click
 import numpy as np
 
 from lsl_session.errors import LslSessionError
+from lsl_session.signals import stop_on_signals
 from outlets.shimmer.emulator import ShimmerEmulator
 from outlets.shimmer.outlet import ShimmerError, ShimmerOutlet
 
@@ -87,35 +85,24 @@ def shimmer_command(
             start_counter=start_counter, sync_pulse_times=pulses,
         ).start()  # fmt: skip
         port = emulator.port
-    done = threading.Event()
-    handlers = _install_signal_handlers(done)
     outlet = ShimmerOutlet(str(port), device_id=device_id, rate=rate)
-    try:
-        outlet.start()
-        if session_dir is not None:
-            _register(session_dir, outlet.stream_name)
-        click.echo(f"streaming {outlet.stream_name} ({outlet.source_id}) from {port}")
-        done.wait(duration)
-    except (ShimmerError, LslSessionError) as exc:
-        raise click.ClickException(str(exc).splitlines()[0]) from None
-    finally:
-        outlet.stop()
-        if emulator is not None:
-            emulator.close()
-        for sig, old in handlers.items():
-            signal.signal(sig, old)
+    with stop_on_signals() as done:
+        try:
+            outlet.start()
+            if session_dir is not None:
+                _register(session_dir, outlet.stream_name)
+            click.echo(
+                f"streaming {outlet.stream_name} ({outlet.source_id}) from {port}"
+            )
+            done.wait(duration)
+        except (ShimmerError, LslSessionError) as exc:
+            raise click.ClickException(str(exc).splitlines()[0]) from None
+        finally:
+            outlet.stop()
+            if emulator is not None:
+                emulator.close()
     st = outlet.stats
     click.echo(
         f"stopped: {st.packets} samples, {st.lost} lost, {st.connects} connects",
         err=True,
     )
-
-
-def _install_signal_handlers(done: threading.Event) -> dict[int, object]:
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
