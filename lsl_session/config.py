@@ -60,7 +60,9 @@ def _read(path: Path) -> dict[str, Any]:
         else:
             data = tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from None
+        raise ConfigError(
+            f"{path}: not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a table/object")
     return data
@@ -95,10 +97,14 @@ def _device(path: Path, index: int, raw: Any) -> DeviceConfig:
         )
     token = raw.get("token")
     if device_type in TOKEN_DEVICE_TYPES and (not isinstance(token, str) or not token):
-        raise ConfigError(f"{where}.token: a pairing token is required for {device_type}")
+        raise ConfigError(
+            f"{where}.token: a pairing token is required for {device_type}"
+        )
     if token is not None and not isinstance(token, str):
         raise ConfigError(f"{where}.token: must be a string")
-    options = {k: v for k, v in raw.items() if k not in {"id", "type", "capabilities", "token"}}
+    options = {
+        k: v for k, v in raw.items() if k not in {"id", "type", "capabilities", "token"}
+    }
     return DeviceConfig(device_id, device_type, tuple(caps), token, options)
 
 
@@ -129,7 +135,9 @@ def load_config(path: Path | str) -> SessionConfig:
         raise ConfigError(f"{path}: session.root must be a string path")
     streams = record.get("streams")
     if streams is not None:
-        if not isinstance(streams, list) or not all(isinstance(q, str) for q in streams):
+        if not isinstance(streams, list) or not all(
+            isinstance(q, str) for q in streams
+        ):
             raise ConfigError(f"{path}: record.streams must be a list of LSL queries")
         for i, query in enumerate(streams):
             try:
@@ -149,7 +157,9 @@ def load_config(path: Path | str) -> SessionConfig:
     return SessionConfig(
         path=path,
         name=name,
-        root=None if root is None else (path.parent / root if not Path(root).is_absolute() else Path(root)),
+        root=None
+        if root is None
+        else (path.parent / root if not Path(root).is_absolute() else Path(root)),
         streams=streams or None,
         split_mb=split_mb,
         devices=devices,

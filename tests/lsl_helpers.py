@@ -10,7 +10,9 @@ import numpy as np
 import pylsl
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.01) -> bool:
+def wait_until(
+    predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.01
+) -> bool:
     """Poll ``predicate`` until it is true or ``timeout`` seconds have passed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -40,8 +42,12 @@ class RegularSource:
         self.info = pylsl.StreamInfo(name, stype, channels, srate, fmt, source_id)
         self.srate = srate
         self.channels = channels
-        self.dtype = {pylsl.cf_float32: np.float32, pylsl.cf_int32: np.int32,
-                      pylsl.cf_double64: np.float64, pylsl.cf_int16: np.int16}[fmt]
+        self.dtype = {
+            pylsl.cf_float32: np.float32,
+            pylsl.cf_int32: np.int32,
+            pylsl.cf_double64: np.float64,
+            pylsl.cf_int16: np.int16,
+        }[fmt]
         self.chunk = chunk
         self.outlet: pylsl.StreamOutlet | None = pylsl.StreamOutlet(self.info)
         self.stamps: list[np.ndarray] = []
@@ -93,9 +99,12 @@ class RegularSource:
 class MarkerSource:
     """Push a string marker every ``interval`` seconds."""
 
-    def __init__(self, name: str, source_id: str | None, interval: float = 0.25) -> None:
-        self.info = pylsl.StreamInfo(name, "Markers", 1, 0, pylsl.cf_string,
-                                     source_id or "")
+    def __init__(
+        self, name: str, source_id: str | None, interval: float = 0.25
+    ) -> None:
+        self.info = pylsl.StreamInfo(
+            name, "Markers", 1, 0, pylsl.cf_string, source_id or ""
+        )
         self.outlet = pylsl.StreamOutlet(self.info)
         self.interval = interval
         self.sent: list[tuple[str, float]] = []

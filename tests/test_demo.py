@@ -10,13 +10,17 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explore_demo_session.ipynb"
+NOTEBOOK = (
+    Path(__file__).resolve().parents[1] / "notebooks" / "explore_demo_session.ipynb"
+)
 
 
 def _run_demo(root: Path, *args: str) -> tuple[subprocess.CompletedProcess, Path]:
     proc = subprocess.run(
         [sys.executable, "-m", "lsl_session", "demo", "--root", str(root), *args],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     folder = Path(proc.stdout.strip().splitlines()[-1])

@@ -29,10 +29,17 @@ def test_new_list_info(session_root):
 
 
 def test_errors_are_one_line_and_nonzero(tmp_path):
-    for args in (["info", str(tmp_path / "missing")], ["info", str(tmp_path)],
-                 ["new", "--root", str(tmp_path), "--name", "///"]):
-        proc = subprocess.run([sys.executable, "-m", "lsl_session", *args],
-                              capture_output=True, text=True, timeout=60)
+    for args in (
+        ["info", str(tmp_path / "missing")],
+        ["info", str(tmp_path)],
+        ["new", "--root", str(tmp_path), "--name", "///"],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "lsl_session", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode != 0, args
         errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error")]
         assert len(errors) == 1, proc.stderr
@@ -44,9 +51,12 @@ def test_info_on_xdf_file(tmp_path):
 
     path = tmp_path / "f.xdf"
     with XdfWriter(path) as w:
-        w.write_stream_header(1, "<?xml version=\"1.0\"?><info><name>A</name><type>EEG</type>"
-                              "<channel_count>1</channel_count><nominal_srate>10</nominal_srate>"
-                              "<channel_format>float32</channel_format></info>")
+        w.write_stream_header(
+            1,
+            '<?xml version="1.0"?><info><name>A</name><type>EEG</type>'
+            "<channel_count>1</channel_count><nominal_srate>10</nominal_srate>"
+            "<channel_format>float32</channel_format></info>",
+        )
         import numpy as np
 
         w.write_samples(1, np.arange(5) / 10.0, np.zeros((5, 1), np.float32))

@@ -122,6 +122,8 @@ def test_events_arrive_on_lsl_marker_stream(session_root):
 
 
 def test_logger_without_outlet_does_not_import_side_effects(session):
-    logger = SessionLogger(session.session_id, session.logger.log_file, lsl_outlet=False)
+    logger = SessionLogger(
+        session.session_id, session.logger.log_file, lsl_outlet=False
+    )
     logger.log_event("marker", {"label": "quiet"})
     assert logger.get_events()[-1]["label"] == "quiet"

@@ -48,15 +48,28 @@ def test_full_lifecycle(session_root, uid):
     assert meta["recording"]["xdf_files"] == [f"{mgr.session_dir.name}.xdf"]
     names = {s["name"] for s in meta["recording"]["streams"]}
     assert names == {f"mgr_{uid}", f"{mgr.session_dir.name}_events"}
-    assert states == [State.CREATING, State.ACTIVE, State.RECORDING, State.ACTIVE,
-                      State.PROCESSING, State.COMPLETED]
+    assert states == [
+        State.CREATING,
+        State.ACTIVE,
+        State.RECORDING,
+        State.ACTIVE,
+        State.PROCESSING,
+        State.COMPLETED,
+    ]
     events = json.loads(mgr.session.paths.log.read_text())
     assert [e["event"] for e in events] == [
-        "session_start", "device_connected", "file_received", "start_record",
-        "marker", "stop_record", "session_end",
+        "session_start",
+        "device_connected",
+        "file_received",
+        "start_record",
+        "marker",
+        "stop_record",
+        "session_end",
     ]
     # the marker is inside the XDF, on the session's event stream
-    streams, _ = pyxdf.load_xdf(str(mgr.session_dir / meta["recording"]["xdf_files"][0]))
+    streams, _ = pyxdf.load_xdf(
+        str(mgr.session_dir / meta["recording"]["xdf_files"][0])
+    )
     ev = {s["info"]["name"][0]: s for s in streams}[f"{mgr.session_dir.name}_events"]
     labels = [json.loads(v[0]).get("label") for v in ev["time_series"]]
     assert "block_1" in labels
@@ -96,7 +109,9 @@ def test_end_session_while_recording_is_refused(session_root, uid):
     mgr.create_session("rec")
     mgr.start_recording([f"source_id='none_{uid}'"])
     before = _snapshot(mgr)
-    with pytest.raises(SessionStateError, match="cannot end the session: the session is recording"):
+    with pytest.raises(
+        SessionStateError, match="cannot end the session: the session is recording"
+    ):
         mgr.end_session()
     with pytest.raises(SessionStateError):
         mgr.start_recording()
@@ -113,7 +128,11 @@ def test_unfinished_sessions_reported_at_start(session_root, caplog):
     mgr = SessionManager(session_root, lsl_events=False)
     mgr.create_session("crashy")
     folder = mgr.session_dir
-    mgr.session.update(lambda m: m.update(status="recording", owner={"pid": 2**22 + 7, "host": m["owner"]["host"]}))
+    mgr.session.update(
+        lambda m: m.update(
+            status="recording", owner={"pid": 2**22 + 7, "host": m["owner"]["host"]}
+        )
+    )
     with caplog.at_level("WARNING"):
         other = SessionManager(session_root, lsl_events=False)
     assert other.unfinished_sessions == [folder]

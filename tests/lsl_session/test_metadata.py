@@ -30,8 +30,17 @@ def test_required_fields(session_root):
     folder = create_session_folder(session_root, "meta")
     meta = read_metadata(folder)
     for key in (
-        "schema_version", "session_id", "name", "start_time", "end_time",
-        "duration_s", "status", "devices", "files", "recording", "processing",
+        "schema_version",
+        "session_id",
+        "name",
+        "start_time",
+        "end_time",
+        "duration_s",
+        "status",
+        "devices",
+        "files",
+        "recording",
+        "processing",
         "software",
     ):
         assert key in meta

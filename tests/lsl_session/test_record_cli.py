@@ -21,9 +21,23 @@ from lsl_session.recorder import output as output_module
 
 def _start_record(root: Path, query: str, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "lsl_session", "record", "--root", str(root),
-         "--name", "sig", "--stream", query, "--no-process", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "lsl_session",
+            "record",
+            "--root",
+            str(root),
+            "--name",
+            "sig",
+            "--stream",
+            query,
+            "--no-process",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -33,9 +47,18 @@ def _xdf_of(root: Path) -> Path:
 
 
 def _wait_recording(root: Path) -> Path:
-    assert wait_until(lambda: root.exists() and any(
-        p.suffix == ".xdf" for s in root.iterdir() if s.is_dir() for p in s.iterdir()
-    ), timeout=30)
+    assert wait_until(
+        lambda: (
+            root.exists()
+            and any(
+                p.suffix == ".xdf"
+                for s in root.iterdir()
+                if s.is_dir()
+                for p in s.iterdir()
+            )
+        ),
+        timeout=30,
+    )
     return _xdf_of(root)
 
 
@@ -50,7 +73,9 @@ def test_signal_writes_footers(session_root, uid, sig):
     src.stop()
     assert proc.returncode == 0, err
     assert out.strip().splitlines()[-1] == str(xdf.parent)
-    streams, _ = pyxdf.load_xdf(str(xdf), synchronize_clocks=False, dejitter_timestamps=False)
+    streams, _ = pyxdf.load_xdf(
+        str(xdf), synchronize_clocks=False, dejitter_timestamps=False
+    )
     by_name = {s["info"]["name"][0]: s for s in streams}
     s = by_name[f"sig_{uid}"]
     assert int(s["footer"]["info"]["sample_count"][0]) == len(s["time_stamps"]) > 0
@@ -76,7 +101,9 @@ def test_sigkill_loses_at_most_about_one_second(session_root, uid):
     killed_at = pylsl.local_clock()
     proc.communicate(timeout=10)
     pushed = src.stop()
-    streams, _ = pyxdf.load_xdf(str(xdf), synchronize_clocks=False, dejitter_timestamps=False)
+    streams, _ = pyxdf.load_xdf(
+        str(xdf), synchronize_clocks=False, dejitter_timestamps=False
+    )
     s = {x["info"]["name"][0]: x for x in streams}[f"kill_{uid}"]
     stamps = s["time_stamps"]
     assert np.all(np.diff(s["time_series"][:, 0]) == 1)
@@ -114,15 +141,19 @@ def test_full_tmpfs_ends_recording_cleanly(tmp_path, uid, monkeypatch):
     errors = []
     try:
         rec = Recorder(
-            mount / "full.xdf", streams=[f"source_id='full_{uid}'"],
-            min_free_bytes=0, on_error=lambda msg, summary: errors.append(msg),
+            mount / "full.xdf",
+            streams=[f"source_id='full_{uid}'"],
+            min_free_bytes=0,
+            on_error=lambda msg, summary: errors.append(msg),
         )
         rec.start()
         assert wait_until(lambda: bool(errors), timeout=30)
         src.stop()
         assert "No space left" in errors[0]
         assert rec.stopped
-        streams, _ = pyxdf.load_xdf(str(mount / "full.xdf"), synchronize_clocks=False, dejitter_timestamps=False)
+        streams, _ = pyxdf.load_xdf(
+            str(mount / "full.xdf"), synchronize_clocks=False, dejitter_timestamps=False
+        )
         values = streams[0]["time_series"][:, 0]
         assert len(values) > 100 and np.all(np.diff(values) == 1)
     finally:
@@ -133,9 +164,21 @@ def test_full_tmpfs_ends_recording_cleanly(tmp_path, uid, monkeypatch):
 
 def test_record_cli_bad_query_is_one_line_error(session_root):
     proc = subprocess.run(
-        [sys.executable, "-m", "lsl_session", "record", "--root", str(session_root),
-         "--stream", "name='x' and (", "--duration", "1"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "lsl_session",
+            "record",
+            "--root",
+            str(session_root),
+            "--stream",
+            "name='x' and (",
+            "--duration",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode != 0
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error")]

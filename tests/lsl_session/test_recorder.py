@@ -43,12 +43,21 @@ def _check_complete(stream, pushed: np.ndarray, stop_clock: float) -> None:
 def _record_three_streams(tmp_path, uid, seconds):
     eeg = RegularSource(f"eeg_{uid}", f"eeg_{uid}").start()
     counter = RegularSource(
-        f"cnt_{uid}", f"cnt_{uid}", channels=1, srate=100, fmt=pylsl.cf_int32, stype="Counter"
+        f"cnt_{uid}",
+        f"cnt_{uid}",
+        channels=1,
+        srate=100,
+        fmt=pylsl.cf_int32,
+        stype="Counter",
     ).start()
     markers = MarkerSource(f"mk_{uid}", f"mk_{uid}").start()
     rec = Recorder(
         tmp_path / "rec.xdf",
-        streams=[f"source_id='eeg_{uid}'", f"source_id='cnt_{uid}'", f"name='mk_{uid}'"],
+        streams=[
+            f"source_id='eeg_{uid}'",
+            f"source_id='cnt_{uid}'",
+            f"name='mk_{uid}'",
+        ],
     )
     rec.start()
     time.sleep(seconds)
@@ -125,7 +134,9 @@ def test_stream_returns_with_same_source_id(tmp_path, uid):
     values = streams[f"ret_{uid}"]["time_series"][:, 0]
     steps = np.diff(values)
     assert np.all(steps >= 1)  # nothing duplicated or reordered
-    assert np.count_nonzero(steps > 1) <= 1  # one gap: samples pushed while reconnecting
+    assert (
+        np.count_nonzero(steps > 1) <= 1
+    )  # one gap: samples pushed while reconnecting
     paused_at = src.paused_index
     assert values.max() > paused_at + 250  # > 1 s of data after the return
 
@@ -149,7 +160,7 @@ def test_late_stream_is_picked_up(tmp_path, uid, with_source_id):
     assert f"late_{uid}" in streams
     got = [v[0] for v in streams[f"late_{uid}"]["time_series"]]
     assert len(got) >= 5
-    assert got == [label for label, _ in sent][-len(got):] or set(got) <= {
+    assert got == [label for label, _ in sent][-len(got) :] or set(got) <= {
         label for label, _ in sent
     }
 
@@ -165,7 +176,9 @@ def test_invalid_query_and_unwritable_folder(tmp_path):
 
 
 def test_refuses_to_start_without_free_space(tmp_path):
-    rec = Recorder(tmp_path / "x.xdf", streams=["name='nothing'"], min_free_bytes=10**18)
+    rec = Recorder(
+        tmp_path / "x.xdf", streams=["name='nothing'"], min_free_bytes=10**18
+    )
     with pytest.raises(RecorderError, match="free"):
         rec.start()
     assert not (tmp_path / "x.xdf").exists()
@@ -181,7 +194,9 @@ def test_never_overwrites_existing_file(tmp_path):
 
 def test_split_by_size_gives_complete_parts(tmp_path, uid):
     src = RegularSource(f"sp_{uid}", f"sp_{uid}", channels=32, srate=1000).start()
-    rec = Recorder(tmp_path / "s.xdf", streams=[f"source_id='sp_{uid}'"], split_bytes=100_000)
+    rec = Recorder(
+        tmp_path / "s.xdf", streams=[f"source_id='sp_{uid}'"], split_bytes=100_000
+    )
     rec.start()
     time.sleep(2.5)
     summary = rec.stop()

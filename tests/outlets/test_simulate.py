@@ -12,9 +12,22 @@ from outlets.simulate import SimulatedLab
 
 def test_simulate_command_publishes_streams(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lsl_session", "outlet", "simulate", "--phones", "1",
-         "--no-webcam", "--duration", "6"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "lsl_session",
+            "outlet",
+            "simulate",
+            "--phones",
+            "1",
+            "--no-webcam",
+            "--duration",
+            "6",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
     )
     line = ""
     while proc.poll() is None and "simulating:" not in line:
