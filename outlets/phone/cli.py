@@ -37,6 +37,10 @@ def _wait(duration: float | None) -> None:
 def _load_tokens(path: Path | None) -> dict[str, str] | None:
     if path is None:
         return None
+    if path.suffix.lower() == ".toml":  # a session config: its devices' tokens
+        from lsl_session.config import load_config
+
+        return load_config(path).tokens()
     try:
         tokens = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -62,7 +66,8 @@ def _load_tokens(path: Path | None) -> dict[str, str] | None:
 @click.option(
     "--tokens",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="JSON file {device_id: token}; without it any device is accepted.",
+    help="JSON file {device_id: token}, or a session config (.toml) whose devices carry"
+    " tokens; without it any device is accepted.",
 )
 @click.option(
     "--session",

@@ -88,3 +88,15 @@ def test_sim_bad_relay_address():
     )
     assert result.exit_code != 0
     assert "HOST:PORT" in result.output
+
+
+def test_tokens_from_session_config():
+    from pathlib import Path
+
+    from outlets.phone.cli import _load_tokens
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "lab_session.toml"
+    assert _load_tokens(config) == {
+        "phone_1": "change-me-phone-1",
+        "phone_2": "change-me-phone-2",
+    }
