@@ -14,9 +14,38 @@ from lsl_session.lifecycle import UNFINISHED
 from lsl_session.metadata import read_metadata
 
 
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def _process_start(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot (field 22 of /proc/pid/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    try:  # the command name may hold spaces and parentheses: split after the last ")"
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (IndexError, ValueError):
+        return None
+
+
 def owner_record() -> dict[str, Any]:
-    """Identify the running process that owns a session (pid + host)."""
-    return {"pid": os.getpid(), "host": socket.gethostname()}
+    """Identify the running process that owns a session.
+
+    pid and host, plus the boot id and the process start time where /proc
+    exists, so a pid reused after a crash and reboot is not taken for the owner.
+    """
+    pid = os.getpid()
+    return {
+        "pid": pid,
+        "host": socket.gethostname(),
+        "boot_id": _boot_id(),
+        "started": _process_start(pid),
+    }
 
 
 def owner_alive(meta: dict[str, Any]) -> bool:
@@ -25,6 +54,10 @@ def owner_alive(meta: dict[str, Any]) -> bool:
     pid = owner.get("pid")
     if not isinstance(pid, int) or owner.get("host") != socket.gethostname():
         return False
+    if owner.get("boot_id") and owner["boot_id"] != _boot_id():
+        return False  # the machine rebooted since
+    if owner.get("started") is not None and owner["started"] != _process_start(pid):
+        return False  # that pid now belongs to another process (or none)
     if pid == os.getpid():
         return True
     try:

@@ -96,11 +96,29 @@ class EventLogFile:
                     raise LslSessionError(
                         f"{self.path}: event log is torn; run `lsl-session recover`"
                     )
-                os.pwrite(fd, chunk, pos)
+                try:
+                    written = os.pwrite(fd, chunk, pos)
+                    if written != len(chunk):
+                        raise OSError(28, "short write (disk full?)")
+                except OSError as exc:
+                    self._restore_tail(fd, pos)
+                    raise LslSessionError(
+                        f"{self.path}: cannot append event: {exc.strerror or exc}"
+                    ) from None
                 if self.fsync:
                     os.fsync(fd)
             finally:
                 os.close(fd)
+
+    def _restore_tail(self, fd: int, pos: int) -> None:
+        """Undo a failed append: cut it off and put the closing bracket back."""
+        try:
+            os.ftruncate(fd, pos)
+            os.pwrite(fd, b"]\n", pos)
+        except OSError:
+            logger.exception(
+                "%s: could not restore the log after a failed append", self.path
+            )
 
     def read(self) -> list[dict[str, Any]]:
         """Return all events (raises ``ValueError`` if the file is not valid JSON)."""
@@ -242,10 +260,11 @@ class SessionLogger:
                 )
         entry = make_event(event, self.session_id, details, _lsl_clock())
         self.log_file.append(entry)
-        if self._outlet is not None:
+        outlet = self._outlet  # close() may clear it from another thread
+        if outlet is not None:
             payload = json.dumps(entry, ensure_ascii=False, default=str)
             with self._outlet_lock:
-                self._outlet.push_sample([payload], entry["lsl_time"])
+                outlet.push_sample([payload], entry["lsl_time"])
         self._notify("entry_added", entry)
         kind = {
             "session_start": "session_started",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -44,6 +45,28 @@ def _default_recorder_factory(session: Session, **kwargs: Any) -> RecorderLike:
     from lsl_session.recorder import SessionRecorder
 
     return SessionRecorder(session, **kwargs)
+
+
+def _merge_streams(
+    known: list[dict[str, Any]], new: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Per-stream totals over every recording of a session (keyed by name, source)."""
+    merged = {(s["name"], s.get("source_id")): dict(s) for s in known}
+    for s in new:
+        key = (s["name"], s.get("source_id"))
+        if key not in merged:
+            merged[key] = dict(s)
+            continue
+        total = merged[key]
+        total["sample_count"] = total.get("sample_count", 0) + s.get("sample_count", 0)
+        total["clock_offsets"] = total.get("clock_offsets", 0) + s.get(
+            "clock_offsets", 0
+        )
+        total["first_timestamp"] = total.get("first_timestamp") or s.get(
+            "first_timestamp"
+        )
+        total["last_timestamp"] = s.get("last_timestamp") or total.get("last_timestamp")
+    return list(merged.values())
 
 
 class SessionManager:
@@ -154,6 +177,7 @@ class SessionManager:
             check_transition(self._state, State.CREATING, "create a session")
             previous = self._state
             self._set_state(State.CREATING)
+            folder = None
             try:
                 folder = create_session_folder(
                     self.base_recordings_dir, session_name, datetime.now()
@@ -162,10 +186,12 @@ class SessionManager:
                     self._session.close()
                 self._session = Session(folder, lsl_outlet=self._lsl_events)
                 self._session.update(lambda m: m.__setitem__("owner", owner_record()))
+                self._session.log_event("session_start", {"name": session_name})
             except BaseException:
-                self._set_state(previous)
+                # a folder that exists but could not be initialised is an error
+                # the user resets from; without a folder nothing changed
+                self._set_state(State.ERROR if folder is not None else previous)
                 raise
-            self._session.log_event("session_start", {"name": session_name})
             self._set_state(State.ACTIVE)
             return self._session.metadata()
 
@@ -238,9 +264,15 @@ class SessionManager:
                 **recorder_options,
             )
             recorder.start()
+            try:
+                session.set_status(State.RECORDING.value)
+                session.log_event("start_record", {"streams": streams or "all"})
+            except BaseException:
+                recorder.stop()  # never leave a recorder running unaccounted for
+                with contextlib.suppress(Exception):
+                    session.set_status(State.ACTIVE.value)
+                raise
             self._recorder = recorder
-            session.set_status(State.RECORDING.value)
-            session.log_event("start_record", {"streams": streams or "all"})
             self._set_state(State.RECORDING)
             return session.metadata()
 
@@ -287,10 +319,10 @@ class SessionManager:
             for name in summary.get("xdf_files", []):
                 if name not in files:
                     files.append(name)
-            rec["streams"] = summary.get("streams", [])
-            rec.setdefault("runs", []).append(
-                {k: v for k, v in summary.items() if k != "streams"}
+            rec["streams"] = _merge_streams(
+                rec.get("streams", []), summary.get("streams", [])
             )
+            rec.setdefault("runs", []).append(dict(summary))
             for key in ("start_lsl_time", "stop_lsl_time", "start_time", "stop_time"):
                 if key in summary:
                     rec[key] = summary[key]
@@ -298,15 +330,33 @@ class SessionManager:
         session.update(change)
 
     def _on_recorder_error(self, message: str, summary: dict[str, Any]) -> None:
-        """Called by the recorder thread when the recording ended on an error."""
+        """Called by the recorder thread when the recording ended on an error.
+
+        The state changes first; each disk write is then attempted on its own,
+        because the error is often a full disk.
+        """
         with self._lock:
-            if self._session is None or self._state is not State.RECORDING:
+            if self._session is None:
                 return
-            self._recorder = None
-            self._store_summary(summary)
-            self._session.log_event("error", {"category": "system", "message": message})
-            self._session.set_status(State.ERROR.value)
-            self._set_state(State.ERROR)
+            # not recording any more: stop_recording() already stored the summary
+            ended_here = self._state is State.RECORDING
+            if ended_here:
+                self._recorder = None
+                self._set_state(State.ERROR)
+            session = self._session
+            steps = [
+                lambda: session.log_event(
+                    "error", {"category": "system", "message": message}
+                )
+            ]
+            if ended_here:
+                steps.insert(0, lambda: self._store_summary(summary))
+                steps.append(lambda: session.set_status(State.ERROR.value))
+            for step in steps:
+                try:
+                    step()
+                except Exception:
+                    logger.exception("could not record the recorder error")
 
     # ------------------------------------------------------------ finishing
     def end_session(self, *, process: bool = True, **process_options: Any) -> dict:
@@ -330,7 +380,13 @@ class SessionManager:
             session.log_event("session_end", {"duration_s": round(duration, 6)})
             self._set_state(State.PROCESSING)
             if process:
-                self._run_processing(session, **process_options)
+                try:
+                    self._run_processing(session, **process_options)
+                except BaseException:
+                    self._set_state(State.ERROR)
+                    with contextlib.suppress(Exception):
+                        session.set_status(State.ERROR.value)
+                    raise
             session.set_status(State.COMPLETED.value)
             self._set_state(State.COMPLETED)
             return session.metadata()
@@ -374,7 +430,7 @@ class SessionManager:
                 except Exception:
                     logger.exception("recorder failed while resetting")
             if self._session is not None:
-                self._session.close()
+                self._release(self._session)
             self._session = None
             self._set_state(State.IDLE)
 
@@ -384,8 +440,16 @@ class SessionManager:
             if self._state is State.RECORDING:
                 self.stop_recording()
             if self._session is not None:
-                self._session.update(lambda m: m.pop("owner", None))
-                self._session.close()
+                self._release(self._session)
+
+    @staticmethod
+    def _release(session: Session) -> None:
+        """Give up ownership (it no longer looks interrupted) and close."""
+        try:
+            session.update(lambda m: m.pop("owner", None))
+        except Exception:
+            logger.exception("could not release %s", session.root)
+        session.close()
 
     # --------------------------------------------------------------- lookup
     def list_sessions(self) -> list[dict[str, Any]]:

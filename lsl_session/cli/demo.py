@@ -9,6 +9,8 @@ from pathlib import Path
 import click
 
 from lsl_session.cli._options import root_option
+from lsl_session.lifecycle import State
+from lsl_session.signals import StopRequest, stop_on_signals
 
 logger = logging.getLogger(__name__)
 
@@ -86,30 +88,42 @@ def demo_command(root: Path, duration: float, phones: int) -> None:
     folder = manager.session_dir
     click.echo(f"session {folder}", err=True)
     lab = SimulatedLab(phones=phones, session_dir=folder)
-    try:
-        lab.start()
-        click.echo(f"devices up: {len(lab.source_ids())} streams", err=True)
-        manager.start_recording(
-            [f"source_id='{sid}'" for sid in lab.source_ids()], initial_wait=5.0
-        )
-        lab.start_record(manager.session.session_id)
-        end = time.monotonic() + duration
-        with click.progressbar(
-            length=int(duration), label="recording", file=None
-        ) as bar:
-            while (left := end - time.monotonic()) > 0:
-                time.sleep(min(1.0, left))
-                bar.update(1)
-        lab.stop_record()
-        summary = manager.stop_recording()
-    finally:
-        lab.stop()
-    click.echo("processing …", err=True)
-    meta = manager.end_session()
-    manager.close()
+    # Ctrl-C / SIGTERM end the recording early but cleanly (footers, uploads)
+    with stop_on_signals() as stopper:
+        try:
+            lab.start()
+            click.echo(f"devices up: {len(lab.source_ids())} streams", err=True)
+            manager.start_recording(
+                [f"source_id='{sid}'" for sid in lab.source_ids()], initial_wait=5.0
+            )
+            lab.start_record(manager.session.session_id)
+            _record_for(duration, stopper)
+            lab.stop_record()
+            summary = manager.stop_recording()
+        finally:
+            lab.stop()
+            if manager.state is State.RECORDING:
+                manager.stop_recording()
+        if stopper.signal_name:
+            click.echo(f"{stopper.signal_name}: stopped early", err=True)
+        try:
+            click.echo("processing …", err=True)
+            meta = manager.end_session()
+        finally:
+            manager.close()
     _print_summary(folder, summary, meta)
     click.echo(f"total {time.monotonic() - started:.1f} s", err=True)
     click.echo(str(folder))
+
+
+def _record_for(duration: float, stopper: StopRequest) -> None:
+    """Show progress for ``duration`` seconds, or until a stop is requested."""
+    end = time.monotonic() + duration
+    with click.progressbar(length=int(duration), label="recording") as bar:
+        while (left := end - time.monotonic()) > 0:
+            if stopper.wait(min(1.0, left)):
+                return
+            bar.update(1)
 
 
 def _print_summary(folder: Path, summary: dict, meta: dict) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import click
 
 from lsl_session.cli._options import name_option, root_option
+from lsl_session.errors import RecorderError
 from lsl_session.signals import StopRequest, stop_on_signals
 
 
@@ -146,41 +146,60 @@ def record_command(
 
     # footers get written: a signal stops the recording instead of the process
     with stop_on_signals() as stopper:
-        if control_port is not None:
-            # Remote `start` creates each session (named from `filename`), remote
-            # `stop` ends it and the command (SPEC §12), as do signals and --duration.
-            from lsl_session.control import ControlServer
-
-            control = ControlServer(
-                manager,
-                host=control_host,
-                port=control_port,
-                token=control_token,
-                default_streams=stream_queries,
-                on_quit=stopper.set,
-                process=not no_process,
-                default_name=name,
-                recorder_options=options,
-                create_session=open_session,
-            )
-            control.start()
-            click.echo(
-                f"remote control on {control.address[0]}:{control.address[1]}", err=True
-            )
-            deadline = None if duration is None else time.monotonic() + duration
-            _wait(manager, stopper, deadline, status_interval)
-            control.stop()
-        else:
-            open_session(name)
-            manager.start_recording(stream_queries, **options)
-            click.echo(f"recording into {manager.session_dir}", err=True)
-            deadline = None if duration is None else time.monotonic() + duration
-            _wait(manager, stopper, deadline, status_interval)
-        if stopper.signal_name:
-            click.echo(f"{stopper.signal_name}: stopping", err=True)
-        _finish(manager, no_process)
+        try:
+            if control_port is not None:
+                _serve_remote_control(
+                    manager, stopper, open_session, stream_queries, options,
+                    host=control_host, port=control_port, token=control_token,
+                    name=name, no_process=no_process, duration=duration,
+                    status_interval=status_interval,
+                )  # fmt: skip
+            else:
+                open_session(name)
+                manager.start_recording(stream_queries, **options)
+                click.echo(f"recording into {manager.session_dir}", err=True)
+                deadline = None if duration is None else time.monotonic() + duration
+                _wait(manager, stopper, deadline, status_interval)
+            if stopper.signal_name:
+                click.echo(f"{stopper.signal_name}: stopping", err=True)
+            _finish(manager, no_process)
+        finally:
+            # stops a recording still running (footers) and releases the session,
+            # so a failed command does not leave it looking interrupted
+            manager.close()
     if manager.session_dir is not None:  # None: no remote `start` came
         click.echo(str(manager.session_dir))
+
+
+def _serve_remote_control(
+    manager, stopper, open_session, stream_queries, options, *, host, port, token,
+    name, no_process, duration, status_interval,
+) -> None:  # fmt: skip
+    """Remote `start` creates each session (named from `filename`); a remote `stop`
+    ends it and the command (SPEC §12), as do signals and --duration."""
+    from lsl_session.control import ControlServer
+
+    control = ControlServer(
+        manager,
+        host=host,
+        port=port,
+        token=token,
+        default_streams=stream_queries,
+        on_quit=stopper.set,
+        process=not no_process,
+        default_name=name,
+        recorder_options=options,
+        create_session=open_session,
+    )
+    control.start()
+    try:
+        click.echo(
+            f"remote control on {control.address[0]}:{control.address[1]}", err=True
+        )
+        deadline = None if duration is None else time.monotonic() + duration
+        _wait(manager, stopper, deadline, status_interval)
+    finally:
+        control.stop()
 
 
 def _wait(
@@ -212,11 +231,7 @@ def _finish(manager, no_process: bool) -> None:
         meta = manager.current_session or {}
         runs = meta.get("recording", {}).get("runs", [])
         message = runs[-1].get("error") if runs else "recording failed"
-        click.echo(f"Error: {message}", err=True)
-        folder = manager.session_dir
-        manager.reset()
-        click.echo(str(folder))
-        sys.exit(1)
+        click.echo(str(manager.session_dir))  # the data is there: say where
+        raise RecorderError(message or "recording failed")
     if manager.state is State.ACTIVE:
         manager.end_session(process=not no_process)
-    manager.close()

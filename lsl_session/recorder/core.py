@@ -93,8 +93,10 @@ class Recorder:
         resolve_interval: float = 0.5,
         timing: RecorderTiming | None = None,
         file_header_extra: dict | None = None,
+        first_part: int = 1,
     ) -> None:
         self.path = Path(path)
+        self.first_part = int(first_part)
         self.queries = list(streams) if streams else None
         self._predicate = combine_queries(self.queries)
         self._on_error = on_error
@@ -125,6 +127,8 @@ class Recorder:
         self.start_time: str | None = None
         self.stop_time: str | None = None
         self._summary: dict[str, Any] | None = None
+        self._done = threading.Event()
+        self._retry_after: dict[str, float] = {}
 
     # ---------------------------------------------------------------- start
     def start(self) -> None:
@@ -160,19 +164,29 @@ class Recorder:
             split_bytes=self.split_bytes,
             split_seconds=self.split_seconds,
             file_header_extra=self._extra,
+            first_part=self.first_part,
         )
+        # from here on stop() releases whatever exists, so a failure below
+        # leaves a closed, valid file and no threads behind
+        self.started = True
         self.start_clock = pylsl.local_clock()
         self.start_time = datetime.now().astimezone().isoformat(timespec="microseconds")
-        initial = self._initial_streams()
-        for info in sorted(initial, key=sort_key):
-            self._add_stream(info)
-        for stream in self.streams.values():
-            stream.start()
-        self.started = True
-        self._thread = threading.Thread(
-            target=self._housekeeping, name="recorder", daemon=True
-        )
-        self._thread.start()
+        try:
+            initial = self._initial_streams()
+            for info in sorted(initial, key=sort_key):
+                opened = self._open_inlet(info)
+                if opened is not None:
+                    with self._lock:
+                        self._register(info, *opened)
+            for stream in self.streams.values():
+                stream.start()
+            self._thread = threading.Thread(
+                target=self._housekeeping, name="recorder", daemon=True
+            )
+            self._thread.start()
+        except BaseException:
+            self.stop()
+            raise
         logger.info("recording %d stream(s) into %s", len(self.streams), self.path)
 
     def _part_path(self, part: int) -> Path:
@@ -199,21 +213,27 @@ class Recorder:
                     logger.warning("query %r matched no stream yet; watching for it", q)
         return found
 
-    def _add_stream(self, info: pylsl.StreamInfo) -> RecordedStream | None:
-        key = stream_key(info)
-        if key in self._keys:
-            return None
+    def _open_inlet(
+        self, info: pylsl.StreamInfo
+    ) -> tuple[pylsl.StreamInlet, pylsl.StreamInfo] | None:
+        """Open an inlet and fetch the full info (may block: never under the lock)."""
         try:
             inlet = pylsl.StreamInlet(
-                info,
-                max_buflen=inlet_buffer_seconds(info),
-                max_chunklen=0,
-                recover=True,
+                info, max_buflen=inlet_buffer_seconds(info), max_chunklen=0, recover=True
             )
             full = inlet.info(timeout=5.0)
             inlet.open_stream(timeout=5.0)
         except Exception as exc:
             logger.warning("could not open stream %s: %s", info.name(), exc)
+            return None
+        return inlet, full
+
+    def _register(
+        self, info: pylsl.StreamInfo, inlet: pylsl.StreamInlet, full: pylsl.StreamInfo
+    ) -> RecordedStream | None:
+        """Give an opened stream the next id and write its header (hold the lock)."""
+        key = stream_key(info)
+        if key in self._keys:
             return None
         stream_id = len(self.streams) + 1
         self._output.add_stream(stream_id, full.as_xml(), format_name(full))
@@ -257,21 +277,29 @@ class Recorder:
             )
 
     def _pick_up_late_streams(self) -> None:
-        with self._lock:
+        now = time.monotonic()
+        new = [
+            i
+            for i in self._resolver.results()
+            if stream_key(i) not in self._keys
+            and self._retry_after.get(stream_key(i), 0.0) <= now
+        ]
+        for info in sorted(new, key=sort_key):
             if self._stop.is_set():
                 return
-            new = [
-                i for i in self._resolver.results() if stream_key(i) not in self._keys
-            ]
-            for info in sorted(new, key=sort_key):
-                stream = self._add_stream(info)
+            opened = self._open_inlet(info)
+            if opened is None:  # e.g. its data port is firewalled: retry later
+                self._retry_after[stream_key(info)] = time.monotonic() + 5.0
+                continue
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                stream = self._register(info, *opened)
                 if stream is not None:
-                    logger.info(
-                        "late stream %s recorded as id %d",
-                        stream.name,
-                        stream.stream_id,
-                    )
                     stream.start()
+                    logger.info(
+                        "late stream %s recorded as id %d", stream.name, stream.stream_id
+                    )
 
     def _fail(self, message: str) -> None:
         """End the recording because of ``message``; report it once."""
@@ -293,22 +321,31 @@ class Recorder:
     def stop(self) -> dict[str, Any]:
         """Drain every stream, write footers, fsync, close; return the summary.
 
-        Safe to call twice and from a signal handler's thread; the second call
-        returns the first call's summary.
+        Safe to call twice and from several threads: a call that finds another
+        one stopping waits for it and returns the same summary.
         """
         with self._lock:
-            if self.stopped:
-                return self._summary or {}
+            first = not self.stopped
             self.stopped = True
             self._stop.set()
+        if not first:  # another thread is stopping: wait for its summary
+            self._done.wait(5.0)
+            return self._summary or {}
+        try:
+            return self._stop_once()
+        finally:
+            self._done.set()
+
+    def _stop_once(self) -> dict[str, Any]:
         if not self.started:
             self._summary = {"xdf_files": [], "streams": []}
             return self._summary
         self.stop_clock = pylsl.local_clock()
         self.stop_time = datetime.now().astimezone().isoformat(timespec="microseconds")
-        for stream in self.streams.values():
+        streams = list(self.streams.values())
+        for stream in streams:
             stream.request_stop(self.stop_clock)
-        for stream in self.streams.values():
+        for stream in streams:
             stream.join(timeout=self.timing.drain_deadline + 0.3)
         self._output.close()
         if self._thread is not None and self._thread is not threading.current_thread():
@@ -361,7 +398,8 @@ class SessionRecorder(Recorder):
     """A `Recorder` writing ``<session_id>.xdf`` into a session folder.
 
     The session's own event stream is always recorded, so the event timeline is
-    inside the XDF on the data's clock.
+    inside the XDF on the data's clock. A second recording in the same session
+    continues in the next free ``_partNNN.xdf``; existing files are never touched.
     """
 
     def __init__(
@@ -371,5 +409,10 @@ class SessionRecorder(Recorder):
         if queries is not None:
             queries.append(f"source_id='{session.logger.stream_source_id}'")
         kwargs.setdefault("file_header_extra", {"session_id": session.session_id})
-        super().__init__(session.paths.xdf(1), streams=queries, **kwargs)
+        part = 1
+        while session.paths.xdf(part).exists():
+            part += 1
+        super().__init__(
+            session.paths.xdf(1), streams=queries, first_part=part, **kwargs
+        )
         self.session = session

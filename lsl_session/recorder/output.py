@@ -86,6 +86,7 @@ class XdfOutput:
         split_bytes: float | None = None,
         split_seconds: float | None = None,
         file_header_extra: dict | None = None,
+        first_part: int = 1,
     ) -> None:
         self._path_for_part = path_for_part
         self.split_bytes = split_bytes
@@ -94,7 +95,7 @@ class XdfOutput:
         self._lock = threading.RLock()
         self._streams: dict[int, StreamEntry] = {}
         self._fd: int | None = None
-        self.part = 0
+        self.part = first_part - 1
         self.paths: list[Path] = []
         self.part_bytes = 0
         self.total_bytes = 0
@@ -111,7 +112,8 @@ class XdfOutput:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except OSError as exc:
-            raise RecorderError(f"cannot create {path}: {exc.strerror}") from None
+            self.failed = f"cannot create {path}: {exc.strerror}"
+            raise OutputFailed(self.failed) from None
         self._fd = fd
         self.paths.append(path)
         self.part_bytes = 0
@@ -125,6 +127,8 @@ class XdfOutput:
         if not data:
             return
         fd = self._fd
+        if fd is None:
+            raise OutputFailed(self.failed or "the XDF output has no open file")
         view = memoryview(data)
         written = 0
         try:
@@ -250,10 +254,13 @@ class XdfOutput:
                 return
             try:
                 self.failed, failed = None, self.failed
-                try:
-                    self._write_footers(lambda e: e.part)
-                except OutputFailed:
-                    logger.error("no room for the stream footers in %s", self.paths[-1])
+                if self._fd is not None:
+                    try:
+                        self._write_footers(lambda e: e.part)
+                    except OutputFailed:
+                        logger.error(
+                            "no room for the stream footers in %s", self.paths[-1]
+                        )
                 self.failed = self.failed or failed
                 self._close_fd()
             finally:
