@@ -219,7 +219,10 @@ class Recorder:
         """Open an inlet and fetch the full info (may block: never under the lock)."""
         try:
             inlet = pylsl.StreamInlet(
-                info, max_buflen=inlet_buffer_seconds(info), max_chunklen=0, recover=True
+                info,
+                max_buflen=inlet_buffer_seconds(info),
+                max_chunklen=0,
+                recover=True,
             )
             full = inlet.info(timeout=5.0)
             inlet.open_stream(timeout=5.0)
@@ -298,7 +301,9 @@ class Recorder:
                 if stream is not None:
                     stream.start()
                     logger.info(
-                        "late stream %s recorded as id %d", stream.name, stream.stream_id
+                        "late stream %s recorded as id %d",
+                        stream.name,
+                        stream.stream_id,
                     )
 
     def _fail(self, message: str) -> None:
