@@ -38,8 +38,21 @@ def channel_type(stream: SyncedStream, k: int) -> str:
     """
     kind = (stream.channel_types[k] or stream.type or "").strip().lower()
     if kind in ("gsr", "eda"):
-        return "gsr"
+        # a GSR device's other channels (skin resistance in kΩ) are not siemens
+        unit = (stream.channel_units[k] if k < len(stream.channel_units) else "") or ""
+        return "gsr" if _is_conductance(unit) else "misc"
     return "eeg" if kind == "eeg" else "misc"
+
+
+def _is_conductance(unit: str) -> bool:
+    """True for siemens units (µS, uS, microsiemens, S …) and for no unit at all."""
+    text = unit.strip()
+    if not text:
+        return True
+    lower = text.lower()
+    if lower.endswith("siemens"):
+        return True
+    return text[-1] == "S" and (text[:-1] in _PREFIX or text[:-1].lower() in _PREFIX)
 
 
 def unit_scale(kind: str, unit: str) -> float:

@@ -92,3 +92,20 @@ def test_marker_before_first_sample_is_kept(data):
     grid_first = first - 1.0
     assert np.allclose(raw.annotations.onset, lsl - grid_first, atol=1 / 250)
     assert np.isnan(raw.get_data()[:, 0]).all()
+
+
+def test_gsr_device_resistance_channel_is_not_siemens():
+    import numpy as np
+
+    from lsl_session.processing.model import SyncedStream
+    from lsl_session.processing.to_mne import channel_type
+
+    stream = SyncedStream(
+        stream_id=1, name="shimmer_1", type="GSR", source_id="s", channel_format="float32",
+        channel_count=2, nominal_srate=128.0, effective_srate=128.0,
+        time_stamps=np.zeros(0), time_series=np.zeros((0, 2)),
+        channel_labels=["gsr_conductance", "gsr_resistance"],
+        channel_units=["microsiemens", "kiloohms"], channel_types=["GSR", "GSR"],
+    )  # fmt: skip
+    assert channel_type(stream, 0) == "gsr"
+    assert channel_type(stream, 1) == "misc"
