@@ -27,6 +27,9 @@ from lsl_session.recorder.stream import RecordedStream, RecorderTiming
 
 logger = logging.getLogger(__name__)
 
+#: The initial resolve ends once the set of answers has not changed for this long.
+SETTLE_SECONDS = 0.25
+
 ErrorCallback = Callable[[str, dict[str, Any]], None]
 
 
@@ -195,16 +198,23 @@ class Recorder:
         return self.path.with_name(f"{self.path.stem}_part{part:03d}{self.path.suffix}")
 
     def _initial_streams(self) -> list[pylsl.StreamInfo]:
-        """Wait until every query matched something, or ``initial_wait`` passed."""
+        """Wait until every query matched and the answers settled, or ``initial_wait``.
+
+        Answers to a resolve arrive over a few tens of ms; stopping at the first
+        match of a broad query would leave the rest to the late-stream path, with
+        stream ids in arrival order instead of sorted order.
+        """
         deadline = time.monotonic() + self.initial_wait
         found: list[pylsl.StreamInfo] = []
-        while True:
+        count, stable_since = -1, time.monotonic()
+        while time.monotonic() < deadline:
             found = self._resolver.results()
-            if self.queries and all(
+            if len(found) != count:
+                count, stable_since = len(found), time.monotonic()
+            matched = self.queries and all(
                 any(matches_query(i, q) for i in found) for q in self.queries
-            ):
-                break
-            if time.monotonic() >= deadline:
+            )
+            if matched and time.monotonic() - stable_since >= SETTLE_SECONDS:
                 break
             time.sleep(0.05)
         if self.queries:

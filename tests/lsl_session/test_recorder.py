@@ -214,3 +214,38 @@ def test_split_by_size_gives_complete_parts(tmp_path, uid):
     allv = np.concatenate(values)
     assert np.all(np.diff(allv) == 1)
     assert len(allv) >= np.sum(pushed <= rec.stop_clock) - allv[0]
+
+
+_OUTLETS_SCRIPT = """
+import sys, time, pylsl
+uid, n = sys.argv[1], int(sys.argv[2])
+outs = [pylsl.StreamOutlet(pylsl.StreamInfo(f"{uid}_{k:02d}", "Test", 1, 0,
+        pylsl.cf_float32, f"bq_{uid}_{k:02d}")) for k in range(n)]
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_broad_query_records_all_initial_streams_in_sorted_order(tmp_path, uid):
+    """32 streams in another process answer a resolve over several packets."""
+    import subprocess
+    import sys
+
+    n = 32
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _OUTLETS_SCRIPT, uid, str(n)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        rec = Recorder(
+            tmp_path / "bq.xdf", streams=[f"starts-with(source_id, 'bq_{uid}_')"]
+        )
+        rec.start()
+        initial = len(rec.streams)  # before any late-stream pickup
+        summary = rec.stop()
+    finally:
+        proc.communicate("", timeout=30)
+    assert initial == n
+    ids = {s["name"]: s["stream_id"] for s in summary["streams"]}
+    assert ids == {f"{uid}_{k:02d}": k + 1 for k in range(n)}
