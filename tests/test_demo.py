@@ -81,3 +81,29 @@ def test_notebook_runs_on_the_demo_session(demo_session):
 def test_demo_60s_four_phones(tmp_path):
     proc, folder = _run_demo(tmp_path, "--duration", "60", "--phones", "4")
     _check_demo(proc, folder, phones=4)
+
+
+def test_demo_sigint_stops_early_and_cleanly(tmp_path):
+    import signal
+    import time
+
+    import pyxdf
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lsl_session", "demo", "--root", str(tmp_path),
+         "--duration", "120", "--phones", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    line = ""
+    while proc.poll() is None and "devices up" not in line:
+        line = proc.stderr.readline()
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    assert "SIGINT: stopped early" in err
+    folder = Path(out.strip().splitlines()[-1])
+    meta = json.loads((folder / "session_metadata.json").read_text())
+    assert meta["status"] == "completed" and "owner" not in meta
+    streams, _ = pyxdf.load_xdf(str(folder / f"{folder.name}.xdf"))
+    assert all(s["footer"] for s in streams)

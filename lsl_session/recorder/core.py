@@ -27,8 +27,9 @@ from lsl_session.recorder.stream import RecordedStream, RecorderTiming
 
 logger = logging.getLogger(__name__)
 
-#: The initial resolve ends once the set of answers has not changed for this long.
-SETTLE_SECONDS = 0.25
+#: The initial resolve ends once the set of answers has not changed for this long
+#: (longer than one of liblsl's resolve waves, so a stream that missed one answers).
+SETTLE_SECONDS = 0.6
 
 ErrorCallback = Callable[[str, dict[str, Any]], None]
 
