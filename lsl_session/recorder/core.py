@@ -173,8 +173,6 @@ class Recorder:
         # from here on stop() releases whatever exists, so a failure below
         # leaves a closed, valid file and no threads behind
         self.started = True
-        self.start_clock = pylsl.local_clock()
-        self.start_time = datetime.now().astimezone().isoformat(timespec="microseconds")
         try:
             initial = self._initial_streams()
             for info in sorted(initial, key=sort_key):
@@ -182,6 +180,11 @@ class Recorder:
                 if opened is not None:
                     with self._lock:
                         self._register(info, *opened)
+            # the recording starts when the streams are opened and pulled
+            self.start_clock = pylsl.local_clock()
+            self.start_time = (
+                datetime.now().astimezone().isoformat(timespec="microseconds")
+            )
             for stream in self.streams.values():
                 stream.start()
             self._thread = threading.Thread(
