@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,10 +51,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from lsl_session.fsutil import atomic_write_bytes
+from lsl_session.processing.model import ProcessingContext, SyncedStream
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-    from lsl_session.processing.model import ProcessingContext, SyncedStream
 
 logger = logging.getLogger(__name__)
 
@@ -274,10 +274,8 @@ def segment_video(
 
 
 def write_csv_atomic(table: pd.DataFrame, path: Path) -> None:
-    """Write a CSV next to ``path`` under a temporary name, then rename it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    table.to_csv(tmp, index=False, float_format="%.6f")
-    os.replace(tmp, path)
+    """Write a CSV atomically (temp + fsync + rename)."""
+    atomic_write_bytes(path, table.to_csv(index=False, float_format="%.6f").encode())
 
 
 def mediapipe_available() -> bool:

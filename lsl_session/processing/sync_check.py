@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +42,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from lsl_session.fsutil import atomic_write_bytes
 from lsl_session.processing.hands import (
     VIDEO_SUFFIXES,
     frame_times,
@@ -302,6 +302,4 @@ class SyncCheckProcessor:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, text.encode("utf-8"))
