@@ -149,7 +149,6 @@ def _print_summary(folder: Path, summary: dict, meta: dict) -> None:
     for sub in (
         "exports/csv",
         "exports/matlab",
-        "exports",
         "processing/synchronized_data",
         "processing/hand_segmentation",
     ):
