@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 MAX_PENDING = 1024
 #: Close a phone that does not read its socket once this much output is queued.
 MAX_WRITE_BUFFER = 8 * 1024 * 1024
+# After a fatal error the relay half-closes and discards input this long, so the
+# error reply reaches the phone instead of being wiped out by a TCP reset.
+LINGER_SECONDS = 1.0
 _CAPABILITIES = ("rgb_video", "thermal_video", "gsr_data", "motion_data")
 
 
@@ -155,10 +158,29 @@ class Connection:
                     await self._dispatch(msg, t_rx)
                 except ProtocolError as exc:
                     self._reply_error(exc, getattr(exc, "re_id", None))
+        except ConnectionAbortedError:
+            await self._linger()
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         finally:
             await self.close("eof" if not self.closed else "closed")
+
+    async def _linger(self) -> None:
+        """Flush the error reply, half-close, and discard input for a moment.
+
+        Closing a socket with unread input makes the kernel send a reset, which
+        can destroy the reply still in flight; draining first gives a clean FIN.
+        """
+
+        async def drain_input() -> None:
+            await self.writer.drain()
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            while await self.reader.read(65536):
+                pass
+
+        with contextlib.suppress(TimeoutError, ConnectionError, OSError):
+            await asyncio.wait_for(drain_input(), LINGER_SECONDS)
 
     async def close(self, reason: str) -> None:
         """Close the socket and, if this was a device's live connection, detach it."""

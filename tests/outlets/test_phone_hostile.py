@@ -59,7 +59,7 @@ class RawClient:
         try:
             while True:
                 self.wait(lambda m: False, timeout)
-        except EOFError:
+        except (EOFError, ConnectionResetError):
             return True
         except (TimeoutError, OSError):
             return self.eof
@@ -276,6 +276,9 @@ def test_error_flood_disconnects(client):
     client.hello()
     for _ in range(25):
         client.msg(type="nonsense")
+    # The fatal reply must reach the phone before the close, not be lost to a reset.
+    last = client.wait(lambda m: m.type == "error" and m.fields.get("fatal")).fields
+    assert last["code"] == "unknown_type"
     assert client.closed()
 
 
