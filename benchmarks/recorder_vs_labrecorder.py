@@ -163,6 +163,23 @@ def thread_cpu() -> dict[str, float]:
     return {k: round(v, 3) for k, v in sorted(groups.items())}
 
 
+def per_thread_cpu() -> list[float]:
+    """CPU seconds of every thread of this process, largest first.
+
+    liblsl's threads carry no names, so the two recorders are compared by the
+    shape of this list (e.g. 32 receive threads of similar cost).
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        cpu.append((int(fields[11]) + int(fields[12])) / tick)
+    return sorted(cpu, reverse=True)
+
+
 def run_ours(args: argparse.Namespace) -> None:
     """Record the queries with lsl_session's Recorder; write timings as JSON."""
     import pylsl
@@ -178,8 +195,11 @@ def run_ours(args: argparse.Namespace) -> None:
     rec = Recorder(args.out, streams=queries, initial_wait=10.0, timing=timing)
     rec.start()
     t_started = pylsl.local_clock()
+    cpu_started = _self_cpu()
     time.sleep(args.duration)
+    cpu_steady = _self_cpu() - cpu_started
     threads = thread_cpu()
+    native = per_thread_cpu()
     t_stop_req = pylsl.local_clock()
     summary = rec.stop()
     t_stopped = pylsl.local_clock()
@@ -194,7 +214,10 @@ def run_ours(args: argparse.Namespace) -> None:
                 "file_complete": t_stopped,
                 "recorder_stop_clock": rec.stop_clock,
                 "window_cpu_s": cpu1 - cpu0,
+                "steady_cpu_s": cpu_steady,
+                "start_cpu_s": cpu_started - cpu0,
                 "thread_cpu_before_stop": threads,
+                "per_thread_cpu_before_stop": native,
                 "n_streams": len(summary.get("streams", [])),
                 "summary_sample_counts": [
                     s["sample_count"] for s in summary["streams"]
@@ -216,7 +239,10 @@ def run_lr(args: argparse.Namespace) -> None:
     t_start_req = pylsl.local_clock()
     r = labrecorder.Recording(args.out, infos, [], {}, True)
     t_started = pylsl.local_clock()
+    cpu_started = _self_cpu()
     time.sleep(args.duration)
+    cpu_steady = _self_cpu() - cpu_started
+    native = per_thread_cpu()
     t_stop_req = pylsl.local_clock()
     r.stop()
     t_stop_returned = pylsl.local_clock()
@@ -232,6 +258,9 @@ def run_lr(args: argparse.Namespace) -> None:
                 "stop_returned": t_stop_returned,
                 "file_complete": t_deleted,
                 "window_cpu_s": cpu1 - cpu0,
+                "steady_cpu_s": cpu_steady,
+                "start_cpu_s": cpu_started - cpu0,
+                "per_thread_cpu_before_stop": native,
                 "n_streams": len(infos),
             }
         )
@@ -396,9 +425,16 @@ def bench_load(load: str, args, work: Path, tag: str, lr_py: Path) -> list[dict]
             time.sleep(0.05)
         time.sleep(1.0)
         sids = [source_id(tag, load, k) for k in range(n_streams)]
-        for who in args.recorders:
-            xdf = work / f"{who}_{load}.xdf"
-            result = work / f"{who}_{load}.json"
+        # alternate the order (AB, BA, ...): the first recorder on fresh outlets
+        # was measured to pay up to 0.3 s more CPU than the second
+        runs = [
+            (rep, who)
+            for rep in range(args.repeats)
+            for who in (args.recorders if rep % 2 == 0 else args.recorders[::-1])
+        ]
+        for rep, who in runs:
+            xdf = work / f"{who}_{load}_{rep}.xdf"
+            result = work / f"{who}_{load}_{rep}.json"
             if who == "ours":
                 queries = json.dumps([f"source_id='{s}'" for s in sids])
                 cmd = [
@@ -433,19 +469,29 @@ def bench_load(load: str, args, work: Path, tag: str, lr_py: Path) -> list[dict]
                 ]
             la0 = loadavg()
             print(
-                f"[{load}/{who}] recording {args.duration:g} s (load avg {la0})",
+                f"[{load}/{who} #{rep + 1}] recording {args.duration:g} s (load avg {la0})",
                 flush=True,
             )
-            proc = run_child(cmd, work / f"{who}_{load}.log")
+            log = work / f"{who}_{load}_{rep}.log"
+            proc = run_child(cmd, log)
             proc["loadavg_before"] = la0
             if proc["rc"] != 0 or not result.exists():
-                print((work / f"{who}_{load}.log").read_text()[-3000:])
-                rows.append({"load": load, "recorder": who, **proc, "failed": True})
+                print(log.read_text()[-3000:])
+                rows.append(
+                    {
+                        "load": load,
+                        "recorder": who,
+                        "repeat": rep,
+                        **proc,
+                        "failed": True,
+                    }
+                )
                 continue
             rows.append(
                 {
                     "load": load,
                     "recorder": who,
+                    "repeat": rep,
                     **proc,
                     **json.loads(result.read_text()),
                     "xdf": str(xdf),
@@ -517,6 +563,59 @@ def fmt_ratio(ours, lr) -> str:
     return f"{ours / lr:.3g}"
 
 
+_WORST = (
+    "lost",
+    "gaps",
+    "tail",
+    "tail_ms_max",
+    "peak_rss_mb",
+    "missing_streams",
+    "no_footer",
+    "bad_stamps",
+    "dup",
+)
+_MEDIAN = (
+    "cpu_s",
+    "window_cpu_s",
+    "steady_cpu_s",
+    "in_window",
+    "stop_latency_s",
+    "file_mb",
+)
+
+
+def aggregate(rows: list[dict]) -> dict[tuple[str, str], dict]:
+    """Per (load, recorder): medians of costs, the worst of losses, and ranges."""
+    import statistics
+
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        if not r.get("profiled"):
+            groups.setdefault((r["load"], r["recorder"]), []).append(r)
+    out = {}
+    for key, runs in groups.items():
+        ok = [r for r in runs if not r.get("failed")]
+        if not ok:
+            out[key] = {"failed": True, "rc": runs[0].get("rc")}
+            continue
+        agg = {"runs": len(ok), "failed_runs": len(runs) - len(ok)}
+        for k in _WORST:
+            agg[k] = max(r[k] for r in ok)
+        for k in _MEDIAN:
+            values = [r[k] for r in ok]
+            agg[k] = statistics.median(values)
+            agg[k + "_range"] = (min(values), max(values))
+        agg["thread_cpu_before_stop"] = ok[0].get("thread_cpu_before_stop", {})
+        out[key] = agg
+    return out
+
+
+def _rng(r: dict, key: str, fmt: str) -> str:
+    lo, hi = r[key + "_range"]
+    mid = format(r[key], fmt)
+    return mid if r["runs"] == 1 else f"{mid} ({format(lo, fmt)}–{format(hi, fmt)})"
+
+
 def markdown(rows: list[dict], meta: dict) -> str:
     out = []
     out.append(f"Run {meta['date']} — `{meta['command']}`\n")
@@ -534,15 +633,16 @@ def markdown(rows: list[dict], meta: dict) -> str:
     )
     out.append(
         f"- Each recorder records {meta['duration']:g} s on the same outlet process"
-        f" (one per load, started fresh for each load), ours first, then LabRecorder;"
-        f" never concurrently.\n"
+        f" (one per load, started fresh for each load), {meta.get('repeats', 1)} times"
+        f" each in alternating order (AB, BA, ...), never concurrently. Costs are"
+        f" medians (range in brackets); losses, tails and RSS are the worst run.\n"
     )
     out.append(
         "| load | recorder | CPU s (process) | CPU s (start→stop) | pushed in window"
         " | lost (gaps + tail) | tail at stop | stop latency | peak RSS | file |"
     )
     out.append("|---|---|---|---|---|---|---|---|---|---|")
-    by = {(r["load"], r["recorder"]): r for r in rows}
+    by = aggregate(rows)
     for load in meta["loads"]:
         for who in meta["recorders"]:
             r = by.get((load, who))
@@ -563,10 +663,11 @@ def markdown(rows: list[dict], meta: dict) -> str:
             if r["dup"]:
                 extra += f", {r['dup']} duplicates"
             out.append(
-                f"| {LOAD_LABEL[load]} | {name} | {r['cpu_s']:.2f} | {r['window_cpu_s']:.2f}"
-                f" | {r['in_window']:,} | {r['lost']:,} ({r['gaps']:,} + {r['tail']:,}){extra}"
+                f"| {LOAD_LABEL[load]} | {name} | {_rng(r, 'cpu_s', '.2f')}"
+                f" | {_rng(r, 'window_cpu_s', '.2f')}"
+                f" | {int(r['in_window']):,} | {r['lost']:,} ({r['gaps']:,} + {r['tail']:,}){extra}"
                 f" | {r['tail']:,} smp / {r['tail_ms_max']:.0f} ms"
-                f" | {r['stop_latency_s']:.3f} s | {r['peak_rss_mb']:.0f} MB"
+                f" | {_rng(r, 'stop_latency_s', '.3f')} s | {r['peak_rss_mb']:.0f} MB"
                 f" | {r['file_mb']:.1f} MB |"
             )
     if set(meta["recorders"]) == {"ours", "lr"}:
@@ -652,6 +753,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--loads", default="a,b,c")
     parser.add_argument("--recorders", default="ours,lr")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs per recorder and load, in alternating order; medians reported",
+    )
     parser.add_argument("--lr-venv", default="/work/lr-venv")
     parser.add_argument("--workdir")
     parser.add_argument("--keep", action="store_true", help="keep the XDF files")
@@ -697,6 +804,7 @@ def main() -> None:
         "duration": args.duration,
         "loads": args.loads,
         "recorders": args.recorders,
+        "repeats": args.repeats,
         "load_before": loadavg(),
         "ours_timing": ours_timing(),
         "git": git_state(),
