@@ -21,10 +21,17 @@ the reference is `consensus_reference`: the median over streams of each pulse.
 Each detected pulse is matched one-to-one to the nearest reference pulse within
 ``±sync_window`` s (default 0.5). The error is ``detected - reference``.
 
+A regularly sampled stream is held only to the reference pulses it could have
+seen: those at least ``SPAN_GUARD_SAMPLES`` sample periods inside its first and
+last time stamps (a step or flash needs samples on both sides). Pulses outside
+are counted in ``n_reference_outside`` (e.g. a pulse in the last instant before
+the stop, which the markers caught but the batched device data did not).
+Irregular streams (markers) are held to every reference pulse.
+
 Outputs in ``processing/sync_check/``: ``sync_check.json`` (the report returned by
 `SyncCheckProcessor.run`, with the matched pulses per stream) and
 ``sync_check.csv`` (one row per stream: ``stream, device, kind, n_reference,
-n_detected, n_matched, offset_ms, median_error_ms, p95_error_ms, max_error_ms,
+n_reference_outside, n_detected, n_matched, offset_ms, median_error_ms, p95_error_ms, max_error_ms,
 sample_period_ms, within_one_sample, note``). ``offset_ms`` is the median signed
 error; the other ``*_error_ms`` are absolute. ``within_one_sample`` is true when
 at least one pulse matched and the largest absolute error is at most one sample
@@ -76,6 +83,9 @@ __all__ = [
 
 DEFAULT_REFERENCE = "StimulusMarkers"
 IRREGULAR_TOLERANCE = 1e-3
+#: A pulse closer than this many sample periods to a stream's first or last
+#: stamp cannot be detected in it (the step detector's median filter width).
+SPAN_GUARD_SAMPLES = 5
 _DEVICE_SUFFIXES = ("_rgb_frames", "_thermal_frames", "_frames", "_gsr", "_events")
 
 
@@ -88,6 +98,21 @@ def sample_period(stream: SyncedStream) -> float | None:
     if ts.size > 2 and not stream.is_string:
         return float(np.median(np.diff(ts)))
     return None
+
+
+def observable_span(
+    stream: SyncedStream, period: float | None
+) -> tuple[float, float] | None:
+    """Return the time range in which a stream can show a pulse (None: any time).
+
+    Irregular streams (``period`` None) and streams with fewer than two stamps
+    have no span: every reference pulse counts for them.
+    """
+    ts = np.asarray(stream.time_stamps, float)
+    if period is None or ts.size < 2:
+        return None
+    guard = SPAN_GUARD_SAMPLES * period
+    return float(ts[0] + guard), float(ts[-1] - guard)
 
 
 def device_of(stream_name: str) -> str:
@@ -191,6 +216,7 @@ def alignment_row(
     *,
     window: float = DEFAULT_WINDOW,
     t0: float = 0.0,
+    n_outside: int = 0,
 ) -> dict[str, Any]:
     """Match one stream's pulses to the reference and summarise the errors.
 
@@ -213,6 +239,7 @@ def alignment_row(
         "device": device_of(name),
         "kind": kind,
         "n_reference": int(reference.size),
+        "n_reference_outside": n_outside,
         "n_detected": int(detected.size),
         "n_matched": int(err.size),
         "offset_ms": stat(np.median(err) * 1e3 if err.size else 0),
@@ -257,10 +284,13 @@ class SyncCheckProcessor:
         ref_name = opts.get("sync_reference") or DEFAULT_REFERENCE
         root = context.paths.root
         found: dict[str, tuple[str, np.ndarray, str, float | None]] = {}
+        spans: dict[str, tuple[float, float] | None] = {}
         for stream in context.streams:
             pulses = stream_pulses(stream, root, opts)
             if pulses is not None:
-                found[stream.name] = (*pulses, sample_period(stream))
+                period = sample_period(stream)
+                found[stream.name] = (*pulses, period)
+                spans[stream.name] = observable_span(stream, period)
         if ref_name in found and found[ref_name][1].size:
             reference, source = found.pop(ref_name)[1], ref_name
         else:
@@ -275,8 +305,21 @@ class SyncCheckProcessor:
             source = "consensus"
         rows = []
         for name, (kind, times, note, period) in found.items():
+            span = spans[name]
+            seen = (
+                reference
+                if span is None
+                else reference[(reference >= span[0]) & (reference <= span[1])]
+            )
             row = alignment_row(
-                name, kind, times, reference, period, window=window, t0=context.t0
+                name,
+                kind,
+                times,
+                seen,
+                period,
+                window=window,
+                t0=context.t0,
+                n_outside=int(reference.size - seen.size),
             )
             row["note"] = note
             rows.append(row)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import itertools
 import logging
 from dataclasses import dataclass, field
@@ -13,10 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import pylsl
 
-from lsl_session import layout
-from lsl_session.errors import InvalidNameError
 from outlets.phone import protocol as P
 from outlets.phone.clock import ClockEstimator
+from outlets.phone.handshake import validate_hello
 from outlets.phone.protocol import Message, ProtocolError
 from outlets.phone.streams import PhoneOutlets
 
@@ -32,7 +30,6 @@ MAX_WRITE_BUFFER = 8 * 1024 * 1024
 # After a fatal error the relay half-closes and discards input this long, so the
 # error reply reaches the phone instead of being wiped out by a TCP reset.
 LINGER_SECONDS = 1.0
-_CAPABILITIES = ("rgb_video", "thermal_video", "gsr_data", "motion_data")
 
 
 @dataclass
@@ -257,37 +254,8 @@ class Connection:
     def _hello(self, msg: Message) -> None:
         relay = self.relay
         version = msg.get("protocol")
-        if version not in P.SUPPORTED_VERSIONS:
-            raise ProtocolError(
-                "unsupported_version",
-                f"protocol {version!r} not supported; use {list(P.SUPPORTED_VERSIONS)}",
-                fatal=True,
-            )
         device_id = msg.get("device_id")
-        try:
-            layout.validate_device_id(device_id)
-        except InvalidNameError as exc:
-            raise ProtocolError("bad_device_id", str(exc), fatal=True) from None
-        if relay.tokens is not None:
-            expected = relay.tokens.get(device_id)
-            token = msg.get("token")
-            if (
-                expected is None
-                or not isinstance(token, str)
-                or not hmac.compare_digest(expected.encode(), token.encode())
-            ):
-                raise ProtocolError(
-                    "auth_failed",
-                    f"unknown device {device_id!r} or wrong token",
-                    fatal=True,
-                )
-        caps = msg.get("capabilities", list(_CAPABILITIES))
-        if not isinstance(caps, list) or not all(c in _CAPABILITIES for c in caps):
-            raise ProtocolError(
-                "bad_message",
-                f"capabilities must be a subset of {list(_CAPABILITIES)}",
-                fatal=True,
-            )
+        caps = validate_hello(msg, relay.tokens)
         dev = relay.devices.setdefault(device_id, DeviceState(device_id))
         previous = dev.conn
         reconnect = dev.outlets is not None or previous is not None

@@ -14,6 +14,7 @@ import pylsl
 
 from lsl_session.errors import DeviceError
 from outlets.phone import protocol as P
+from outlets.phone.sim_signals import pulse_flags
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +45,6 @@ class UploadMixin:
 
     def _pulse_frames(self, stream: str) -> np.ndarray:
         """One flag per generated frame (frame k = stream value k): a sync pulse."""
-        from outlets.phone.simulator import pulse_flags
-
         true_t, _, _ = self.truth(stream)
         rate = P.STREAMS[stream].nominal_rate
         return pulse_flags(

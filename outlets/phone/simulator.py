@@ -26,26 +26,11 @@ import pylsl
 
 from lsl_session.errors import DeviceError
 from outlets.phone import protocol as P
+from outlets.phone.handshake import CAPABILITIES
+from outlets.phone.sim_signals import pulse_flags, signal_values
 from outlets.phone.sim_uploads import UploadMixin
 
 logger = logging.getLogger(__name__)
-
-ALL_CAPABILITIES = ("rgb_video", "thermal_video", "gsr_data", "motion_data")
-
-
-def pulse_flags(
-    onsets: np.ndarray, true_t: np.ndarray, length: float, stream: str, rate: float
-) -> np.ndarray:
-    """Which samples fall inside a sync pulse.
-
-    A frame's stamp is the middle of its exposure, so a flash lights the frame
-    whose exposure window ``[t - T/2, t + T/2)`` contains the onset.
-    """
-    if not len(onsets) or not len(true_t):
-        return np.zeros(len(true_t), dtype=bool)
-    t = true_t + 0.5 / rate if stream.endswith("_frames") else true_t
-    idx = np.searchsorted(onsets, t, side="right") - 1
-    return (idx >= 0) & (t < onsets[np.maximum(idx, 0)] + length)
 
 
 class PhoneSimulator(UploadMixin):
@@ -88,7 +73,7 @@ class PhoneSimulator(UploadMixin):
         jitter_dist: str = "uniform",
         tls: bool = False,
         cafile: str | Path | None = None,
-        capabilities: tuple[str, ...] = ALL_CAPABILITIES,
+        capabilities: tuple[str, ...] = CAPABILITIES,
         pulse_interval: float = 5.0,
         pulse_start: float | None = None,
         pulse_length: float = 0.25,
@@ -336,7 +321,7 @@ class PhoneSimulator(UploadMixin):
                 self._k[s] = k_end
                 true_t = self._t0 + k / rate
                 pulse = pulse_flags(onsets, true_t, self.pulse_length, s, rate)
-                values = self._values(s, k, true_t, pulse)
+                values = signal_values(s, k, true_t - self._t0, pulse)
                 phone_t = self.phone_clock(true_t)
                 self._truth[s].append((true_t, phone_t, values))
                 self._unsent[s].append((phone_t, values))
@@ -346,28 +331,6 @@ class PhoneSimulator(UploadMixin):
         p = float(self.phone_clock(onset))
         self.events.append((onset, p, label))
         self._unsent_events.append((p, label))
-
-    def _values(
-        self, s: str, k: np.ndarray, t: np.ndarray, pulse: np.ndarray
-    ) -> np.ndarray:
-        ph = 2 * np.pi * (t - self._t0)
-        if s == "motion":
-            return np.column_stack(
-                [
-                    0.2 * np.sin(ph),
-                    0.2 * np.cos(ph),
-                    9.81 + 0.05 * np.sin(3 * ph),
-                    0.1 * np.sin(0.5 * ph),
-                    0.1 * np.cos(0.5 * ph),
-                    0.02 * np.sin(ph),
-                ]
-            )
-        if s == "gsr":
-            return (2.0 + 0.3 * np.sin(0.1 * ph) + 5.0 * pulse)[:, None]
-        if s == "rgb_frames":
-            return k[:, None].astype(np.float64)
-        base = 30.0 + 0.5 * np.sin(0.2 * ph)
-        return np.column_stack([k, base - 5, base + 5 + 10.0 * pulse, base])
 
     # --------------------------------------------------------------- threads
     def _sampler(self) -> None:

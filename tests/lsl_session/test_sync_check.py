@@ -243,3 +243,39 @@ def test_processor_with_numeric_reference(context):
     rows = {r["stream"]: r for r in report["streams"]}
     assert "shimmer_A1" not in rows
     assert rows["StimulusMarkers"]["offset_ms"] == pytest.approx(25, abs=8)
+
+
+def test_pulse_outside_a_stream_is_not_held_against_it(context):
+    """A pulse after a stream's last sample (stopped just after it) is not a miss."""
+    gsr = next(s for s in context.streams if s.name == "phone_1_gsr")
+    keep = gsr.time_stamps < T0 + PULSES[-1] - 0.01  # data ends before the last pulse
+    gsr.time_stamps = gsr.time_stamps[keep]
+    gsr.time_series = gsr.time_series[keep]
+    rows = {r["stream"]: r for r in SyncCheckProcessor().run(context)["streams"]}
+    row = rows["phone_1_gsr"]
+    assert row["n_reference"] == row["n_matched"] == 4
+    assert row["n_reference_outside"] == 1
+    assert rows["shimmer_A1"]["n_reference"] == 5
+    assert rows["shimmer_A1"]["n_reference_outside"] == 0
+    # markers are irregular: every reference pulse counts, so a missing one shows
+    assert rows["phone_1_events"]["n_reference"] == 5
+
+
+def test_pulse_inside_a_stream_that_is_missed_still_counts(context):
+    """Flattening a pulse inside the recorded span is reported as unmatched."""
+    gsr = next(s for s in context.streams if s.name == "phone_1_gsr")
+    on = T0 + PULSES[2] + LAGS["phone_1_gsr"]
+    flat = (gsr.time_stamps >= on - 0.01) & (gsr.time_stamps < on + 0.3)
+    gsr.time_series[flat, 0] = np.interp(
+        gsr.time_stamps[flat],
+        gsr.time_stamps[~flat],
+        gsr.time_series[~flat, 0],
+    )
+    row = next(
+        r
+        for r in SyncCheckProcessor().run(context)["streams"]
+        if r["stream"] == "phone_1_gsr"
+    )
+    assert row["n_reference"] == 5
+    assert row["n_matched"] == 4
+    assert row["n_reference_outside"] == 0
