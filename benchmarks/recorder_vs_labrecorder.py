@@ -577,6 +577,7 @@ _WORST = (
 _MEDIAN = (
     "cpu_s",
     "window_cpu_s",
+    "start_cpu_s",
     "steady_cpu_s",
     "in_window",
     "stop_latency_s",
@@ -601,10 +602,16 @@ def aggregate(rows: list[dict]) -> dict[tuple[str, str], dict]:
         agg = {"runs": len(ok), "failed_runs": len(runs) - len(ok)}
         for k in _WORST:
             agg[k] = max(r[k] for r in ok)
-        for k in _MEDIAN:
-            values = [r[k] for r in ok]
-            agg[k] = statistics.median(values)
-            agg[k + "_range"] = (min(values), max(values))
+        for r in ok:
+            if "start_cpu_s" in r:
+                r["stop_cpu_s"] = (
+                    r["window_cpu_s"] - r["start_cpu_s"] - r["steady_cpu_s"]
+                )
+        for k in (*_MEDIAN, "stop_cpu_s"):
+            values = [r[k] for r in ok if k in r]
+            if values:
+                agg[k] = statistics.median(values)
+                agg[k + "_range"] = (min(values), max(values))
         agg["thread_cpu_before_stop"] = ok[0].get("thread_cpu_before_stop", {})
         out[key] = agg
     return out
@@ -686,6 +693,30 @@ def markdown(rows: list[dict], meta: dict) -> str:
                 f" | {o['lost']:,} vs {lr['lost']:,}"
                 f" | {fmt_ratio(o['stop_latency_s'], lr['stop_latency_s'])}"
                 f" | {fmt_ratio(o['peak_rss_mb'], lr['peak_rss_mb'])} |"
+            )
+    phases = [
+        (load, who, by[(load, who)])
+        for load in meta["loads"]
+        for who in meta["recorders"]
+        if (load, who) in by
+        and not by[(load, who)].get("failed")
+        and "start_cpu_s" in by[(load, who)]
+    ]
+    if phases:
+        out.append(
+            "\nCPU s by phase (medians). *start*: start request → `start()`/"
+            "`Recording()` returned (includes the resolve); *recording*: the"
+            f" {meta['duration']:g} s sleep; *stop*: the rest of the window."
+            " LabRecorder opens its inlets in background threads, so its inlet"
+            " set-up lands in *recording*; ours opens them before `start()` returns:\n"
+        )
+        out.append("| load | recorder | start | recording | stop |")
+        out.append("|---|---|---|---|---|")
+        for load, who, r in phases:
+            name = "lsl_session" if who == "ours" else "LabRecorder"
+            out.append(
+                f"| {LOAD_LABEL[load]} | {name} | {r['start_cpu_s']:.2f}"
+                f" | {r['steady_cpu_s']:.2f} | {r['stop_cpu_s']:.2f} |"
             )
     ours = [by.get((load, "ours")) for load in meta["loads"]]
     if any(r and not r.get("failed") for r in ours):
