@@ -1,0 +1,213 @@
+"""Steady-state CPU of recording 32 streams × 32 ch × 500 Hz: who costs what.
+
+An ablation next to ``recorder_vs_labrecorder.py``: one outlet process (that script's
+``_outlets`` mode, load ``a``) and, one after the other, several recording processes.
+Each resolves the 32 streams, starts recording, waits ``--warmup`` seconds and then
+measures its own CPU (user+sys) over ``--window`` seconds — start-up and stop excluded.
+
+Modes:
+  pylsl        32 pylsl inlets, ``pull_chunk(dest_obj=...)`` every 0.5 s, nothing else
+  pylsl-write  the same plus ``encode_samples`` and ``os.write`` of every chunk
+  labrecorder  ``labrecorder.Recording`` (run with the LabRecorder venv's python)
+  ours         ``lsl_session.recorder.Recorder``
+  ours-lean    ours without clock-offset threads, housekeeping and late-stream resolver
+               (patched out: an ablation only, not a usable recorder)
+  ours-no-offsets, ours-no-housekeeping, ours-no-resolver
+               ours without one of the three
+
+Run:
+  /work/venv/bin/python benchmarks/recorder_steady_state.py [--rounds 2]
+      [--modes pylsl,pylsl-write,labrecorder,ours,ours-lean] [--lr-venv /work/lr-venv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve()
+ROOT = HERE.parents[1]
+N_STREAMS, N_CH = 32, 32
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _pylsl_pullers(infos, write: bool, out: Path):
+    import numpy as np
+    import pylsl
+
+    from lsl_session.xdf.writer import encode_samples
+
+    inlets = [pylsl.StreamInlet(i, max_buflen=360, recover=True) for i in infos]
+    for inlet in inlets:
+        inlet.open_stream(timeout=5.0)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    lock, stop = threading.Lock(), threading.Event()
+
+    def pull(inlet) -> None:
+        buf = np.empty((1024, N_CH), np.float32)
+        while not stop.wait(0.5):
+            values, stamps = inlet.pull_chunk(
+                timeout=0.0, max_samples=1024, dest_obj=buf, as_numpy=True
+            )
+            if write and len(stamps):
+                data = encode_samples(1, np.asarray(stamps), values, "float32")
+                with lock:
+                    os.write(fd, data)
+
+    threads = [threading.Thread(target=pull, args=(i,), daemon=True) for i in inlets]
+    for t in threads:
+        t.start()
+
+    def close() -> None:
+        stop.set()
+        for t in threads:
+            t.join()
+        os.close(fd)
+
+    return close
+
+
+def _ours(infos, without: set[str], out: Path):
+    from lsl_session.recorder import Recorder, core, stream
+
+    if "offsets" in without:
+        stream.RecordedStream._offset_loop = lambda self: None
+    if "housekeeping" in without:
+        core.Recorder._housekeeping = lambda self: None
+    if "resolver" in without:
+        core.Recorder._pick_up_late_streams = lambda self: None
+    queries = [f"source_id='{i.source_id()}'" for i in infos]
+    rec = Recorder(out, streams=queries, initial_wait=10.0)
+    rec.start()
+    if "resolver" in without:
+        rec._resolver = None  # destroys liblsl's continuous resolver
+    return rec.stop
+
+
+def _labrecorder(infos, out: Path):
+    import labrecorder
+
+    rec = labrecorder.Recording(str(out), infos, [], {}, True)
+
+    def close() -> None:
+        nonlocal rec
+        rec.stop()
+        del rec
+
+    return close
+
+
+def run_mode(args: argparse.Namespace) -> None:
+    """Child process: record in ``args.mode`` and print the window's CPU as JSON."""
+    import pylsl
+
+    sys.path.insert(0, str(ROOT))
+    pred = f"starts-with(source_id,'lslbench-{args.tag}-a-')"
+    infos = pylsl.resolve_bypred(pred, minimum=N_STREAMS, timeout=15.0)
+    if len(infos) < N_STREAMS:
+        raise SystemExit(f"resolved {len(infos)} of {N_STREAMS} streams")
+    out = Path(args.out)
+    if args.mode in ("pylsl", "pylsl-write"):
+        close = _pylsl_pullers(infos, args.mode == "pylsl-write", out)
+    elif args.mode == "ours-lean":
+        close = _ours(infos, {"offsets", "housekeeping", "resolver"}, out)
+    elif args.mode.startswith("ours"):
+        close = _ours(infos, set(args.mode.split("-no-")[1:]), out)
+    elif args.mode == "labrecorder":
+        close = _labrecorder(infos, out)
+    else:
+        raise SystemExit(f"unknown mode {args.mode!r}")
+    time.sleep(args.warmup)
+    c0 = _cpu()
+    time.sleep(args.window)
+    cpu = _cpu() - c0
+    close()
+    print(json.dumps({"mode": args.mode, "cpu_s": cpu}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--modes", default="pylsl,pylsl-write,labrecorder,ours,ours-lean"
+    )
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--window", type=float, default=15.0)
+    parser.add_argument("--lr-venv", default="/work/lr-venv")
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    parser.add_argument("--tag", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.mode:
+        return run_mode(args)
+
+    tag = f"ss{os.getpid()}"
+    work = Path(tempfile.mkdtemp(prefix="steady_"))
+    (work / "stamps").mkdir()
+    outlets = subprocess.Popen(
+        [
+            sys.executable,
+            str(HERE.with_name("recorder_vs_labrecorder.py")),
+            "_outlets",
+            "--load",
+            "a",
+            "--tag",
+            tag,
+            "--ready",
+            str(work / "ready"),
+            "--stamps-dir",
+            str(work / "stamps"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    results: dict[str, list[float]] = {}
+    try:
+        deadline = time.monotonic() + 20
+        while not (work / "ready").exists():
+            if outlets.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the outlet process did not start")
+            time.sleep(0.05)
+        modes = [m for m in args.modes.split(",") if m]
+        for k in range(args.rounds):
+            for mode in modes if k % 2 == 0 else modes[::-1]:
+                py = (
+                    str(Path(args.lr_venv) / "bin" / "python")
+                    if mode == "labrecorder"
+                    else sys.executable
+                )
+                cmd = [py, str(HERE), "--mode", mode, "--tag", tag]
+                cmd += ["--out", str(work / f"{mode}_{k}.xdf")]
+                cmd += ["--warmup", str(args.warmup), "--window", str(args.window)]
+                proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                cpu = json.loads(proc.stdout.strip().splitlines()[-1])["cpu_s"]
+                results.setdefault(mode, []).append(cpu)
+                print(f"round {k + 1} {mode:<12} {cpu:.3f} s", flush=True)
+                (work / f"{mode}_{k}.xdf").unlink(missing_ok=True)
+    finally:
+        outlets.terminate()
+        outlets.wait(60)
+    print(f"\nCPU s per {args.window:g} s after a {args.warmup:g} s warm-up:\n")
+    print("| process | runs | CPU s |")
+    print("|---|---|---|")
+    for mode, values in results.items():
+        lo, hi = min(values), max(values)
+        print(f"| {mode} | {len(values)} | {lo:.2f}–{hi:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
