@@ -10,8 +10,9 @@ import numpy as np
 
 from lsl_session.errors import LslSessionError
 from lsl_session.signals import stop_on_signals
+from outlets.shimmer.connection import ShimmerError
 from outlets.shimmer.emulator import ShimmerEmulator
-from outlets.shimmer.outlet import ShimmerError, ShimmerOutlet
+from outlets.shimmer.outlet import ShimmerOutlet
 
 logger = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Shimmer3 GSR+ → LSL outlet through pyshimmer 1.0.0, with timeouts and reconnects.
 
 pyshimmer has no timeouts and its reader thread dies on unexpected bytes, so
-every call runs in a helper thread with a join timeout, the reader thread and
-the packet flow are watched, and any failure tears the connection down and
+every call goes through `ShimmerConnection` (a helper thread with a join
+timeout), the reader thread and the packet flow are watched, and any failure tears the connection down and
 reconnects with exponential backoff. Packets are collected by a trivial
 callback and converted, time-mapped and pushed in numpy batches.
 """
@@ -10,7 +10,6 @@ callback and converted, time-mapped and pushed in numpy batches.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -20,9 +19,6 @@ from typing import Any
 
 import numpy as np
 import pylsl
-import serial
-from pyshimmer import ShimmerBluetooth
-from pyshimmer.bluetooth.bt_commands import ShimmerCommand
 from pyshimmer.dev.channels import EChannelType, ESensorGroup
 
 from outlets.shimmer.clock import (
@@ -31,6 +27,7 @@ from outlets.shimmer.clock import (
     CounterUnwrapper,
     count_lost,
 )
+from outlets.shimmer.connection import ByteCommand, ShimmerConnection, ShimmerError
 from outlets.shimmer.conversion import (
     GSR_RANGE_AUTO,
     accel_raw_to_ms2,
@@ -38,11 +35,6 @@ from outlets.shimmer.conversion import (
     kohm_to_us,
     ppg_raw_to_mv,
 )
-
-try:
-    from lsl_session.errors import DeviceError as _DeviceError
-except ImportError:  # pragma: no cover - the core package is optional here
-    _DeviceError = RuntimeError  # type: ignore[assignment,misc]
 
 logger = logging.getLogger(__name__)
 
@@ -65,49 +57,6 @@ _RAW_CHANNELS = (
 SENSORS = (ESensorGroup.GSR, ESensorGroup.CH_A13, ESensorGroup.ACCEL_LN)
 
 
-class ShimmerError(_DeviceError):
-    """A Shimmer could not be reached or stopped answering."""
-
-
-class _ByteCommand(ShimmerCommand):
-    """A command pyshimmer 1.0.0 lacks: opcode + one byte, ACK only."""
-
-    def __init__(self, opcode: int, value: int) -> None:
-        self._opcode, self._value = opcode, value
-
-    def send(self, ser: Any) -> None:
-        ser.write_command(self._opcode, "<B", self._value)
-
-
-def call_with_timeout(fn: Callable[..., Any], *args: Any, timeout: float) -> Any:
-    """Run ``fn(*args)`` in a daemon thread and wait at most ``timeout`` s.
-
-    Raises
-    ------
-    ShimmerError
-        If the call does not return in time (the thread is abandoned; a later
-        ``shutdown()`` releases it).
-    """
-    result: list[Any] = []
-    error: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            result.append(fn(*args))
-        except BaseException as exc:  # re-raised in the caller
-            error.append(exc)
-
-    name = getattr(fn, "__name__", "call")
-    th = threading.Thread(target=run, name=f"shimmer-{name}", daemon=True)
-    th.start()
-    th.join(timeout)
-    if th.is_alive():
-        raise ShimmerError(f"Shimmer did not answer {name}() within {timeout:g} s")
-    if error:
-        raise error[0]
-    return result[0] if result else None
-
-
 @dataclass(slots=True)
 class ShimmerStats:
     """Counters exposed by `ShimmerOutlet.stats`."""
@@ -118,47 +67,6 @@ class ShimmerStats:
     connects: int = 0
     reconnect_attempts: int = 0
     errors: list[str] = field(default_factory=list)
-
-
-class _Connection:
-    """One serial port + one ShimmerBluetooth (pyshimmer threads start once)."""
-
-    def __init__(self, port: str, timeout: float) -> None:
-        self.port, self.timeout = port, timeout
-        try:
-            self.serial = serial.Serial(port, 115200, timeout=None)
-        except (serial.SerialException, OSError) as exc:
-            code = getattr(exc, "errno", None)
-            reason = os.strerror(code) if isinstance(code, int) else str(exc)
-            reason = reason.splitlines()[0] if reason else type(exc).__name__
-            raise ShimmerError(f"cannot open Shimmer port {port!r}: {reason}") from None
-        try:
-            # Stop a device left streaming by an earlier connection, then discard
-            # whatever is in flight so pyshimmer starts on a frame boundary.
-            self.serial.write(b"\x20")
-            time.sleep(0.15)
-            self.serial.reset_input_buffer()
-        except (serial.SerialException, OSError) as exc:
-            self.serial.close()
-            raise ShimmerError(f"Shimmer port {port!r} failed: {exc}") from None
-        self.shim = ShimmerBluetooth(self.serial)
-
-    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return call_with_timeout(fn, *args, timeout=self.timeout)
-
-    def reader_alive(self) -> bool:
-        th = getattr(self.shim, "_thread", None)  # private in pyshimmer 1.0.0
-        return th is None or th.is_alive()
-
-    def close(self) -> None:
-        try:
-            call_with_timeout(self.shim.shutdown, timeout=self.timeout)
-        except Exception as exc:  # best effort teardown
-            logger.debug("Shimmer shutdown on %s failed: %s", self.port, exc)
-            try:
-                self.serial.close()
-            except Exception:  # pragma: no cover
-                pass
 
 
 class ShimmerOutlet:
@@ -222,7 +130,7 @@ class ShimmerOutlet:
         self.clock = ClockMapper(window_s=clock_window)
         self._unwrap = CounterUnwrapper()
         self._pending: deque[tuple[Any, float]] = deque()
-        self._conn: _Connection | None = None
+        self._conn: ShimmerConnection | None = None
         self._outlet: pylsl.StreamOutlet | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -285,7 +193,7 @@ class ShimmerOutlet:
 
     # ------------------------------------------------------------ connection
     def _connect(self) -> None:
-        conn = _Connection(self.port, self.call_timeout)
+        conn = ShimmerConnection(self.port, self.call_timeout)
         try:
             sh = conn.shim
             conn.call(sh.initialize)
@@ -295,8 +203,8 @@ class ShimmerOutlet:
             conn.call(sh.set_sampling_rate, self.rate)
             rate = float(conn.call(sh.get_sampling_rate))
             conn.call(sh.set_sensors, SENSORS)
-            conn.call(sh._process_and_wait, _ByteCommand(0x21, self.gsr_range))
-            conn.call(sh._process_and_wait, _ByteCommand(0x5E, 1))  # PPG power
+            conn.call(sh._process_and_wait, ByteCommand(0x21, self.gsr_range))
+            conn.call(sh._process_and_wait, ByteCommand(0x5E, 1))  # PPG power
             sh.add_stream_callback(self._on_packet)
             self._pending.clear()
             self._unwrap.reset()
