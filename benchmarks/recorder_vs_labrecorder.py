@@ -144,20 +144,27 @@ def _self_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def thread_cpu() -> dict[str, float]:
-    """CPU seconds (user+sys) per thread of this process, grouped by role."""
-    import threading
-
+def task_cpu() -> dict[int, float]:
+    """CPU seconds (user+sys) of every thread of this process, by native id."""
     tick = os.sysconf("SC_CLK_TCK")
-    names = {t.native_id: t.name for t in threading.enumerate()}
-    groups: dict[str, float] = {}
+    cpu: dict[int, float] = {}
     for task in Path("/proc/self/task").iterdir():
         try:
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+        except OSError:  # the thread ended meanwhile
             continue
-        cpu = (int(fields[11]) + int(fields[12])) / tick
-        name = names.get(int(task.name), "native (liblsl)")
+        cpu[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return cpu
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds per thread of this process, grouped by role (thread name)."""
+    import threading
+
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    groups: dict[str, float] = {}
+    for tid, cpu in task_cpu().items():
+        name = names.get(tid, "native (liblsl)")
         role = name.split("-", 1)[0] if "-" in name else name
         groups[role] = groups.get(role, 0.0) + cpu
     return {k: round(v, 3) for k, v in sorted(groups.items())}
@@ -169,15 +176,7 @@ def per_thread_cpu() -> list[float]:
     liblsl's threads carry no names, so the two recorders are compared by the
     shape of this list (e.g. 32 receive threads of similar cost).
     """
-    tick = os.sysconf("SC_CLK_TCK")
-    cpu = []
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        cpu.append((int(fields[11]) + int(fields[12])) / tick)
-    return sorted(cpu, reverse=True)
+    return sorted(task_cpu().values(), reverse=True)
 
 
 def run_ours(args: argparse.Namespace) -> None:
@@ -391,6 +390,26 @@ def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+def ours_command(
+    xdf: Path, sids: list[str], duration: float, result: Path
+) -> list[str]:
+    """The command line of one run of our recorder (this script's ``_ours`` mode)."""
+    queries = json.dumps([f"source_id='{s}'" for s in sids])
+    return [
+        sys.executable,
+        str(HERE),
+        "_ours",
+        "--out",
+        str(xdf),
+        "--queries",
+        queries,
+        "--duration",
+        str(duration),
+        "--result",
+        str(result),
+    ]
+
+
 def bench_load(load: str, args, work: Path, tag: str, lr_py: Path) -> list[dict]:
     import numpy as np
 
@@ -436,20 +455,7 @@ def bench_load(load: str, args, work: Path, tag: str, lr_py: Path) -> list[dict]
             xdf = work / f"{who}_{load}_{rep}.xdf"
             result = work / f"{who}_{load}_{rep}.json"
             if who == "ours":
-                queries = json.dumps([f"source_id='{s}'" for s in sids])
-                cmd = [
-                    sys.executable,
-                    str(HERE),
-                    "_ours",
-                    "--out",
-                    str(xdf),
-                    "--queries",
-                    queries,
-                    "--duration",
-                    str(args.duration),
-                    "--result",
-                    str(result),
-                ]
+                cmd = ours_command(xdf, sids, args.duration, result)
             else:
                 pred = f"starts-with(source_id,'lslbench-{tag}-{load}-')"
                 cmd = [
@@ -523,7 +529,6 @@ def profile_ours(load: str, args, work: Path, sids: list[str]) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     pyspy = Path(sys.executable).parent / "py-spy"
     xdf = work / f"ours_{load}_pyspy.xdf"
-    queries = json.dumps([f"source_id='{s}'" for s in sids])
     cmd = [
         str(pyspy),
         "record",
@@ -536,17 +541,7 @@ def profile_ours(load: str, args, work: Path, sids: list[str]) -> list[dict]:
         "-o",
         str(out / f"ours_{load}.txt"),
         "--",
-        sys.executable,
-        str(HERE),
-        "_ours",
-        "--out",
-        str(xdf),
-        "--queries",
-        queries,
-        "--duration",
-        str(args.duration),
-        "--result",
-        str(work / f"ours_{load}_pyspy.json"),
+        *ours_command(xdf, sids, args.duration, work / f"ours_{load}_pyspy.json"),
     ]
     print(f"[{load}/ours] py-spy profile run", flush=True)
     proc = run_child(cmd, work / f"pyspy_{load}.log")

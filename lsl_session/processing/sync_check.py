@@ -283,14 +283,13 @@ class SyncCheckProcessor:
         window = float(opts.get("sync_window", DEFAULT_WINDOW))
         ref_name = opts.get("sync_reference") or DEFAULT_REFERENCE
         root = context.paths.root
-        found: dict[str, tuple[str, np.ndarray, str, float | None]] = {}
-        spans: dict[str, tuple[float, float] | None] = {}
+        # name -> (kind, pulse times, note, sample period, observable span)
+        found: dict[str, tuple[Any, ...]] = {}
         for stream in context.streams:
             pulses = stream_pulses(stream, root, opts)
             if pulses is not None:
                 period = sample_period(stream)
-                found[stream.name] = (*pulses, period)
-                spans[stream.name] = observable_span(stream, period)
+                found[stream.name] = (*pulses, period, observable_span(stream, period))
         if ref_name in found and found[ref_name][1].size:
             reference, source = found.pop(ref_name)[1], ref_name
         else:
@@ -304,8 +303,7 @@ class SyncCheckProcessor:
             )
             source = "consensus"
         rows = []
-        for name, (kind, times, note, period) in found.items():
-            span = spans[name]
+        for name, (kind, times, note, period, span) in found.items():
             seen = (
                 reference
                 if span is None
