@@ -73,7 +73,7 @@ class SimulatedLab:
         self.relay = None
         self.phones: list = []
         self._stop = threading.Event()
-        self._pulser: threading.Thread | None = None
+        self._pulser = None
 
     # ----------------------------------------------------------------- start
     def start(self) -> SimulatedLab:
@@ -98,8 +98,8 @@ class SimulatedLab:
     def _start_webcam(self) -> None:
         if not self.use_webcam:
             return
-        from outlets.synthetic import SyntheticVideo
-        from outlets.webcam import WebcamOutlet
+        from outlets.webcam.outlet import WebcamOutlet
+        from outlets.webcam.synthetic import SyntheticVideo
 
         video = SyntheticVideo(
             fps=self.fps, flash_every=self.sync_every, flash_frames=2
@@ -120,25 +120,10 @@ class SimulatedLab:
     def _start_markers(self) -> None:
         if not self.use_markers:
             return
-        from outlets.markers import MarkerOutlet
+        from outlets.markers import MarkerOutlet, SyncMarkerPulser
 
         self.markers = MarkerOutlet("StimulusMarkers")
-        self._pulser = threading.Thread(
-            target=self._push_markers, daemon=True, name="sync-markers"
-        )
-        self._pulser.start()
-
-    def _push_markers(self) -> None:
-        k = 1
-        while True:
-            when = self.t0 + k * self.sync_every
-            if self._stop.wait(max(0.0, when - pylsl.local_clock())):
-                return
-            self.markers.push(f"sync_pulse {k}", when)
-            if self._stop.wait(self.sync_every / 2):
-                return
-            self.markers.push(f"stimulus_onset {k}")
-            k += 1
+        self._pulser = SyncMarkerPulser(self.markers, self.t0, self.sync_every).start()
 
     def _start_shimmer(self) -> None:
         if not self.use_shimmer:
@@ -227,6 +212,9 @@ class SimulatedLab:
     def stop(self) -> None:
         """Stop every device (webcam video finalised and registered); idempotent."""
         self._stop.set()
+        if self._pulser is not None:
+            self._pulser.stop()
+            self._pulser = None
         for phone in self.phones:
             phone.stop()
         self.phones = []

@@ -13,8 +13,8 @@ import click
 
 #: sub-command name → "module:attribute" of its click command.
 OUTLET_COMMANDS: dict[str, str] = {
-    "markers": "outlets.cli_markers:markers",
-    "webcam": "outlets.cli_webcam:webcam",
+    "markers": "outlets.markers.cli:markers",
+    "webcam": "outlets.webcam.cli:webcam",
     "shimmer": "outlets.shimmer.cli:shimmer_command",
     "phone-relay": "outlets.phone.cli:phone_relay_command",
     "phone-sim": "outlets.phone.cli:phone_sim_command",

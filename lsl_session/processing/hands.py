@@ -19,7 +19,7 @@ For every video in ``webcam/`` and ``devices/*/rgb_videos/`` the processor write
     Fraction of the frame's pixels in the (cleaned) skin mask.
 ``brightness``, ``flash``
     Mean grey level (0-255) and whether the frame is a sync flash (a brightness
-    jump, see `lsl_session.processing.sync_check.detect_flashes`). On flash frames
+    jump, see `lsl_session.processing.pulses.detect_flashes`). On flash frames
     the scene is washed out; regions found there are still reported, but should be
     ignored (the synthetic video draws no hand on them and none is detected).
 ``hand<i>_x, hand<i>_y, hand<i>_w, hand<i>_h, hand<i>_area, hand<i>_coverage``
@@ -43,19 +43,22 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
 import pandas as pd
 
 from lsl_session.fsutil import atomic_write_bytes
-from lsl_session.processing.model import ProcessingContext, SyncedStream
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+from lsl_session.processing.model import ProcessingContext
+from lsl_session.processing.pulses import detect_flashes
+from lsl_session.processing.video import (
+    find_videos,
+    frame_stream_name,
+    frame_times,
+    iter_frames,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +71,7 @@ HSV_HIGH: tuple[int, int, int] = (30, 255, 255)
 #: Smallest region kept, as a fraction of the frame area.
 MIN_AREA_FRACTION = 0.002
 REGION_FIELDS: tuple[str, ...] = ("x", "y", "w", "h", "area", "coverage")
-VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".avi", ".mkv", ".mov")
 
-_STAMP = re.compile(r"_\d{8}_\d{6}(?:_\d+)?$")
 _OPEN = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 _CLOSE = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
 
@@ -124,89 +125,6 @@ def hand_regions(mask: np.ndarray, *, min_area: int | None = None) -> np.ndarray
     out[:, :5] = stats[:, :5]
     out[:, 5] = stats[:, 4] / np.maximum(stats[:, 2] * stats[:, 3], 1)
     return out
-
-
-def video_prefix(path: Path | str) -> str:
-    """Return a video's device prefix: ``webcam_1_20250731_143022.mp4`` → ``webcam_1``."""
-    return _STAMP.sub("", Path(path).stem)
-
-
-def frame_stream_name(path: Path | str) -> str:
-    """Return the frame stream of a video (``phone_1_rgb_…mp4`` → ``phone_1_rgb_frames``)."""
-    return f"{video_prefix(path)}_frames"
-
-
-def frame_times(stream: SyncedStream | None, n_frames: int) -> np.ndarray:
-    """Map frame indices to LSL times through a frame-index stream.
-
-    Parameters
-    ----------
-    stream : SyncedStream | None
-        Stream whose first channel holds the frame index of each sample.
-    n_frames : int
-        Number of frames in the video.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(n_frames,)`` LSL times; NaN for frames no sample refers to. When several
-        samples carry the same index the first one wins.
-    """
-    out = np.full(n_frames, np.nan)
-    if stream is None or len(stream.time_stamps) == 0 or stream.is_string:
-        return out
-    values = np.asarray(stream.time_series, dtype=float).reshape(
-        len(stream.time_stamps), -1
-    )
-    idx = values[:, 0]
-    ok = np.isfinite(idx) & (idx >= 0) & (idx < n_frames) & (idx == np.round(idx))
-    idx_ok = idx[ok].astype(np.int64)[::-1]  # reversed: the first sample is set last
-    out[idx_ok] = np.asarray(stream.time_stamps, dtype=float)[ok][::-1]
-    return out
-
-
-def find_videos(root: Path) -> list[Path]:
-    """Return the session videos hand segmentation looks at, sorted.
-
-    Parameters
-    ----------
-    root : pathlib.Path
-        Session folder.
-
-    Returns
-    -------
-    list of pathlib.Path
-        Videos in ``webcam/`` and ``devices/*/rgb_videos/``.
-    """
-    folders = [root / "webcam", *sorted((root / "devices").glob("*/rgb_videos"))]
-    return [
-        p
-        for folder in folders
-        if folder.is_dir()
-        for p in sorted(folder.iterdir())
-        if p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith(".")
-    ]
-
-
-def iter_frames(path: Path | str) -> Iterator[np.ndarray]:
-    """Yield the BGR frames of a video.
-
-    Raises
-    ------
-    OSError
-        If OpenCV cannot open the file.
-    """
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise OSError(f"cannot open video {str(path)!r}")
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                return
-            yield frame
-    finally:
-        cap.release()
 
 
 def segment_video(
@@ -307,8 +225,6 @@ class HandSegmentationProcessor:
             ``mask_video``, ``n_frames``, ``n_frames_without_time``,
             ``frames_with_hands``, ``n_flash_frames`` (or ``error``).
         """
-        from lsl_session.processing.sync_check import detect_flashes
-
         opts = context.options
         backend = str(opts.get("hands_backend", "auto"))
         if backend == "mediapipe" and not mediapipe_available():

@@ -50,12 +50,6 @@ import numpy as np
 import pandas as pd
 
 from lsl_session.fsutil import atomic_write_bytes
-from lsl_session.processing.hands import (
-    VIDEO_SUFFIXES,
-    frame_times,
-    iter_frames,
-    video_prefix,
-)
 from lsl_session.processing.pulses import (
     DEFAULT_WINDOW,
     consensus_reference,
@@ -63,6 +57,12 @@ from lsl_session.processing.pulses import (
     detect_steps,
     match_pulses,
     sync_marker_times,
+)
+from lsl_session.processing.video import (
+    VIDEO_SUFFIXES,
+    frame_times,
+    iter_frames,
+    video_prefix,
 )
 
 if TYPE_CHECKING:

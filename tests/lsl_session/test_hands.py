@@ -11,15 +11,17 @@ from lsl_session.layout import SessionPaths
 from lsl_session.processing.hands import (
     REGION_FIELDS,
     HandSegmentationProcessor,
+    hand_regions,
+    skin_mask,
+)
+from lsl_session.processing.model import ProcessingContext, SyncedStream
+from lsl_session.processing.video import (
     find_videos,
     frame_stream_name,
     frame_times,
-    hand_regions,
-    skin_mask,
     video_prefix,
 )
-from lsl_session.processing.model import ProcessingContext, SyncedStream
-from outlets.synthetic import SyntheticVideo
+from outlets.webcam.synthetic import SyntheticVideo
 
 FPS = 30.0
 N_FRAMES = 150

@@ -20,7 +20,7 @@ from lsl_session.processing.sync_check import (
     match_pulses,
     sync_marker_times,
 )
-from outlets.synthetic import SyntheticVideo
+from outlets.webcam.synthetic import SyntheticVideo
 
 T0 = 5000.0
 PULSES = np.array([2.0, 5.0, 8.0, 11.0, 14.0])  # s after T0

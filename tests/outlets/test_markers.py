@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from lsl_helpers import wait_until
 
-from outlets.cli_markers import markers
 from outlets.markers import MarkerOutlet, OutletError, marker_source_id
+from outlets.markers.cli import markers
 
 
 def _inlet(source_id: str) -> pylsl.StreamInlet:
@@ -113,7 +113,7 @@ def _run_cli(
         [
             sys.executable,
             "-m",
-            "outlets.cli_markers",
+            "outlets.markers.cli",
             "--name",
             f"CliMarkers_{uid}",
             "--source-id",

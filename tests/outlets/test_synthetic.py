@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from outlets.synthetic import SKIN_BGR, TEXT_BAND, SyntheticVideo
+from outlets.webcam.synthetic import SKIN_BGR, TEXT_BAND, SyntheticVideo
 
 
 def _skin_mask(frame: np.ndarray) -> np.ndarray:

@@ -18,9 +18,9 @@ from click.testing import CliRunner
 from lsl_helpers import wait_until
 
 from lsl_session.errors import DeviceError
-from outlets.cli_webcam import webcam
-from outlets.synthetic import SyntheticVideo
 from outlets.webcam import OutletError, WebcamOutlet
+from outlets.webcam.cli import webcam
+from outlets.webcam.synthetic import SyntheticVideo
 
 NAME_RE = re.compile(r"^webcam_(\d+)_\d{8}_\d{6}\.mp4$")
 
@@ -238,7 +238,7 @@ def test_cli_sigterm_finalizes_mp4(uid, tmp_path):
     index = int(uid[:7], 16)  # unique stream per test run
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "outlets.cli_webcam", "--synthetic"),
+            *(sys.executable, "-m", "outlets.webcam.cli", "--synthetic"),
             *("--fps", "60", "--out", str(tmp_path), "--index", str(index)),
             *("--wait-consumer", "20"),
         ],

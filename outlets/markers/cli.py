@@ -7,7 +7,7 @@ import logging
 import click
 import pylsl
 
-from outlets.markers import DEFAULT_NAME, MarkerOutlet
+from outlets.markers.outlet import DEFAULT_NAME, MarkerOutlet
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import click
 
 from lsl_session.errors import LslSessionError
 from lsl_session.signals import stop_on_signals
-from outlets.webcam import WebcamOutlet
+from outlets.webcam.outlet import WebcamOutlet
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import pylsl
 
 from lsl_session import layout
 from outlets._base import BaseOutlet, OutletError
-from outlets.synthetic import SyntheticVideo
+from outlets.webcam.synthetic import SyntheticVideo
 
 logger = logging.getLogger(__name__)
 
