@@ -42,6 +42,7 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "processing_start",
         "processing_end",
         "recovered",
+        "session_imported",
     }
 )
 ERROR_CATEGORIES: frozenset[str] = frozenset({"session", "device", "file", "system"})

@@ -43,6 +43,7 @@ def main(verbose: int, quiet: bool) -> None:
 def _register() -> None:
     from lsl_session.cli import session as session_cmds
     from lsl_session.cli.demo import demo_command
+    from lsl_session.cli.imports import COMMANDS as import_commands
     from lsl_session.cli.outlet import outlet_group
     from lsl_session.cli.process import COMMANDS as process_commands
     from lsl_session.cli.record import record_command
@@ -53,7 +54,7 @@ def _register() -> None:
     main.add_command(record_command)
     main.add_command(outlet_group)
     main.add_command(demo_command)
-    for command in [*recover_commands, *process_commands]:
+    for command in [*recover_commands, *process_commands, *import_commands]:
         main.add_command(command)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from lsl_session.cli._options import root_option
 from lsl_session.errors import LslSessionError
 
 logger = logging.getLogger(__name__)
@@ -40,29 +41,38 @@ def _report(run: dict[str, Any]) -> None:
             click.echo(f"warning: {name} failed: {step['error']}", err=True)
 
 
-def _open(session_dir: Path):
+def _open(session_dir: Path, root: Path):
+    """The session at ``session_dir``; an XDF file is imported under ``root`` first."""
+    from lsl_session.importer import session_for
     from lsl_session.session import Session
 
-    return Session(session_dir)
+    return Session(session_for(session_dir, root))
 
 
 @click.command(
     "process",
     epilog="\b\nExamples:\n  lsl-session process recordings/pilot_20250731_143022\n"
-    "  lsl-session process SESSION_DIR --rate 250 --no-hand-segmentation",
+    "  lsl-session process SESSION_DIR --rate 250 --no-hand-segmentation\n"
+    "  lsl-session process sub-P001_task-rest_eeg.xdf --root data",
 )
 @click.argument("session_dir", type=click.Path(path_type=Path))
+@root_option
 @click.option("--rate", type=float, default=None, help="Aligned grid rate in Hz.")
 @click.option(
     "--no-hand-segmentation", is_flag=True, help="Skip the hand segmentation processor."
 )
 def process_command(
-    session_dir: Path, rate: float | None, no_hand_segmentation: bool
+    session_dir: Path, root: Path, rate: float | None, no_hand_segmentation: bool
 ) -> None:
-    """Load, synchronize and export a session; run the processors."""
+    """Load, synchronize and export a session; run the processors.
+
+    SESSION_DIR may be an .xdf file (LabRecorder's or ours): it is imported as a
+    session under --root first (see `lsl-session import`). Last stdout line: the
+    session folder.
+    """
     from lsl_session.processing.pipeline import process_session
 
-    session = _open(session_dir)
+    session = _open(session_dir, root)
     try:
         run = process_session(
             session, rate=rate, hand_segmentation=not no_hand_segmentation
@@ -76,24 +86,42 @@ def process_command(
 @click.command(
     "export",
     epilog="\b\nExamples:\n  lsl-session export SESSION_DIR            # CSV, MAT and FIF\n"
-    "  lsl-session export SESSION_DIR --fif",
+    "  lsl-session export SESSION_DIR --fif\n"
+    "  lsl-session export recording.xdf --mat --mat-version 7.3",
 )
 @click.argument("session_dir", type=click.Path(path_type=Path))
+@root_option
 @click.option("--csv", "csv", is_flag=True, help="exports/csv/ (one CSV per stream).")
 @click.option("--mat", "mat", is_flag=True, help="exports/matlab/<session_id>.mat.")
 @click.option("--fif", "fif", is_flag=True, help="exports/<session_id>_raw.fif (MNE).")
-def export_command(session_dir: Path, csv: bool, mat: bool, fif: bool) -> None:
-    """Write exports; without flags, all of them."""
+@click.option(
+    "--mat-version",
+    type=click.Choice(["auto", "5", "7.3"]),
+    default="auto",
+    show_default=True,
+    help="MAT-file format: v5 (scipy), v7.3 (HDF5), or auto (v7.3 above 2 GB).",
+)
+def export_command(
+    session_dir: Path, root: Path, csv: bool, mat: bool, fif: bool, mat_version: str
+) -> None:
+    """Write exports; without flags, all of them.
+
+    SESSION_DIR may be an .xdf file: it is imported under --root first. Last
+    stdout line: the session folder.
+    """
     from lsl_session.processing.pipeline import export_session
 
     if not (csv or mat or fif):
         csv = mat = fif = True
-    session = _open(session_dir)
+    session = _open(session_dir, root)
     try:
-        run = export_session(session, csv=csv, mat=mat, fif=fif)
+        run = export_session(
+            session, csv=csv, mat=mat, fif=fif, mat_version=mat_version
+        )
     finally:
         session.close()
     _report(run)
+    click.echo(str(session.root))
 
 
 COMMANDS = [process_command, export_command]

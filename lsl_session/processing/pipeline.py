@@ -137,6 +137,7 @@ def run_processor(
 def export_outputs(
     data: Any, paths: Any, run: dict[str, Any], *, csv: bool, mat: bool,
     fif: bool = False, rate: float | None = None, sync: bool = False,
+    mat_version: str = "auto",
 ) -> None:  # fmt: skip
     """Write the requested outputs of a loaded session, each as an isolated step."""
     from lsl_session.processing import to_csv, to_matlab, to_parquet
@@ -170,6 +171,7 @@ def export_outputs(
                 info = to_matlab.write_matlab(
                     data.streams, tmp / f"{paths.session_id}.mat", t0=data.t0,
                     events=data.events, session_id=paths.session_id,
+                    version=mat_version,
                 )  # fmt: skip
             return {
                 "outputs": _listing(paths.exports_matlab, root),
@@ -301,7 +303,7 @@ def process_session(
 
 def export_session(
     session: Any, *, csv: bool = True, mat: bool = True, fif: bool = True,
-    rate: float | None = None,
+    rate: float | None = None, mat_version: str = "auto",
 ) -> dict[str, Any]:  # fmt: skip
     """Write the chosen exports (CSV, MATLAB, FIF) of a session and record the run.
 
@@ -311,11 +313,13 @@ def export_session(
         The run report (as :func:`process_session`), with ``kind = "export"``.
     """
     started = time.perf_counter()
-    options = {"csv": csv, "mat": mat, "fif": fif, "rate": rate}
+    options = {"csv": csv, "mat": mat, "fif": fif, "rate": rate,
+               "mat_version": mat_version}  # fmt: skip
     run: dict[str, Any] = {"kind": "export", "started": now_iso(), "options": options,
                            "steps": {}, "errors": []}  # fmt: skip
     session.log_event("processing_start", {"options": options})
     data = _load(session, run)
     if data is not None:
-        export_outputs(data, session.paths, run, csv=csv, mat=mat, fif=fif, rate=rate)
+        export_outputs(data, session.paths, run, csv=csv, mat=mat, fif=fif, rate=rate,
+                       mat_version=mat_version)  # fmt: skip
     return _finish(session, run, started)

@@ -98,18 +98,29 @@ class SessionData:
     problems: list[str] = field(default_factory=list)
     headers: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def keys(self) -> list[str]:
+        """A unique key per stream: its name, or ``name@source_id`` (etc.) when
+        names repeat (see `tables.stream_keys`)."""
+        return tables.stream_keys(self.streams)
+
     def stream(self, name: str) -> SyncedStream:
-        """The stream called ``name``.
+        """The stream with key ``name`` (its name, or ``name@source_id``).
 
         Raises
         ------
         StreamNotFoundError
-            If no stream has that name.
+            If no stream has that key, or the name is shared by several streams.
         """
-        for s in self.streams:
-            if s.name == name:
-                return s
-        known = ", ".join(s.name for s in self.streams) or "none"
+        keys = self.keys
+        if name in keys:
+            return self.streams[keys.index(name)]
+        same = [k for k, s in zip(keys, self.streams, strict=True) if s.name == name]
+        if same:
+            raise StreamNotFoundError(
+                f"{len(same)} streams are named {name!r}: use one of {', '.join(same)}"
+            )
+        known = ", ".join(keys) or "none"
         raise StreamNotFoundError(f"no stream named {name!r} (streams: {known})")
 
     def frame(self, name: str) -> pd.DataFrame:
@@ -128,6 +139,8 @@ class SessionData:
         streams: list[str] | None = None,
         *,
         stim: bool = False,
+        channel_names: str = "auto",
+        marker_prefix: bool | None = None,
     ):
         """Convert to ``mne.io.RawArray`` (see `lsl_session.processing.to_mne`).
 
@@ -136,22 +149,35 @@ class SessionData:
         sfreq : float | None
             Grid rate; default the highest regular rate up to 1 kHz.
         streams : list of str | None
-            Names of the numeric streams to include (default all). Every marker
-            becomes an annotation either way.
+            Keys (names, or ``name@source_id`` for a repeated name) of the numeric
+            streams to include (default all). Every marker becomes an annotation
+            either way.
         stim : bool
             Add a ``STI`` stim channel.
+        channel_names : {"auto", "bare", "prefixed"}
+            ``auto``: bare labels (``Fp1``) when unique across the chosen streams,
+            else ``<stream>/<label>``.
+        marker_prefix : bool | None
+            Descriptions ``<stream>/<marker>``; None: only when two marker streams
+            share a label.
         """
         from lsl_session.processing.to_mne import to_raw
 
-        chosen = self.streams if streams is None else [self.stream(n) for n in streams]
+        keys = self.keys
+        if streams is None:
+            chosen, chosen_keys = self.streams, keys
+        else:
+            chosen = [self.stream(n) for n in streams]
+            chosen_keys = [keys[self.streams.index(s)] for s in chosen]
         return to_raw(
             chosen, self.events, t0=self.t0, start_wall=self.start_wall,
-            sfreq=sfreq, stim=stim,
+            sfreq=sfreq, stim=stim, channel_names=channel_names,
+            marker_prefix=marker_prefix, keys=chosen_keys,
         )  # fmt: skip
 
 
 def load_session(path: Path | str, *, streams: list[str] | None = None) -> SessionData:
-    """Load a session folder (all XDF parts) or a single XDF file.
+    """Load a session folder (all XDF parts) or an XDF file (with its ``_partNNN``).
 
     Parameters
     ----------
@@ -173,7 +199,11 @@ def load_session(path: Path | str, *, streams: list[str] | None = None) -> Sessi
     meta: dict[str, Any] = {}
     log_events: list[dict[str, Any]] = []
     if path.is_file():
-        root, session_id, files = None, None, [path]
+        from lsl_session.importer import recording_parts
+
+        parts = recording_parts(path)
+        same = path.resolve() in [p.resolve() for p in parts]
+        root, session_id, files = None, None, parts if same else [path]
     elif (path / METADATA_FILE).exists() or path.is_dir():
         paths = SessionPaths(path.resolve())
         root, session_id = paths.root, paths.session_id
@@ -189,22 +219,31 @@ def load_session(path: Path | str, *, streams: list[str] | None = None) -> Sessi
         raise LslSessionError(f"{path}: no such session folder or XDF file")
     result = load_xdf_files(files)
     recording = meta.get("recording") or {}
+    if recording.get("imported"):
+        log_events = []  # logged on this machine's clock, not the recording's
     t0 = tables.session_t0(result.streams, recording.get("start_lsl_time"))
     events = tables.events_frame(result.streams, t0, session_id, log_events)
+    # the recording's wall time: the recorder's, else the FileHeader's (LabRecorder
+    # files), and the session's creation time only as a last resort
     wall = _parse_time(recording.get("start_time"))
+    if wall is None and result.headers:
+        from lsl_session.importer import header_datetime
+
+        wall = header_datetime(result.headers[0] or {})
     if wall is None:
         wall = _parse_time(meta.get("start_time"))
-    if wall is None and result.headers:
-        raw = (result.headers[0] or {}).get("datetime")
-        if isinstance(raw, str) and re.search(r"[+-]\d{4}$", raw):
-            raw = raw[:-2] + ":" + raw[-2:]  # LabRecorder's %z → ISO offset
-        wall = _parse_time(raw)
     chosen = result.streams
     if streams is not None:
-        missing = set(streams) - {s.name for s in chosen}
+        keys = tables.stream_keys(chosen)
+        names = {s.name for s in chosen} | set(keys)
+        missing = set(streams) - names
         if missing:
             raise StreamNotFoundError(f"no stream named {sorted(missing)}")
-        chosen = [s for s in chosen if s.name in streams]
+        chosen = [
+            s
+            for s, k in zip(chosen, keys, strict=True)
+            if s.name in streams or k in streams
+        ]
     return SessionData(
         root=root, session_id=session_id, metadata=meta, streams=chosen,
         events=events, t0=t0, start_wall=wall, files=result.files,

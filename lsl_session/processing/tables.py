@@ -208,10 +208,10 @@ def aligned_blocks(
 
 def aligned_columns(streams: list[SyncedStream]) -> list[str]:
     """Column names of the aligned table after ``time``/``lsl_time``."""
+    numeric = [s for s in streams if is_numeric(s)]
     return [
-        f"{s.name}/{label}"
-        for s in streams
-        if is_numeric(s)
+        f"{key}/{label}"
+        for s, key in zip(numeric, stream_keys(numeric), strict=True)
         for label in column_labels(s)
     ]
 
@@ -267,7 +267,8 @@ def events_frame(
     """
     rows: list[pd.DataFrame] = []
     has_session_stream = False
-    for s in streams:
+    streams = list(streams)
+    for s, key in zip(streams, stream_keys(streams), strict=True):
         if not s.is_string or not len(s.time_stamps):
             continue
         values = ["/".join(row) if len(row) != 1 else row[0] for row in s.time_series]
@@ -276,7 +277,7 @@ def events_frame(
         desc = [describe_event(v) for v in values] if session else values
         rows.append(pd.DataFrame({
             "onset": s.time_stamps - t0, "lsl_time": s.time_stamps,
-            "duration": 0.0, "description": desc, "stream": s.name, "value": values,
+            "duration": 0.0, "description": desc, "stream": key, "value": values,
         }))  # fmt: skip
     if not has_session_stream and log_events:
         logged = [e for e in log_events if isinstance(e.get("lsl_time"), int | float)]
@@ -299,3 +300,37 @@ def events_frame(
         )
     frame = pd.concat(rows, ignore_index=True)
     return frame.sort_values("lsl_time", kind="stable").reset_index(drop=True)
+
+
+def stream_keys(streams: Iterable[SyncedStream]) -> list[str]:
+    """A unique display key per stream: its name, disambiguated when names repeat.
+
+    Streams sharing a name get ``name@source_id`` when their source ids differ,
+    else ``name@hostname``, else ``name#<stream id>``. The key names the stream
+    in MNE channel names, aligned columns, event ``stream`` values and file names.
+    """
+    streams = list(streams)
+    by_name: dict[str, list[int]] = {}
+    for k, s in enumerate(streams):
+        by_name.setdefault(s.name, []).append(k)
+    keys = [s.name for s in streams]
+    for name, idx in by_name.items():
+        if len(idx) < 2:
+            continue
+        group = [streams[k] for k in idx]
+        for attr in ("source_id", "hostname"):
+            values = [str(_identity(s, attr)) for s in group]
+            if all(values) and len(set(values)) == len(values):
+                for k, v in zip(idx, values, strict=True):
+                    keys[k] = f"{name}@{v}"
+                break
+        else:
+            for k in idx:
+                keys[k] = f"{name}#{streams[k].stream_id}"
+    return keys
+
+
+def _identity(stream: SyncedStream, attr: str) -> str:
+    if attr == "source_id":
+        return stream.source_id or ""
+    return str(stream.info.get(attr) or "")

@@ -142,12 +142,21 @@ def write_matlab(
     events: pd.DataFrame,
     session_id: str,
     threshold: int | None = None,
+    version: str = "auto",
 ) -> dict[str, Any]:
-    """Write the session's ``.mat``; return ``{"file", "format", "variables"}``."""
+    """Write the session's ``.mat``; return ``{"file", "format", "variables"}``.
+
+    ``version`` is ``"5"``, ``"7.3"`` or ``"auto"`` (v7.3 when a variable reaches
+    ``threshold`` bytes, default :data:`V73_THRESHOLD_BYTES`).
+    """
+    if version not in ("auto", "5", "7.3"):
+        raise ValueError(f"MAT version must be auto, 5 or 7.3, not {version!r}")
     limit = V73_THRESHOLD_BYTES if threshold is None else int(threshold)
     variables = build_variables(streams, t0, events, session_id)
     largest = max((_nbytes(v) for v in variables.values()), default=0)
-    if largest < limit:
+    if version == "5" and largest >= V73_THRESHOLD_BYTES:
+        raise ValueError("a variable is over 2 GB: MATLAB v5 cannot hold it (use 7.3)")
+    if version == "5" or (version == "auto" and largest < limit):
         scipy.io.savemat(path, variables, long_field_names=True, oned_as="row")
         fmt = "v5"
     else:

@@ -1,13 +1,21 @@
 """Synced streams → ``mne.io.RawArray`` on one grid, markers as annotations.
 
-Channel names are ``<stream>/<label>``. Types: ``gsr`` (siemens; µS, nS, mS are
-scaled) for GSR/EDA channels or streams, ``eeg`` (volts; µV assumed when no unit
-is given, the LSL convention) for EEG, ``misc`` for everything else (values as
-recorded; the original units are listed in ``info["description"]``), and an
-optional ``stim`` channel with one code per marker description. Data are linearly
-interpolated onto the grid; samples outside a stream's span or inside a gap are
-NaN. The grid starts at the first numeric sample, or earlier (whole periods) to
-hold a recorded marker that precedes it, so every recorded marker is annotated. ``meas_date`` is the wall-clock time of the first grid sample.
+Channel names are the bare channel labels (``Fp1``) when they are unique across
+the chosen streams, so ``raw.set_montage("standard_1020")`` works, else
+``<stream>/<label>`` (``channel_names="prefixed"`` forces that); a stream name
+that repeats is disambiguated as ``name@source_id`` (else ``@hostname``, else
+``#stream_id``; see `tables.stream_keys`). Types: ``gsr`` (siemens; µS, nS, mS
+are scaled) for GSR/EDA conductance channels, ``eeg`` (volts; µV assumed when no
+unit is given, the LSL convention) for EEG, ``misc`` for everything else (values
+as recorded; the original units are listed in ``info["description"]``), and an
+optional ``stim`` channel with one code per marker description. Data are
+linearly interpolated onto the grid; samples outside a stream's span or inside a
+gap are NaN and covered by ``BAD_ACQ_SKIP`` annotations (MNE's filter, epoching
+and plotting skip them). The grid starts at the first numeric sample, or earlier
+(whole periods) to hold a recorded marker that precedes it, so every recorded
+marker is annotated; with ``marker_prefix`` (automatic when two marker streams
+share a label) a description reads ``<stream>/<marker>``. ``meas_date`` is the
+wall-clock time of the first grid sample.
 """
 
 from __future__ import annotations
@@ -75,6 +83,63 @@ def unit_scale(kind: str, unit: str) -> float:
     return _DEFAULT_SCALE[kind]
 
 
+def mne_channel_names(
+    streams: list[SyncedStream], mode: str = "auto", keys: list[str] | None = None
+) -> list[str]:
+    """MNE channel names of the numeric ``streams``, in order.
+
+    Parameters
+    ----------
+    streams : list of SyncedStream
+        The numeric streams, in channel order.
+    mode : {"auto", "bare", "prefixed"}
+        ``bare``: the channel labels (``Fp1``); ``prefixed``: ``<stream>/<label>``;
+        ``auto``: bare when every label is unique across ``streams``, else prefixed.
+    keys : list of str | None
+        The stream part of prefixed names (default `tables.stream_keys`).
+
+    Raises
+    ------
+    ValueError
+        For an unknown mode, or ``bare`` with repeated labels.
+    """
+    if mode not in ("auto", "bare", "prefixed"):
+        raise ValueError(f"channel_names must be auto, bare or prefixed, not {mode!r}")
+    keys = keys or tables.stream_keys(streams)
+    bare = [label for s in streams for label in tables.column_labels(s)]
+    unique = len(set(bare)) == len(bare) and "STI" not in bare
+    if mode == "bare" and not unique:
+        raise ValueError("channel labels repeat across the streams: use prefixed names")
+    if mode == "bare" or (mode == "auto" and unique):
+        return bare
+    return [
+        f"{key}/{label}"
+        for s, key in zip(streams, keys, strict=True)
+        for label in tables.column_labels(s)
+    ]
+
+
+def shared_marker_labels(events: pd.DataFrame) -> bool:
+    """True when two recorded marker streams share at least one description."""
+    recorded = events[events["stream"] != "session_log"]
+    per_stream = recorded.groupby("stream")["description"].agg(
+        lambda d: set(map(str, d))
+    )
+    seen: set[str] = set()
+    for labels in per_stream:
+        if seen & labels:
+            return True
+        seen |= labels
+    return False
+
+
+def gap_segments(valid: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, stop)`` sample ranges (stop exclusive) where ``valid`` is False."""
+    bad = np.concatenate(([False], ~valid, [False]))
+    edges = np.flatnonzero(np.diff(bad.astype(np.int8)))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
 def to_raw(
     streams: list[SyncedStream],
     events: pd.DataFrame,
@@ -83,6 +148,9 @@ def to_raw(
     start_wall: dt.datetime | None = None,
     sfreq: float | None = None,
     stim: bool = False,
+    channel_names: str = "auto",
+    marker_prefix: bool | None = None,
+    keys: list[str] | None = None,
 ):
     """Build a ``RawArray`` from numeric streams and annotate it with ``events``.
 
@@ -91,7 +159,7 @@ def to_raw(
     streams : list of SyncedStream
         Numeric streams become channels (string streams are ignored here).
     events : DataFrame
-        The events table (``lsl_time``, ``description``, ``duration``).
+        The events table (``lsl_time``, ``description``, ``duration``, ``stream``).
     t0 : float
         The recorder's start LSL time, paired with ``start_wall``.
     start_wall : datetime | None
@@ -100,10 +168,20 @@ def to_raw(
         Grid rate; default the highest regular rate up to 1 kHz.
     stim : bool
         Add a ``STI`` channel: a code per marker description at its sample.
+    channel_names : {"auto", "bare", "prefixed"}
+        See :func:`mne_channel_names`.
+    marker_prefix : bool | None
+        Annotation descriptions ``<stream>/<marker>``; None (default) turns it on
+        when two marker streams share a label, so they stay apart.
+    keys : list of str | None
+        Display key per stream in ``streams`` (default `tables.stream_keys`).
 
     Returns
     -------
     mne.io.RawArray
+        Grid samples where a channel has no data (outside its stream's span,
+        inside a gap) are NaN and covered by ``BAD_ACQ_SKIP`` annotations, which
+        ``raw.filter`` and epoching skip.
 
     Raises
     ------
@@ -112,9 +190,12 @@ def to_raw(
     """
     import mne
 
-    numeric = [s for s in streams if tables.is_numeric(s)]
-    if not numeric:
+    if keys is None:
+        keys = tables.stream_keys(streams)
+    pairs = [(s, k) for s, k in zip(streams, keys, strict=True) if tables.is_numeric(s)]
+    if not pairs:
         raise ValueError("no numeric stream to convert to MNE")
+    numeric = [s for s, _ in pairs]
     sfreq = float(sfreq) if sfreq else tables.default_rate(numeric)
     first = min(float(s.time_stamps.min()) for s in numeric)
     last = max(float(s.time_stamps.max()) for s in numeric)
@@ -125,45 +206,60 @@ def to_raw(
         last = max(last, float(recorded.max()))
     n = int(np.floor((last - first) * sfreq + 1e-9)) + 1
     grid = first + np.arange(n) / sfreq
-    names, kinds, rows, units = [], [], [], {}
+    names = mne_channel_names(numeric, channel_names, [k for _, k in pairs])
+    kinds, rows, units = [], [], {}
     for s in numeric:
         values = tables.Interpolator(s)(grid)
-        for k, label in enumerate(tables.column_labels(s)):
+        for k in range(values.shape[1]):
             kind = channel_type(s, k)
-            names.append(f"{s.name}/{label}")
             kinds.append(kind)
             rows.append(
                 values[:, k].astype(np.float64) * unit_scale(kind, s.channel_units[k])
             )
-            units[names[-1]] = s.channel_units[k]
+            units[names[len(rows) - 1]] = s.channel_units[k]
     data = np.vstack(rows)
+    valid = np.isfinite(data).all(axis=0)
     codes: dict[str, int] = {}
+    if marker_prefix is None:
+        marker_prefix = shared_marker_labels(events)
+    descriptions = [
+        f"{stream}/{desc}" if marker_prefix and stream != "session_log" else str(desc)
+        for stream, desc in zip(events["stream"], events["description"], strict=True)
+    ]
     if stim:
         stim_row = np.zeros(n)
-        for lsl, desc in zip(events["lsl_time"], events["description"], strict=True):
+        for lsl, desc in zip(events["lsl_time"], descriptions, strict=True):
             idx = round((lsl - first) * sfreq)
             if 0 <= idx < n:
-                stim_row[idx] = codes.setdefault(str(desc), len(codes) + 1)
+                stim_row[idx] = codes.setdefault(desc, len(codes) + 1)
         data = np.vstack([data, stim_row])
         names.append("STI")
         kinds.append("stim")
     info = mne.create_info(names, sfreq, kinds)
-    info["description"] = json.dumps({"units": units, "stim_codes": codes})
+    info["description"] = json.dumps(
+        {"units": units, "stim_codes": codes,
+         "streams": dict(zip([k for _, k in pairs], [s.name for s in numeric], strict=True))},
+        ensure_ascii=False,
+    )  # fmt: skip
     raw = mne.io.RawArray(data, info, verbose="error")
     orig_time = None
     if start_wall is not None:
         meas = (start_wall + dt.timedelta(seconds=first - t0)).astimezone(dt.UTC)
         raw.set_meas_date(meas)
         orig_time = raw.info["meas_date"]
-    if len(events):
-        onsets = events["lsl_time"].to_numpy(float) - first
-        annotations = mne.Annotations(
-            onset=onsets,
-            duration=events["duration"].to_numpy(float),
-            description=[str(d) for d in events["description"]],
-            orig_time=orig_time,
+    gaps = gap_segments(valid)
+    onsets = [a / sfreq for a, _ in gaps] + list(
+        events["lsl_time"].to_numpy(float) - first
+    )
+    durations = [(b - a) / sfreq for a, b in gaps] + list(
+        events["duration"].to_numpy(float)
+    )
+    labels = ["BAD_ACQ_SKIP"] * len(gaps) + descriptions
+    if labels:
+        raw.set_annotations(
+            mne.Annotations(onsets, durations, labels, orig_time=orig_time),
+            verbose="error",
         )
-        raw.set_annotations(annotations, verbose="error")
     return raw
 
 

@@ -25,8 +25,8 @@ def stream_file_names(streams: list[SyncedStream]) -> dict[int, str]:
     """A unique, file-name-safe base name per stream (index in ``streams`` → name)."""
     used: set[str] = set()
     out = {}
-    for k, s in enumerate(streams):
-        base = tables.safe_name(s.name)
+    for k, key in enumerate(tables.stream_keys(streams)):
+        base = tables.safe_name(key)
         name, n = base, 1
         while (
             name.lower() in used

@@ -21,7 +21,9 @@ from ._walk import ByteSource, Chunk, Source, WalkStats, iter_chunks, walk
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RawStream", "XdfFile", "iter_chunks", "load_raw", "summarize"]
+__all__ = [
+    "RawStream", "XdfFile", "iter_chunks", "load_raw", "summarize", "synced_duration"
+]  # fmt: skip
 
 _CLOCK = struct.Struct("<dd")
 
@@ -287,6 +289,24 @@ def load_raw(source: Source, *, headers_only: bool = False) -> XdfFile:
         return _Loader(src, headers_only).run()
 
 
+def synced_duration(first: Any, last: Any, clock_values: Any) -> float | None:
+    """``last - first`` after moving each end by its nearest clock offset.
+
+    Raw stamps are on the sender's clock; across a clock reset they jump, so the
+    first stamp is corrected with the first ClockOffset value and the last one
+    with the last (what pyxdf's sync does, to within the offset drift).
+    """
+    if first is None or last is None:
+        return None
+    first, last = float(first), float(last)
+    if first == last:
+        return 0.0
+    if len(clock_values):
+        first += float(clock_values[0])
+        last += float(clock_values[-1])
+    return max(0.0, last - first)
+
+
 def summarize(source: Source) -> dict[str, Any]:
     """Summarize an XDF file for ``lsl-session info``.
 
@@ -297,7 +317,8 @@ def summarize(source: Source) -> dict[str, Any]:
     -------
     dict
         ``file_size``, ``header``, ``streams`` (one dict per stream: identity,
-        ``sample_count``, ``first_timestamp``, ``last_timestamp``, ``duration``,
+        ``sample_count``, ``first_timestamp``, ``last_timestamp``, ``duration``
+        (clock-offset corrected, so right across clock resets),
         ``clock_offsets`` count, ``first_clock_offset``, ``last_clock_offset``,
         ``footer``), ``problems`` and ``last_good_offset``.
 
@@ -327,7 +348,7 @@ def summarize(source: Source) -> dict[str, Any]:
             "sample_count": s.sample_count,
             "first_timestamp": first,
             "last_timestamp": last,
-            "duration": None if first is None or last is None else last - first,
+            "duration": synced_duration(first, last, s.clock_values),
             "clock_offsets": len(clock),
             "first_clock_offset": clock[0] if clock else None,
             "last_clock_offset": clock[-1] if clock else None,
