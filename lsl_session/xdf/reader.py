@@ -289,21 +289,27 @@ def load_raw(source: Source, *, headers_only: bool = False) -> XdfFile:
         return _Loader(src, headers_only).run()
 
 
-def synced_duration(first: Any, last: Any, clock_values: Any) -> float | None:
-    """``last - first`` after moving each end by its nearest clock offset.
+#: A jump between consecutive clock offsets above this (s) is a clock reset.
+RESET_JUMP_S = 1.0
 
-    Raw stamps are on the sender's clock; across a clock reset they jump, so the
-    first stamp is corrected with the first ClockOffset value and the last one
-    with the last (what pyxdf's sync does, to within the offset drift).
+
+def synced_duration(first: Any, last: Any, clock_values: Any) -> float | None:
+    """``last - first``, corrected for a clock reset between them.
+
+    Raw stamps are on the sender's clock. When that clock reset (consecutive
+    ClockOffset values jump by more than :data:`RESET_JUMP_S`), the stamps jump
+    too, so the first stamp is moved by the first offset and the last one by the
+    last offset (pyxdf's sync does the same per segment, to within the drift).
     """
     if first is None or last is None:
         return None
     first, last = float(first), float(last)
     if first == last:
         return 0.0
-    if len(clock_values):
-        first += float(clock_values[0])
-        last += float(clock_values[-1])
+    values = np.asarray(clock_values, dtype=np.float64)
+    if len(values) > 1 and float(np.max(np.abs(np.diff(values)))) > RESET_JUMP_S:
+        first += float(values[0])
+        last += float(values[-1])
     return max(0.0, last - first)
 
 
