@@ -41,3 +41,7 @@ class ConfigError(LslSessionError, ValueError):
 
 class QueryError(LslSessionError, ValueError):
     """An LSL stream query (XPath predicate) is invalid."""
+
+
+class DiskSpaceError(LslSessionError):
+    """An output would not fit in the free disk space (nothing was written)."""

@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+
+from lsl_session.errors import DiskSpaceError
 
 # read once at import (os.umask can only be read by setting it)
 _UMASK = os.umask(0o022)
@@ -67,3 +70,23 @@ def locked(lock_path: Path) -> Iterator[None]:
             yield
         finally:
             os.close(fd)
+
+
+def check_room(folder: Path, need: float, what: str) -> None:
+    """Raise :class:`DiskSpaceError` unless ``need`` bytes fit in ``folder``'s disk.
+
+    Parameters
+    ----------
+    folder : Path
+        An existing folder on the target file system.
+    need : float
+        Bytes the output is estimated to take (an upper bound).
+    what : str
+        What would be written (for the message).
+    """
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise DiskSpaceError(
+            f"{what} would need about {need / 1e6:.1f} MB but only "
+            f"{free / 1e6:.1f} MB are free in {folder}; nothing was written"
+        )

@@ -15,6 +15,7 @@ from lsl_session import __version__
 from lsl_session.errors import MetadataError
 from lsl_session.fsutil import atomic_write_bytes, locked
 from lsl_session.layout import METADATA_FILE, SessionPaths
+from lsl_session.limits import clip
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,11 @@ def read_metadata(session_dir: Path | str) -> dict[str, Any]:
     except FileNotFoundError:
         raise MetadataError(f"{path}: no session metadata") from None
     except (OSError, ValueError) as exc:
-        raise MetadataError(f"{path}: unreadable metadata ({exc})") from None
+        raise MetadataError(f"{path}: unreadable metadata ({clip(exc)})") from None
+    except RecursionError:
+        raise MetadataError(
+            f"{path}: unreadable metadata (nested too deeply)"
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("session_id"), str):
         raise MetadataError(f"{path}: not a session metadata object")
     return data

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from lsl_session.errors import LslSessionError
+from lsl_session.limits import BoundedList
 from lsl_session.processing.model import SyncedStream
 from lsl_session.processing.sync import (
     ClockFit,
@@ -322,7 +323,7 @@ def load_xdf_files(
     files = [
         Path(p) for p in ([paths] if isinstance(paths, str | os.PathLike) else paths)
     ]
-    problems: list[str] = []
+    problems: list[str] = BoundedList()
     plans, per_file, headers = _plan_files(files, problems)
     if not per_file:
         raise LslSessionError(
@@ -354,4 +355,4 @@ def load_xdf_files(
         raise LslSessionError(f"no stream could be read: {problems[0]}")
     options = {"winsor": winsor}
     streams = [_synced(plan, options) for plan in plans.values()]
-    return LoadResult(streams, headers, problems, [str(f) for f in files])
+    return LoadResult(streams, headers, problems.closed(), [str(f) for f in files])

@@ -151,6 +151,7 @@ def export_outputs(
                     data.streams, tmp, t0=data.t0, rate=rate, events=data.events,
                     extra_report={"files": [Path(f).name for f in data.files],
                                   "problems": data.problems},
+                    window=getattr(data, "window", None),
                 )  # fmt: skip
             return {"outputs": _listing(paths.synchronized_data, root),
                     "aligned": report.get("aligned")}  # fmt: skip

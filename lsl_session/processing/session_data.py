@@ -60,10 +60,28 @@ def _parse_time(value: Any) -> dt.datetime | None:
     return when if when.tzinfo else when.astimezone()
 
 
+def recording_window(meta: dict[str, Any]) -> tuple[float, float] | None:
+    """The recorder's (start, stop) LSL time over all its runs, if every run has both.
+
+    None for a recording rebuilt from the XDF files (its times are raw stamps) or
+    when any run lacks a stop (a crash).
+    """
+    rec = meta.get("recording") or {}
+    if not isinstance(rec, dict) or rec.get("rebuilt_from_xdf"):
+        return None
+    runs = [r for r in rec.get("runs") or [] if isinstance(r, dict)] or [rec]
+    pairs = [(r.get("start_lsl_time"), r.get("stop_lsl_time")) for r in runs]
+    if not all(
+        isinstance(a, int | float) and isinstance(b, int | float) for a, b in pairs
+    ):
+        return None
+    return float(min(a for a, _ in pairs)), float(max(b for _, b in pairs))
+
+
 def _read_log(path: Path) -> list[dict[str, Any]]:
     try:
         events = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return []
     return (
         [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []
@@ -97,6 +115,7 @@ class SessionData:
     files: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     headers: list[dict[str, Any]] = field(default_factory=list)
+    window: tuple[float, float] | None = None
 
     @property
     def keys(self) -> list[str]:
@@ -130,7 +149,10 @@ class SessionData:
     def aligned(self, rate: float | None = None) -> pd.DataFrame:
         """Every numeric stream on one grid (see `tables.aligned_frame`)."""
         return tables.aligned_frame(
-            self.streams, self.t0, rate or tables.default_rate(self.streams)
+            self.streams,
+            self.t0,
+            rate or tables.default_rate(self.streams),
+            self.window,
         )
 
     def to_mne(
@@ -248,4 +270,5 @@ def load_session(path: Path | str, *, streams: list[str] | None = None) -> Sessi
         root=root, session_id=session_id, metadata=meta, streams=chosen,
         events=events, t0=t0, start_wall=wall, files=result.files,
         problems=result.problems, headers=result.headers,
+        window=recording_window(meta),
     )  # fmt: skip

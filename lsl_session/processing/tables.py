@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lsl_session.errors import LslSessionError
 from lsl_session.processing.model import SyncedStream
 
 logger = logging.getLogger(__name__)
@@ -128,14 +129,121 @@ def aligned_dtype(stream: SyncedStream) -> np.dtype:
     )
 
 
-def grid_span(streams: list[SyncedStream], t0: float, rate: float) -> tuple[int, int]:
-    """First and last grid index k (grid time k/rate after t0) covering the streams."""
+#: A gap longer than this (and than 100 typical intervals) splits a stream into clusters.
+MIN_CLUSTER_GAP = 60.0
+#: Slack (s) around the recorder's start/stop when they bound the grid.
+WINDOW_SLACK = 1.0
+#: The grid may be at most this many times longer than the time covered by data …
+MAX_EMPTY_FACTOR = 10.0
+#: … unless it has at most this many rows.
+MIN_GRID_ROWS = 1_000_000
+
+
+class GridError(LslSessionError):
+    """The aligned grid would be implausibly long (stamps far outside the recording)."""
+
+
+def stream_clusters(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted finite stamps split at long gaps: first, last stamp and size per cluster.
+
+    A gap splits when it is longer than ``MIN_CLUSTER_GAP`` and than 100 times the
+    median interval. Works on whole arrays (no per-sample Python).
+    """
+    ts = np.sort(ts[np.isfinite(ts)])
+    if not len(ts):
+        return np.zeros(0), np.zeros(0), np.zeros(0, np.intp)
+    diff = np.diff(ts)
+    typical = float(np.median(diff)) if len(diff) else 0.0
+    cuts = np.flatnonzero(diff > max(MIN_CLUSTER_GAP, 100.0 * typical))
+    starts = np.concatenate(([0], cuts + 1))
+    ends = np.concatenate((cuts, [len(ts) - 1]))
+    return ts[starts], ts[ends], ends - starts + 1
+
+
+def robust_span(ts: np.ndarray) -> tuple[float, float, float] | None:
+    """The span of a stream's data without stray samples: (first, last, covered s).
+
+    Clusters (see :func:`stream_clusters`) with fewer than 2 samples, or fewer than
+    10 % of the largest cluster's samples, are strays (a stamp 10^7 s late); the
+    span runs from the first to the last other cluster. ``covered`` is the time
+    inside the kept clusters.
+    """
+    first, last, sizes = stream_clusters(np.asarray(ts, dtype=np.float64))
+    if not len(sizes):
+        return None
+    keep = sizes >= max(2.0, 0.1 * float(sizes.max()))
+    if not keep.any():
+        keep = sizes == sizes.max()
+    covered = float(np.sum(last[keep] - first[keep]))
+    return float(first[keep][0]), float(last[keep][-1]), covered
+
+
+def _window_applies(numeric: list[SyncedStream], window: tuple[float, float]) -> bool:
+    """The recorder's window holds (nearly) all samples: it may bound the grid.
+
+    A run missing from the metadata (a crash) leaves many samples outside it; then
+    only the robust spans bound the grid.
+    """
+    lo, hi = window[0] - WINDOW_SLACK, window[1] + WINDOW_SLACK
+    total = outside = 0
+    for s in numeric:
+        ts = s.time_stamps
+        total += len(ts)
+        outside += int(np.count_nonzero((ts < lo) | (ts > hi) | ~np.isfinite(ts)))
+    return outside <= max(10, 0.01 * total)
+
+
+def grid_span(
+    streams: list[SyncedStream],
+    t0: float,
+    rate: float,
+    window: tuple[float, float] | None = None,
+) -> tuple[int, int]:
+    """First and last grid index k (grid time k/rate after t0) covering the streams.
+
+    The grid covers the union of the numeric streams' robust spans
+    (:func:`robust_span`), each clipped to the recorder's ``window`` (start and stop
+    LSL time, ± ``WINDOW_SLACK``) when that window holds nearly all samples.
+
+    Raises
+    ------
+    GridError
+        If the grid would be more than ``MAX_EMPTY_FACTOR`` times longer than the
+        longest time any stream covers, and longer than ``MIN_GRID_ROWS`` rows.
+    """
     numeric = [s for s in streams if is_numeric(s)]
-    if not numeric:
+    if window is not None and not (
+        all(math.isfinite(float(w)) for w in window) and window[0] <= window[1]
+    ):
+        window = None
+    if window is not None and not _window_applies(numeric, window):
+        window = None
+    firsts, lasts, covered = [], [], 0.0
+    for s in numeric:
+        span = robust_span(s.time_stamps)
+        if span is None:
+            continue
+        first, last, cov = span
+        if window is not None:
+            lo, hi = window[0] - WINDOW_SLACK, window[1] + WINDOW_SLACK
+            if first <= hi and last >= lo:
+                first, last = max(first, lo), min(last, hi)
+        firsts.append(first)
+        lasts.append(last)
+        covered = max(covered, min(cov, last - first))
+    if not firsts:
         return 0, -1
-    first = min(float(s.time_stamps.min()) for s in numeric)
-    last = max(float(s.time_stamps.max()) for s in numeric)
-    return math.ceil((first - t0) * rate - 1e-9), math.floor((last - t0) * rate + 1e-9)
+    first, last = min(firsts), max(lasts)
+    k0 = math.ceil((first - t0) * rate - 1e-9)
+    k1 = math.floor((last - t0) * rate + 1e-9)
+    rows = k1 - k0 + 1
+    if rows > max(MIN_GRID_ROWS, MAX_EMPTY_FACTOR * rate * covered):
+        raise GridError(
+            f"the aligned grid would span {last - first:.6g} s ({rows} rows at "
+            f"{rate:g} Hz) but the streams hold data for only {covered:.6g} s: "
+            "stamps far outside the recording; the per-stream tables are written"
+        )
+    return k0, k1
 
 
 class Interpolator:
@@ -193,11 +301,20 @@ class Interpolator:
 
 
 def aligned_blocks(
-    streams: list[SyncedStream], t0: float, rate: float, *, block: int = 262_144
+    streams: list[SyncedStream],
+    t0: float,
+    rate: float,
+    *,
+    block: int = 262_144,
+    window: tuple[float, float] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, list[np.ndarray]]]:
-    """Yield the aligned grid in blocks: (time, lsl_time, one array per stream)."""
+    """Yield the aligned grid in blocks: (time, lsl_time, one array per stream).
+
+    The grid is bounded as :func:`grid_span` describes (``window``: the recorder's
+    start and stop LSL time, if known).
+    """
     numeric = [s for s in streams if is_numeric(s)]
-    k0, k1 = grid_span(numeric, t0, rate)
+    k0, k1 = grid_span(numeric, t0, rate, window)
     interps = [Interpolator(s) for s in numeric]
     for start in range(k0, k1 + 1, block):
         k = np.arange(start, min(start + block, k1 + 1), dtype=np.float64)
@@ -216,11 +333,16 @@ def aligned_columns(streams: list[SyncedStream]) -> list[str]:
     ]
 
 
-def aligned_frame(streams: list[SyncedStream], t0: float, rate: float) -> pd.DataFrame:
+def aligned_frame(
+    streams: list[SyncedStream],
+    t0: float,
+    rate: float,
+    window: tuple[float, float] | None = None,
+) -> pd.DataFrame:
     """The aligned table in memory (small sessions; the writer streams blocks)."""
     names = aligned_columns(streams)
     parts = []
-    for rel, lsl, arrays in aligned_blocks(streams, t0, rate):
+    for rel, lsl, arrays in aligned_blocks(streams, t0, rate, window=window):
         data: dict[str, Any] = {"time": rel, "lsl_time": lsl}
         cols = [a[:, k] for a in arrays for k in range(a.shape[1])]
         data.update(zip(names, cols, strict=True))

@@ -2,6 +2,11 @@
 
 One header row; a column with a unit is named ``label [unit]`` (``GSR [uS]``,
 ``time [s]``), so the file stays a plain table for spreadsheet and pandas users.
+
+Text cells (markers, labels) that a spreadsheet would run as a formula, those starting
+with ``= + - @``, a tab or a carriage return, get a leading ``'`` (the OWASP CSV
+injection rule); numeric columns are never touched, and Parquet and MAT keep the raw
+text.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from lsl_session.processing import tables
@@ -19,6 +25,24 @@ from lsl_session.processing.model import SyncedStream
 from lsl_session.processing.to_parquet import BLOCK_ROWS, stream_file_names
 
 logger = logging.getLogger(__name__)
+
+
+#: First characters that make a spreadsheet evaluate a cell (OWASP CSV injection).
+FORMULA_START = "=+-@\t\r"
+_FORMULA_RE = "^[=+\\-@\t\r]"
+
+
+def neutralise(text: str) -> str:
+    """``'`` + ``text`` if a spreadsheet would read it as a formula, else ``text``."""
+    return "'" + text if text[:1] and text[0] in FORMULA_START else text
+
+
+def neutralise_array(values: pa.Array) -> pa.Array:
+    """:func:`neutralise` on every cell of a string array (vectorised)."""
+    risky = pc.fill_null(pc.match_substring_regex(values, _FORMULA_RE), False)
+    if not pc.any(risky).as_py():
+        return values
+    return pc.if_else(risky, pc.binary_join_element_wise("'", values, ""), values)
 
 
 def with_unit(label: str, unit: str | None) -> str:
@@ -30,7 +54,7 @@ def write_stream_csv(stream: SyncedStream, path: Path, t0: float) -> int:
     """Write one stream (``time [s]``, ``lsl_time [s]``, channels); return rows."""
     labels = tables.column_labels(stream)
     header = ["time [s]", "lsl_time [s]"] + [
-        with_unit(lbl, unit)
+        neutralise(with_unit(lbl, unit))
         for lbl, unit in zip(labels, stream.channel_units, strict=True)
     ]
     ts = stream.time_stamps
@@ -44,7 +68,11 @@ def write_stream_csv(stream: SyncedStream, path: Path, t0: float) -> int:
             if stream.is_string:
                 rows = stream.time_series[start:stop]
                 cols += [
-                    pa.array([r[k] if k < len(r) else "" for r in rows], pa.string())
+                    neutralise_array(
+                        pa.array(
+                            [r[k] if k < len(r) else "" for r in rows], pa.string()
+                        )
+                    )
                     for k in range(len(labels))
                 ]
             else:
@@ -63,7 +91,12 @@ def write_stream_csv(stream: SyncedStream, path: Path, t0: float) -> int:
 def write_events_csv(events: pd.DataFrame, path: Path) -> int:
     """Write the events table (``onset [s]``, ``lsl_time [s]``, ``duration [s]``, …)."""
     units = {"onset": "s", "lsl_time": "s", "duration": "s"}
-    frame = events.rename(
+    frame = events.copy()
+    for col in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame[col]):
+            risky = frame[col].str.match(_FORMULA_RE, na=False).astype(bool)
+            frame.loc[risky, col] = "'" + frame.loc[risky, col]
+    frame = frame.rename(
         columns={c: with_unit(c, units.get(c)) for c in events.columns}
     )
     frame.to_csv(path, index=False, float_format="%.9f")

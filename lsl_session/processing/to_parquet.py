@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lsl_session.fsutil import check_room
 from lsl_session.processing import tables
 from lsl_session.processing.model import SyncedStream
 
@@ -114,11 +115,37 @@ def write_stream(stream: SyncedStream, path: Path, t0: float) -> int:
     return n
 
 
-def write_aligned(
-    streams: list[SyncedStream], path: Path, t0: float, rate: float
-) -> dict[str, Any]:
-    """Write the aligned grid table; return its summary."""
+def aligned_bytes(
+    streams: list[SyncedStream],
+    t0: float,
+    rate: float,
+    window: tuple[float, float] | None = None,
+) -> int:
+    """Uncompressed size of the aligned table (an upper bound of the Parquet file)."""
     numeric = [s for s in streams if tables.is_numeric(s)]
+    k0, k1 = tables.grid_span(numeric, t0, rate, window)
+    row = 16 + sum(tables.aligned_dtype(s).itemsize * s.channel_count for s in numeric)
+    return max(k1 - k0 + 1, 0) * row
+
+
+def write_aligned(
+    streams: list[SyncedStream],
+    path: Path,
+    t0: float,
+    rate: float,
+    window: tuple[float, float] | None = None,
+) -> dict[str, Any]:
+    """Write the aligned grid table; return its summary.
+
+    Raises
+    ------
+    GridError
+        If the grid would be implausibly long (see `tables.grid_span`).
+    DiskSpaceError
+        If its uncompressed size exceeds the free disk space (nothing is written).
+    """
+    numeric = [s for s in streams if tables.is_numeric(s)]
+    check_room(path.parent, aligned_bytes(numeric, t0, rate, window), f"{path.name}")
     names = tables.aligned_columns(numeric)
     fields = [
         pa.field("time", pa.float64(), metadata={"unit": "s"}),
@@ -144,7 +171,7 @@ def write_aligned(
     rows = 0
     with pq.ParquetWriter(path, schema, **_writer_options(schema)) as writer:
         for rel, lsl, arrays in tables.aligned_blocks(
-            numeric, t0, rate, block=BLOCK_ROWS
+            numeric, t0, rate, block=BLOCK_ROWS, window=window
         ):
             cols = [rel, lsl] + [
                 np.ascontiguousarray(a[:, k]) for a in arrays for k in range(a.shape[1])
@@ -193,8 +220,11 @@ def write_synchronized(
     rate: float | None,
     events: pd.DataFrame,
     extra_report: dict[str, Any] | None = None,
+    window: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """Write every table of ``synchronized_data`` into ``out_dir``.
+
+    ``window`` is the recorder's (start, stop) LSL time; it bounds the aligned grid.
 
     Returns
     -------
@@ -211,7 +241,7 @@ def write_synchronized(
         report["streams"].append(entry)
     rate_name = f"{rate:g}".replace(".", "_")
     report["aligned"] = write_aligned(
-        streams, out_dir / f"aligned_{rate_name}Hz.parquet", t0, rate
+        streams, out_dir / f"aligned_{rate_name}Hz.parquet", t0, rate, window
     )
     report["events"] = {
         "file": "events.parquet",

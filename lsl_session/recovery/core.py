@@ -13,6 +13,7 @@ from lsl_session.catalog import effective_status, owner_alive, session_folders
 from lsl_session.errors import MetadataError, SessionNotFoundError, SessionStateError
 from lsl_session.layout import SessionPaths
 from lsl_session.lifecycle import UNFINISHED, State
+from lsl_session.limits import clip
 from lsl_session.metadata import now_iso, read_metadata, write_metadata
 from lsl_session.recovery.eventlog import LogRepair, repair_event_log
 from lsl_session.recovery.rebuild import (
@@ -375,8 +376,18 @@ def recover_root(root: Path | str, *, dry_run: bool = False) -> list[RecoveryRep
         raise SessionNotFoundError(f"{root}: no such recordings root")
     reports = []
     for folder in session_folders(root):
-        if needs_recovery(folder):
-            reports.append(recover_session(folder, dry_run=dry_run))
+        try:
+            if needs_recovery(folder):
+                reports.append(recover_session(folder, dry_run=dry_run))
+        except Exception as exc:  # one bad session must not stop the others
+            logger.warning("%s: recovery failed: %s", folder.name, clip(exc))
+            logger.debug("recovery of %s failed", folder, exc_info=True)
+            report = RecoveryReport(folder.resolve(), dry_run=dry_run)
+            report.problems.append(
+                f"recovery failed: {type(exc).__name__}: {clip(exc)}"
+            )
+            report.interrupted = True
+            reports.append(report)
     return reports
 
 

@@ -64,7 +64,7 @@ def _is_valid(data: bytes) -> bool:
         return False
     try:
         events = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return isinstance(events, list) and all(isinstance(e, dict) for e in events)
 
@@ -81,7 +81,7 @@ def _salvage(data: bytes) -> tuple[list[bytes], bytes]:
             line = line[1:].strip()
         try:
             event = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # torn, or nested too deeply to trust
             torn.append(raw)
             continue
         if isinstance(event, dict):

@@ -10,7 +10,9 @@ from xml.etree import ElementTree
 
 import numpy as np
 
-from ._format import ChunkError, decode_varlen
+from lsl_session.limits import MAX_XML_DEPTH, clip_repr
+
+from ._format import VALUE_SIZES, ChunkError, decode_varlen
 
 logger = logging.getLogger(__name__)
 
@@ -18,14 +20,24 @@ _F64 = struct.Struct("<d")
 MAX_CHANNELS = 1 << 24  # a header claiming more is corrupt
 
 
-def xml_to_dict(elem: ElementTree.Element) -> dict[str, list[Any]] | None:
-    """Convert an element's children pyxdf-style: every child tag → list of values."""
+def xml_to_dict(
+    elem: ElementTree.Element, depth: int = 1
+) -> dict[str, list[Any]] | None:
+    """Convert an element's children pyxdf-style: every child tag → list of values.
+
+    Raises
+    ------
+    ChunkError
+        If elements are nested deeper than ``MAX_XML_DEPTH`` below the root.
+    """
     if len(elem) == 0:
         return None
+    if depth > MAX_XML_DEPTH:
+        raise ChunkError(f"XML nested deeper than {MAX_XML_DEPTH} levels")
     out: dict[str, list[Any]] = {}
     for child in elem:
         out.setdefault(child.tag, []).append(
-            xml_to_dict(child) if len(child) else child.text
+            xml_to_dict(child, depth + 1) if len(child) else child.text
         )
     return out
 
@@ -35,6 +47,8 @@ def _parse_xml(xml: str, what: str) -> ElementTree.Element:
         return ElementTree.fromstring(xml)
     except ElementTree.ParseError as err:
         raise ChunkError(f"unparsable {what} XML ({err})") from None
+    except RecursionError:  # pragma: no cover - expat itself is not recursive
+        raise ChunkError(f"{what} XML nested too deeply") from None
 
 
 def parse_file_header(xml: str) -> dict[str, str | None]:
@@ -63,7 +77,9 @@ def parse_stream_info(xml: str) -> dict[str, Any]:
         if not 0 <= info["channel_count"] <= MAX_CHANNELS:
             raise ValueError
     except (TypeError, ValueError):
-        raise ChunkError(f"bad channel_count {info.get('channel_count')!r}") from None
+        raise ChunkError(
+            f"bad channel_count {clip_repr(info.get('channel_count'))}"
+        ) from None
     try:
         srate = float(info.get("nominal_srate") or "")
     except (TypeError, ValueError):
@@ -107,10 +123,24 @@ def parse_footer(xml: str) -> dict[str, Any]:
     return footer
 
 
-def _num_samples(body: bytes) -> tuple[int, int]:
-    n, p = decode_varlen(body)
-    if n > len(body) - p:  # every sample takes at least one byte
+def min_sample_bytes(channel_format: str | None, n_channels: int) -> int:
+    """Fewest bytes one sample can take: a stamp byte plus the smallest values.
+
+    A numeric value takes its format's width, a string value at least 2 bytes (a
+    varlen width byte and a length byte).
+    """
+    return 1 + n_channels * VALUE_SIZES.get(channel_format or "", 2)
+
+
+def check_num_samples(n: int, room: int, min_bytes: int = 1) -> None:
+    """Raise ChunkError unless ``n`` samples of ``min_bytes`` each fit in ``room``."""
+    if n * max(min_bytes, 1) > room:
         raise ChunkError(f"NumSamples {n} exceeds the chunk size")
+
+
+def _num_samples(body: bytes, min_bytes: int = 1) -> tuple[int, int]:
+    n, p = decode_varlen(body)
+    check_num_samples(n, len(body) - p, min_bytes)
     return n, p
 
 
@@ -148,12 +178,12 @@ def decode_numeric(
     slow : bool
         True if the per-sample decoder was needed (some stamps omitted).
     """
-    n, p = _num_samples(body)
+    dtype, nch = record["values"].base, record["values"].shape[0]
+    n, p = _num_samples(body, 1 + nch * dtype.itemsize)
     if len(body) - p == n * record.itemsize:
         arr = np.frombuffer(body, record, count=n, offset=p)
         if bool((arr["tsbytes"] == 8).all()):  # fast path: every stamp explicit
             return arr["stamp"].copy(), np.ascontiguousarray(arr["values"]), False
-    dtype, nch = record["values"].base, record["values"].shape[0]
     nbytes = nch * dtype.itemsize
     stamps, starts = np.empty(n), np.empty(n, np.intp)
     for k in range(n):
@@ -172,7 +202,7 @@ def decode_strings(
     body: bytes, nch: int, last: float, tdiff: float
 ) -> tuple[np.ndarray, list[list[str]]]:
     """Decode a string Samples body: per-sample lists of ``nch`` str (UTF-8)."""
-    n, p = _num_samples(body)
+    n, p = _num_samples(body, 1 + 2 * nch)
     stamps, rows = np.empty(n), []
     for k in range(n):
         last, p = _stamp(body, p, last, tdiff)

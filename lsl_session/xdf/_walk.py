@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from lsl_session.limits import BoundedList
+
 from ._format import (
     BOUNDARY_UUID,
     MAGIC,
@@ -122,7 +124,13 @@ class WalkStats:
 
     steps: int = 0
     resyncs: int = 0
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=BoundedList)
+
+    def problem(self, text: str) -> None:
+        """Record a finding (bounded: see :class:`~lsl_session.limits.BoundedList`)."""
+        if len(self.problems) < getattr(self.problems, "cap", len(self.problems) + 1):
+            logger.info("%s", text)
+        self.problems.append(text)
 
 
 def _resync(src: ByteSource, pos: int) -> int | None:
@@ -171,17 +179,15 @@ def walk(src: ByteSource, stats: WalkStats) -> Iterator[Chunk]:
             nxt = _resync(src, pos)
             stats.resyncs += 1
             if nxt is None:
-                stats.problems.append(
+                stats.problem(
                     f"torn or invalid final chunk at byte {pos}: {err}; the last "
                     f"{size - pos} bytes were ignored (no boundary chunk after it)"
                 )
-                logger.info("%s", stats.problems[-1])
                 return
-            stats.problems.append(
+            stats.problem(
                 f"invalid chunk at byte {pos}: {err}; skipped {nxt - pos} bytes to "
                 f"the next boundary chunk"
             )
-            logger.info("%s", stats.problems[-1])
             pos = nxt
             continue
         sid = _U32.unpack_from(head, p + 2)[0] if tag in STREAM_TAGS else None
@@ -211,6 +217,6 @@ def iter_chunks(
     XdfFormatError
         If the data is shorter than 4 bytes or does not start with ``XDF:``.
     """
-    stats = WalkStats(problems=problems if problems is not None else [])
+    stats = WalkStats(problems=problems if problems is not None else BoundedList())
     with ByteSource(source) as src:
         yield from walk(src, stats)

@@ -9,10 +9,14 @@ from typing import Any
 
 import numpy as np
 
+from lsl_session.limits import clip, clip_repr
+
 from ._format import DTYPES, ChunkError, ChunkTag, decode_varlen, sample_record_dtype
 from ._parse import (
+    check_num_samples,
     decode_numeric,
     decode_strings,
+    min_sample_bytes,
     parse_file_header,
     parse_footer,
     parse_stream_info,
@@ -207,7 +211,14 @@ class _Loader:
         info = parse_stream_info(xml)
         fmt = info.get("channel_format")
         if fmt not in DTYPES and fmt != "string":
-            self.problems.append(f"stream {sid}: unknown channel_format {fmt!r}")
+            self.problems.append(
+                f"stream {sid}: unknown channel_format {clip_repr(fmt)}"
+            )
+        elif min_sample_bytes(fmt, info["channel_count"]) - 1 > self.src.size:
+            raise ChunkError(
+                f"channel_count {info['channel_count']} of format {fmt}: one sample "
+                f"would be larger than the whole file ({self.src.size} bytes)"
+            )
         self.streams[sid] = _Stream(sid, xml, info)
         if sid in self.orphan_footers:
             self.streams[sid].footer = self.orphan_footers.pop(sid)
@@ -219,8 +230,7 @@ class _Loader:
             return
         if self.headers_only:
             n, p = decode_varlen(self.src.read(start, min(9, c.end - start)))
-            if n > c.end - start - p:
-                raise ChunkError(f"NumSamples {n} exceeds the chunk size")
+            check_num_samples(n, c.end - start - p, min_sample_bytes(s.fmt, s.nch))
             s.count += n
             return
         body = self.src.read(start, c.end - start)
@@ -251,15 +261,16 @@ class _Loader:
             streams[sid] = s.result(self.clock.get(sid, []))
             if s.footer is None:
                 self.problems.append(
-                    f"stream {sid} ({s.info.get('name')}) has no footer"
+                    f"stream {sid} ({clip(s.info.get('name'), 80)}) has no footer"
                 )
             elif s.footer.get("sample_count") != s.count:
                 self.problems.append(
-                    f"stream {sid} ({s.info.get('name')}): footer sample_count "
+                    f"stream {sid} ({clip(s.info.get('name'), 80)}): footer sample_count "
                     f"{s.footer.get('sample_count')} but {s.count} samples in the file"
                 )
+        problems = getattr(self.problems, "closed", lambda: self.problems)()
         return XdfFile(
-            self.header or {}, streams, self.problems, last_good, self.src.size,
+            self.header or {}, streams, problems, last_good, self.src.size,
             self.headers_only, n_chunks, self.stats.steps, self.slow_chunks,
         )  # fmt: skip
 
