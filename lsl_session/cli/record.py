@@ -148,12 +148,17 @@ def record_command(
     with stop_on_signals() as stopper:
         try:
             if control_port is not None:
-                _serve_remote_control(
-                    manager, stopper, open_session, stream_queries, options,
-                    host=control_host, port=control_port, token=control_token,
-                    name=name, no_process=no_process, duration=duration,
-                    status_interval=status_interval,
+                from lsl_session.control.runs import RunServerOptions
+
+                code = _serve_remote_control(
+                    manager, stopper, open_session, RunServerOptions(
+                        host=control_host, port=control_port, token=control_token,
+                        queries=stream_queries, name=name, process=not no_process,
+                        duration=duration, status_interval=status_interval,
+                        recorder_options=options,
+                    ),
                 )  # fmt: skip
+                raise SystemExit(code)
             else:
                 open_session(name)
                 manager.start_recording(stream_queries, **options)
@@ -171,35 +176,25 @@ def record_command(
         click.echo(str(manager.session_dir))
 
 
-def _serve_remote_control(
-    manager, stopper, open_session, stream_queries, options, *, host, port, token,
-    name, no_process, duration, status_interval,
-) -> None:  # fmt: skip
-    """Remote `start` creates each session (named from `filename`); a remote `stop`
-    ends it and the command (SPEC §12), as do signals and --duration."""
-    from lsl_session.control import ControlServer
+def _serve_remote_control(manager, stopper, open_session, run_options) -> int:
+    """Each remote start…stop is one session (SPEC §12); see `control.runs`.
 
-    control = ControlServer(
-        manager,
-        host=host,
-        port=port,
-        token=token,
-        default_streams=stream_queries,
-        on_quit=stopper.set,
-        process=not no_process,
-        default_name=name,
-        recorder_options=options,
-        create_session=open_session,
-    )
-    control.start()
-    try:
-        click.echo(
-            f"remote control on {control.address[0]}:{control.address[1]}", err=True
-        )
-        deadline = None if duration is None else time.monotonic() + duration
-        _wait(manager, stopper, deadline, status_interval)
-    finally:
-        control.stop()
+    Every finished session folder is printed on stdout as it is done.
+    """
+    from lsl_session.control.runs import serve_runs
+
+    def listening(address: tuple[str, int]) -> None:
+        click.echo(f"remote control on {address[0]}:{address[1]}", err=True)
+
+    def done(folder: Path, outcome: str) -> None:
+        click.echo(f"session {outcome}: {folder}", err=True)
+        click.echo(str(folder))
+
+    return serve_runs(
+        manager, stopper, run_options, create_session=open_session,
+        on_listening=listening, on_session=done,
+        on_status=lambda status: click.echo(format_status(status), err=True),
+    )  # fmt: skip
 
 
 def _wait(

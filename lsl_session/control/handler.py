@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lsl_session.control.finisher import SessionFinisher
 from lsl_session.control.protocol import (
     FILENAME_OPTIONS,
     REPLY_OK,
@@ -47,11 +48,12 @@ class ControlHandler:
         The session name used when no ``filename`` participant/session/task/
         acquisition/run/modality field was given.
     process : bool
-        Post-process each session when ``stop`` ends it.
+        Post-process each session ``stop`` ends (in the background, see
+        `SessionFinisher`); ignored when ``finisher`` is given.
     recorder_options : dict | None
         Passed to `SessionManager.start_recording` (split size, …).
-    on_quit : callable | None
-        Called after the ``quit`` extension has stopped and ended the session.
+    finisher : SessionFinisher | None
+        Receives every ended session folder (processing, run reports).
     resolve_wait : float
         Seconds ``update`` waits for streams to answer.
     create_session : callable | None
@@ -61,8 +63,11 @@ class ControlHandler:
     Notes
     -----
     `handle` may be called from several connection threads: commands that
-    change state are serialised by a lock, while ``status`` never waits for
-    them, so it answers even during a long ``stop`` (post-processing).
+    change state are serialised by a lock (a ``start`` that arrives during a
+    ``stop`` waits for it and then runs: it is never lost), while ``status``
+    never waits for them. ``stop`` returns once the file is complete and the
+    session ended; post-processing runs in the background, so the next
+    ``start`` records at once.
     """
 
     def __init__(
@@ -73,17 +78,18 @@ class ControlHandler:
         default_name: str | None = None,
         process: bool = True,
         recorder_options: dict[str, Any] | None = None,
-        on_quit: Callable[[], None] | None = None,
+        finisher: SessionFinisher | None = None,
         resolve_wait: float = 0.5,
         create_session: Callable[[str | None], object] | None = None,
     ) -> None:
         self.manager = manager
         self._create_session = create_session or manager.create_session
         self.default_name = default_name
-        self.process = process
+        self.finisher = finisher or SessionFinisher(process=process)
         self.recorder_options = dict(recorder_options or {})
-        self.on_quit = on_quit
+        self.quit_requested = threading.Event()
         self.resolve_wait = resolve_wait
+        self.runs: list[dict[str, Any]] = []
         self.fields: dict[str, str] = {}
         self.template: str | None = None
         self.selection: list[str] = list(default_streams or [])
@@ -116,15 +122,10 @@ class ControlHandler:
         if kind == "start":
             self._start()
         elif kind == "stop":
-            # SPEC §12: `record` runs until a remote stop; a server without
-            # on_quit (embedded use) stays up for the next run
-            self._stop()
-            if self.on_quit is not None:
-                self.on_quit()
+            self._stop()  # the server stays up for the next run (LabRecorder)
         elif kind == "quit":
             self._stop()
-            if self.on_quit is not None:
-                self.on_quit()
+            self.quit_requested.set()
         elif kind == "update":
             self._update()
         elif kind == "select_all":
@@ -170,13 +171,31 @@ class ControlHandler:
             manager.session_dir,
         )
 
+    def stop(self) -> None:
+        """End a running recording and its session, as a remote ``stop`` does."""
+        with self._lock:
+            self._stop()
+
     def _stop(self) -> None:
         manager = self.manager
+        folder = manager.session_dir
         if manager.state is State.RECORDING:
             manager.stop_recording()
         if manager.state is State.ACTIVE:
-            manager.end_session(process=self.process)
-            logger.info("control: session %s completed", manager.session_dir)
+            manager.end_session(process=False)
+            self.runs.append({"session_dir": str(folder), "outcome": "ended"})
+            logger.info("control: run %d ended: %s", len(self.runs), folder)
+            self.finisher.submit(folder)
+        elif manager.state is State.ERROR and folder is not None:
+            meta = manager.current_session or {}
+            runs = meta.get("recording", {}).get("runs", [])
+            reason = (runs[-1].get("error") if runs else None) or "recording failed"
+            self.runs.append({"session_dir": str(folder), "outcome": "error"})
+            logger.error(
+                "control: run %d failed: %s (%s)", len(self.runs), reason, folder
+            )
+            manager.reset()
+            self.finisher.submit(folder, outcome="error")
         else:
             logger.info("control: stop with nothing to stop (%s)", manager.state.value)
 
@@ -277,5 +296,7 @@ class ControlHandler:
             "select_all": self.select_all,
             "filename": dict(self.fields),
             "visible": list(self.visible),
+            "runs": len(self.runs),
+            "processing": [str(p) for p in self.finisher.pending],
         }
         return json.dumps(body, default=str).encode("utf-8") + b"\n"

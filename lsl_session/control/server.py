@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from lsl_session.control.finisher import SessionFinisher
 from lsl_session.control.handler import ControlHandler
 from lsl_session.control.protocol import MAX_LINE, REPLY_OK, parse_line
 from lsl_session.errors import LslSessionError
@@ -71,9 +72,10 @@ class ControlServer:
     default_streams : list of str | None
         The initial selection (LSL queries).
     on_quit : callable | None
-        Called by the ``quit`` extension after the session was stopped/ended.
+        Called after the reply to the ``quit`` extension was sent (the
+        session was stopped and ended before).
     process : bool
-        Post-process each session ended by ``stop``.
+        Post-process each session ended by ``stop`` (in the background).
     default_name : str | None
         Session name when no ``filename`` field names it.
     recorder_options : dict | None
@@ -83,6 +85,8 @@ class ControlServer:
     create_session : callable | None
         ``create_session(name)`` used by ``start``; default
         ``manager.create_session``.
+    finisher : SessionFinisher | None
+        Receives every ended session (see `ControlHandler`).
 
     Raises
     ------
@@ -109,6 +113,7 @@ class ControlServer:
         recorder_options: dict[str, Any] | None = None,
         max_clients: int = 32,
         create_session: Callable[[str | None], object] | None = None,
+        finisher: SessionFinisher | None = None,
     ) -> None:
         if not is_loopback(host) and not token:
             raise LslSessionError(
@@ -125,9 +130,10 @@ class ControlServer:
             default_name=default_name,
             process=process,
             recorder_options=recorder_options,
-            on_quit=on_quit,
             create_session=create_session,
+            finisher=finisher,
         )
+        self.on_quit = on_quit
         self._server: _TcpServer | None = None
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
@@ -260,6 +266,8 @@ class ControlServer:
                     else:
                         reply = self.handler.handle(line)
                 sock.sendall(reply)
+                if self.handler.quit_requested.is_set() and self.on_quit:
+                    self.on_quit()
 
     def _authenticate(self, line: str) -> bool:
         command = parse_line(line)

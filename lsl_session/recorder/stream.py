@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -171,6 +172,11 @@ class RecordedStream:
         except Exception as exc:
             logger.exception("recording stream %s failed", self.name)
             self._on_failure(f"stream {self.name}: {exc}")
+        finally:
+            # end the data connection now: a source closing after our stop is
+            # no "transmission broke off" for a lingering inlet
+            with contextlib.suppress(Exception):
+                self.inlet.close_stream()
 
     def _drain(self) -> None:
         """Pull until the stream has passed the stop time or falls quiet."""

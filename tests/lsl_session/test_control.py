@@ -6,8 +6,6 @@ import json
 import logging
 import signal
 import socket
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -258,49 +256,6 @@ def test_update_lists_visible_streams(server, uid):
         src.stop()
 
 
-def test_record_cli_remote_start_stop(session_root, uid):
-    src = RegularSource(f"R_{uid}", f"r_{uid}", channels=2, srate=100).start()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lsl_session",
-            "record",
-            "--root",
-            str(session_root),
-            "--control-port",
-            "0",
-            "--no-process",
-            "--stream",
-            f"source_id='r_{uid}'",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        line = proc.stderr.readline()
-        while line and "remote control on" not in line:
-            line = proc.stderr.readline()
-        host, port = line.split()[-1].rsplit(":", 1)
-        client = Client((host, int(port)))
-        assert client.send("filename {participant:P9} {task:T} {run:4}") == b"OK"
-        assert client.send("start") == b"OK"
-        assert wait_until(lambda: _samples(client.status(), f"R_{uid}") > 0, 10)
-        assert client.send("stop") == b"OK"  # SPEC §12: a remote stop ends `record`
-        out, err = proc.communicate(timeout=20)
-    finally:
-        proc.kill()
-        src.stop()
-    assert proc.returncode == 0, err
-    folder = Path(out.strip().splitlines()[-1])
-    assert folder.parent == session_root
-    assert folder.name.startswith("sub-P9_task-T_run-004_")
-    meta = json.loads((folder / "session_metadata.json").read_text())
-    assert meta["status"] == "completed"
-    assert f"R_{uid}" in _xdf_names(folder)
-
-
 # -------------------------------------------------------------- security
 
 
@@ -432,7 +387,7 @@ def test_quit_calls_on_quit_and_stop_is_idempotent(manager):
     client = Client(srv.address)
     assert client.send("stop") == b"OK"  # nothing to stop
     assert client.send("quit") == b"OK"
-    assert quit_event.is_set()
+    assert quit_event.wait(5)  # called once the reply was sent
     client.close()
     srv.stop()
     srv.stop()
