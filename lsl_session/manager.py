@@ -297,6 +297,12 @@ class SessionManager:
                     },
                 },
             )
+            for query in summary.get("unmatched_queries") or []:
+                message = f"query {query!r} never matched any stream: nothing recorded"
+                logger.info("%s", message)
+                session.log_event(
+                    "error", {"category": "session", "message": message, "query": query}
+                )
             self._set_state(State.ACTIVE)
             return summary
 

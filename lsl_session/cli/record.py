@@ -9,6 +9,7 @@ import click
 
 from lsl_session.cli._options import name_option, root_option
 from lsl_session.errors import RecorderError
+from lsl_session.recorder.report import all_streams_line
 from lsl_session.signals import StopRequest, stop_on_signals
 
 
@@ -163,17 +164,20 @@ def record_command(
                 open_session(name)
                 manager.start_recording(stream_queries, **options)
                 click.echo(f"recording into {manager.session_dir}", err=True)
+                if not stream_queries:
+                    click.echo(all_streams_line(manager.recorder), err=True)
                 deadline = None if duration is None else time.monotonic() + duration
                 _wait(manager, stopper, deadline, status_interval)
             if stopper.signal_name:
                 click.echo(f"{stopper.signal_name}: stopping", err=True)
-            _finish(manager, no_process)
+            code = _finish(manager, no_process, all_streams=not stream_queries)
         finally:
             # stops a recording still running (footers) and releases the session,
             # so a failed command does not leave it looking interrupted
             manager.close()
-    if manager.session_dir is not None:  # None: no remote `start` came
-        click.echo(str(manager.session_dir))
+    click.echo(str(manager.session_dir))
+    if code:
+        raise SystemExit(code)
 
 
 def _serve_remote_control(manager, stopper, open_session, run_options) -> int:
@@ -215,13 +219,25 @@ def _wait(
             return
 
 
-def _finish(manager, no_process: bool) -> None:
+def _finish(manager, no_process: bool, *, all_streams: bool = False) -> int:
+    """Stop, report and end the session; return the exit code (2: a query never
+    matched a stream, as LabRecorderCLI)."""
     from lsl_session.lifecycle import State
 
+    unmatched: list[str] = []
     if manager.state is State.RECORDING:
+        if all_streams:
+            click.echo(all_streams_line(manager.recorder), err=True)
         summary = manager.stop_recording()
         for s in summary.get("streams", []):
             click.echo(f"  {s['name']}: {s['sample_count']} samples", err=True)
+        unmatched = summary.get("unmatched_queries") or []
+        for query in unmatched:
+            click.echo(
+                f"Error: query {query!r} never matched any stream: nothing recorded"
+                " from it (see `lsl-session streams`)",
+                err=True,
+            )
     if manager.state is State.ERROR:
         meta = manager.current_session or {}
         runs = meta.get("recording", {}).get("runs", [])
@@ -230,3 +246,4 @@ def _finish(manager, no_process: bool) -> None:
         raise RecorderError(message or "recording failed")
     if manager.state is State.ACTIVE:
         manager.end_session(process=not no_process)
+    return 2 if unmatched else 0

@@ -21,6 +21,14 @@ from lsl_session.control.protocol import (
 )
 from lsl_session.errors import LslSessionError
 from lsl_session.lifecycle import State
+from lsl_session.lsl import (
+    explain_unmatched,
+    matches_query,
+    sort_key,
+    stream_record,
+    validate_query,
+)
+from lsl_session.recorder.report import all_streams_line
 
 if TYPE_CHECKING:
     from lsl_session.manager import SessionManager
@@ -94,7 +102,8 @@ class ControlHandler:
         self.template: str | None = None
         self.selection: list[str] = list(default_streams or [])
         self.select_all = False
-        self.visible: list[dict[str, Any]] = []
+        self._updated: list[Any] = []
+        self._resolver: Any = None
         self._lock = threading.Lock()
 
     def handle(self, line: str) -> bytes:
@@ -170,6 +179,8 @@ class ControlHandler:
             streams or "all streams",
             manager.session_dir,
         )
+        if streams is None and manager.recorder is not None:
+            logger.warning("control: %s", all_streams_line(manager.recorder))
 
     def stop(self) -> None:
         """End a running recording and its session, as a remote ``stop`` does."""
@@ -179,11 +190,20 @@ class ControlHandler:
     def _stop(self) -> None:
         manager = self.manager
         folder = manager.session_dir
+        unmatched: list[str] = []
         if manager.state is State.RECORDING:
-            manager.stop_recording()
+            unmatched = manager.stop_recording().get("unmatched_queries") or []
+            for query in unmatched:
+                logger.error(
+                    "control: query %r never matched any stream: nothing recorded"
+                    " from it",
+                    query,
+                )
         if manager.state is State.ACTIVE:
             manager.end_session(process=False)
-            self.runs.append({"session_dir": str(folder), "outcome": "ended"})
+            self.runs.append(
+                {"session_dir": str(folder), "outcome": "ended", "unmatched": unmatched}
+            )
             logger.info("control: run %d ended: %s", len(self.runs), folder)
             self.finisher.submit(folder)
         elif manager.state is State.ERROR and folder is not None:
@@ -202,26 +222,20 @@ class ControlHandler:
     def _update(self) -> None:
         import pylsl
 
-        infos = pylsl.resolve_streams(wait_time=self.resolve_wait)
-        self.visible = sorted(
-            (
-                {
-                    "name": i.name(),
-                    "type": i.type(),
-                    "source_id": i.source_id(),
-                    "hostname": i.hostname(),
-                    "channel_count": i.channel_count(),
-                    "nominal_srate": i.nominal_srate(),
-                }
-                for i in infos
-            ),
-            key=lambda d: (d["name"], d["source_id"], d["hostname"]),
-        )
-        logger.info("control: %d stream(s) visible", len(self.visible))
+        self._updated = list(pylsl.resolve_streams(wait_time=self.resolve_wait))
+        logger.info("control: %d stream(s) visible", len(self.visible_infos()))
+
+    def visible_infos(self) -> list[Any]:
+        """The streams visible now (continuous resolve plus the last ``update``)."""
+        import pylsl
+
+        if self._resolver is None:
+            self._resolver = pylsl.ContinuousResolver(forget_after=5.0)
+        infos = {i.uid(): i for i in self._updated}
+        infos.update((i.uid(), i) for i in self._resolver.results())
+        return sorted(infos.values(), key=sort_key)
 
     def _select(self, query: str) -> None:
-        from lsl_session.lsl import validate_query
-
         try:
             validate_query(query)
         except LslSessionError as exc:
@@ -231,6 +245,9 @@ class ControlHandler:
         if query not in self.selection:
             self.selection.append(query)
         logger.info("control: selection is now %s", self.selection)
+        infos = self.visible_infos()
+        if not any(matches_query(i, query) for i in infos):
+            logger.warning("control: select: %s (yet)", explain_unmatched(query, infos))
 
     def _filename(self, options: dict[str, str]) -> None:
         if not options:
@@ -282,6 +299,17 @@ class ControlHandler:
             except Exception:
                 logger.exception("control: recorder status failed")
         session_dir = manager.session_dir
+        try:
+            infos = self.visible_infos()
+        except Exception:
+            logger.exception("control: resolving the visible streams failed")
+            infos = []
+        if recorder is not None and hasattr(recorder, "unmatched_queries"):
+            unmatched = recorder.unmatched_queries()
+        else:
+            unmatched = [
+                q for q in self.selection if not any(matches_query(i, q) for i in infos)
+            ]
         body = {
             "state": manager.state.value,
             "session_dir": None if session_dir is None else str(session_dir),
@@ -295,7 +323,8 @@ class ControlHandler:
             "selection": list(self.selection),
             "select_all": self.select_all,
             "filename": dict(self.fields),
-            "visible": list(self.visible),
+            "unmatched_selection": unmatched,
+            "visible": [stream_record(i) for i in infos],
             "runs": len(self.runs),
             "processing": [str(p) for p in self.finisher.pending],
         }

@@ -17,8 +17,10 @@ from lsl_session import __version__
 from lsl_session.errors import RecorderError
 from lsl_session.lsl import (
     combine_queries,
+    explain_unmatched,
     format_name,
     matches_query,
+    resolve_all,
     sort_key,
     stream_key,
 )
@@ -133,6 +135,9 @@ class Recorder:
         self._summary: dict[str, Any] | None = None
         self._done = threading.Event()
         self._retry_after: dict[str, float] = {}
+        #: queries that matched a recorded stream; the recorder's own ones
+        self._matched: set[str] = set()
+        self.internal_queries: set[str] = set()
 
     # ---------------------------------------------------------------- start
     def start(self) -> None:
@@ -221,10 +226,20 @@ class Recorder:
             if matched and time.monotonic() - stable_since >= SETTLE_SECONDS:
                 break
             time.sleep(0.05)
-        if self.queries:
-            for q in self.queries:
-                if not any(matches_query(i, q) for i in found):
-                    logger.warning("query %r matched no stream yet; watching for it", q)
+        missing = [
+            q
+            for q in self.queries or []
+            if q not in self.internal_queries
+            and not any(matches_query(i, q) for i in found)
+        ]
+        if missing:
+            visible = [
+                i
+                for i in resolve_all(0.5)
+                if not any(matches_query(i, q) for q in self.internal_queries)
+            ]
+            for q in missing:
+                logger.warning("%s; watching for it", explain_unmatched(q, visible))
         return found
 
     def _open_inlet(
@@ -259,6 +274,7 @@ class Recorder:
         )
         self._keys.add(key)
         self.streams[stream_id] = stream
+        self._matched.update(q for q in self.queries or [] if matches_query(info, q))
         return stream
 
     # --------------------------------------------------------- housekeeping
@@ -375,6 +391,14 @@ class Recorder:
         return self._summary
 
     # --------------------------------------------------------------- status
+    def unmatched_queries(self) -> list[str]:
+        """The caller's queries that have not matched any recorded stream."""
+        return [
+            q
+            for q in self.queries or []
+            if q not in self._matched and q not in self.internal_queries
+        ]
+
     @property
     def failure(self) -> str | None:
         """Why the recording ended early, if it did."""
@@ -409,6 +433,7 @@ class Recorder:
             "start_time": self.start_time,
             "stop_time": self.stop_time,
             "error": self._failure,
+            "unmatched_queries": self.unmatched_queries(),
             "streams": [s.summary() for s in self.streams.values()],
         }
 
@@ -425,8 +450,9 @@ class SessionRecorder(Recorder):
         self, session, *, streams: list[str] | None = None, **kwargs: Any
     ) -> None:
         queries = list(streams) if streams else None
+        own = f"source_id='{session.logger.stream_source_id}'"
         if queries is not None:
-            queries.append(f"source_id='{session.logger.stream_source_id}'")
+            queries.append(own)
         kwargs.setdefault("file_header_extra", {"session_id": session.session_id})
         part = 1
         while session.paths.xdf(part).exists():
@@ -434,4 +460,5 @@ class SessionRecorder(Recorder):
         super().__init__(
             session.paths.xdf(1), streams=queries, first_part=part, **kwargs
         )
+        self.internal_queries.add(own)
         self.session = session
