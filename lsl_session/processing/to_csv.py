@@ -1,7 +1,8 @@
 """Write ``exports/csv/``: one CSV per stream and ``events.csv``.
 
 One header row; a column with a unit is named ``label [unit]`` (``GSR [uS]``,
-``time [s]``), so the file stays a plain table for spreadsheet and pandas users.
+``time [s]``), so the file stays a plain table for spreadsheet and pandas users. Header
+names are quoted only when they hold a comma, a quote or a line break.
 
 Text cells (markers, labels) that a spreadsheet would run as a formula, those starting
 with ``= + - @``, a tab or a carriage return, get a leading ``'`` (the OWASP CSV
@@ -45,6 +46,20 @@ def neutralise_array(values: pa.Array) -> pa.Array:
     return pc.if_else(risky, pc.binary_join_element_wise("'", values, ""), values)
 
 
+def header_line(names: list[str]) -> bytes:
+    """The header row, each name quoted only when RFC 4180 needs it.
+
+    pyarrow quotes every header name; Octave's ``importdata`` and some
+    spreadsheets keep those quotes in the column names, so the header is written
+    here and pyarrow writes the data rows only.
+    """
+    cells = [
+        '"' + n.replace('"', '""') + '"' if any(c in n for c in ',"\r\n') else n
+        for n in names
+    ]
+    return (",".join(cells) + "\n").encode("utf-8")
+
+
 def with_unit(label: str, unit: str | None) -> str:
     """``label [unit]``, or ``label`` when there is no unit."""
     return f"{label} [{unit}]" if unit else label
@@ -81,7 +96,10 @@ def write_stream_csv(stream: SyncedStream, path: Path, t0: float) -> int:
             table = pa.Table.from_arrays([pa.array(c) for c in cols], names=header)
             if writer is None:
                 schema = table.schema
-                writer = pacsv.CSVWriter(fh, schema)
+                fh.write(header_line(header))
+                writer = pacsv.CSVWriter(
+                    fh, schema, write_options=pacsv.WriteOptions(include_header=False)
+                )
             writer.write_table(table.cast(schema))
         if writer is not None:
             writer.close()

@@ -7,7 +7,8 @@ samples (a cell array for string streams), ``<stream>.time_stamps`` 1 × samples
 units and types). ``events`` holds onset/lsl_time/duration columns and cell
 columns description/stream/value; ``session`` holds the session id and t0.
 
-MATLAB v5 (``scipy.io.savemat``) when every variable is below
+MATLAB v5 (scipy's writer; non-ASCII text as UTF-16 code units, MATLAB's own layout,
+so GNU Octave reads it intact) when every variable is below
 :data:`V73_THRESHOLD_BYTES`, else v7.3: HDF5 written with h5py in MATLAB's layout
 (512-byte userblock with the MAT header, ``MATLAB_class`` attributes, column-major
 dimensions, ``#refs#`` for cell contents).
@@ -23,7 +24,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.io
+from scipy.io.matlab._mio5 import MatFile5Writer, VarWriter5
+from scipy.io.matlab._mio5_params import miUINT16, mxCHAR_CLASS
+from scipy.io.matlab._miobase import arr_to_chars
 
 from lsl_session.processing import tables
 from lsl_session.processing.model import SyncedStream
@@ -157,12 +160,51 @@ def write_matlab(
     if version == "5" and largest >= V73_THRESHOLD_BYTES:
         raise ValueError("a variable is over 2 GB: MATLAB v5 cannot hold it (use 7.3)")
     if version == "5" or (version == "auto" and largest < limit):
-        scipy.io.savemat(path, variables, long_field_names=True, oned_as="row")
+        write_v5(path, variables)
         fmt = "v5"
     else:
         write_v73(path, variables)
         fmt = "v7.3"
     return {"file": path.name, "format": fmt, "variables": list(variables)}
+
+
+# --------------------------------------------------------------------- v5
+class _Utf16CharWriter(VarWriter5):
+    """scipy's v5 variable writer, with non-ASCII text as MATLAB itself stores it.
+
+    scipy writes char data as ``miUTF8`` bytes under a header that counts
+    characters; GNU Octave reads that many *bytes* and truncates every non-ASCII
+    string. MATLAB's own files hold char data as UTF-16 code units in a
+    ``miUINT16`` element with the code-unit count as the dimension, which MATLAB
+    and Octave (converting to its UTF-8 chars) both read intact. ASCII-only text
+    is left to scipy (byte-identical to ``scipy.io.savemat``).
+    """
+
+    def write_char(self, arr: np.ndarray, codec: str = "ascii") -> None:
+        chars = arr_to_chars(arr) if arr.dtype.kind == "U" else arr
+        if chars.dtype.kind != "U" or chars.size == 0 or chars.ndim != 2:
+            return super().write_char(arr, codec)
+        rows = ["".join(row) for row in chars.tolist()]
+        if all(r.isascii() for r in rows):
+            return super().write_char(arr, codec)
+        units = [np.frombuffer(r.encode("utf-16-le"), "<u2") for r in rows]
+        width = max(len(u) for u in units)
+        codes = np.full((len(units), width), ord(" "), np.uint16)  # MATLAB pads
+        for k, u in enumerate(units):
+            codes[k, : len(u)] = u
+        self.write_header(codes.shape, mxCHAR_CLASS)
+        self.write_element(codes.T.ravel(), mdtype=miUINT16)  # column-major
+        return None
+
+
+def write_v5(path: Path, variables: dict[str, Any]) -> None:
+    """Write ``variables`` as an uncompressed MATLAB v5 MAT-file (UTF-16 text)."""
+    with open(path, "wb") as fh:
+        writer = MatFile5Writer(fh, long_field_names=True, oned_as="row")
+        writer.write_file_header()
+        chars = _Utf16CharWriter(writer)
+        for name, value in variables.items():
+            chars.write_top(value, name.encode("latin1"), False)
 
 
 # ------------------------------------------------------------------- v7.3

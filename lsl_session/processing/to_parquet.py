@@ -79,8 +79,19 @@ def _schema(stream: SyncedStream) -> pa.Schema:
         strict=True,
     ):
         fields.append(pa.field(col, value_type, metadata={"unit": unit, "type": ctype}))
-    meta = {"lsl_session": json.dumps(stream_metadata(stream))}
+    meta = {
+        "lsl_session": json.dumps(stream_metadata(stream)),
+        "units": units_json(fields),
+    }
     return pa.schema(fields, metadata=meta)
+
+
+def units_json(fields: list[pa.Field]) -> str:
+    """``{"column": "unit", …}`` of the fields, for the Parquet key-value metadata."""
+    return json.dumps(
+        {f.name: (f.metadata or {}).get(b"unit", b"").decode() for f in fields},
+        ensure_ascii=False,
+    )
 
 
 def _writer_options(schema: pa.Schema) -> dict[str, Any]:
@@ -165,7 +176,11 @@ def write_aligned(
                 "interpolation": "linear",
                 "streams": [s.name for s in numeric],
             }
-        )
+        ),
+        # plain key-value metadata of the Parquet footer (DuckDB's
+        # parquet_kv_metadata, parquet-tools): Arrow's field metadata is hidden
+        # inside the binary ARROW:schema entry
+        "units": units_json(fields),
     }
     schema = pa.schema(fields, metadata=meta)
     rows = 0

@@ -38,9 +38,13 @@ from outlets.shimmer.conversion import (
 
 logger = logging.getLogger(__name__)
 
+#: (label, unit, type) per channel. Only the conductance channel is typed ``GSR``:
+#: readers that map the lowercased LSL type onto MNE's (mne-lsl, mnextend) load a
+#: ``gsr`` channel as siemens, so the skin resistance in kΩ is typed ``Resistance``
+#: (not an MNE type, hence ``misc``).
 CHANNELS: tuple[tuple[str, str, str], ...] = (
     ("gsr_conductance", "microsiemens", "GSR"),
-    ("gsr_resistance", "kiloohms", "GSR"),
+    ("gsr_resistance", "kiloohms", "Resistance"),
     ("ppg", "millivolts", "PPG"),
     ("accel_x", "m/s^2", "Accelerometer"),
     ("accel_y", "m/s^2", "Accelerometer"),

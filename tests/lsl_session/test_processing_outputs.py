@@ -120,7 +120,7 @@ def test_csv_has_units(processed):
     folder, _, _ = processed
     csv = folder / "exports" / "csv"
     head = (csv / "gsr_a.csv").read_text().splitlines()[0]
-    assert head == '"time [s]","lsl_time [s]","GSR [uS]","PPG [mV]"'
+    assert head == "time [s],lsl_time [s],GSR [uS],PPG [mV]"  # quoted only if needed
     frame = pd.read_csv(csv / "gsr_a.csv")
     assert len(frame) == 600
     events = pd.read_csv(csv / "events.csv")

@@ -145,6 +145,15 @@ def test_stream_metadata_through_inlet(uid):
         )
         ch = ch.next_sibling()
     assert tuple(got) == CHANNELS
+    # a reader mapping the lowercased type onto MNE's types (mne-lsl, mnextend)
+    # gets one gsr channel (conductance, siemens) and the kΩ channel as misc
+    from mne.io import get_channel_type_constants
+
+    mne_types = set(get_channel_type_constants())
+    mapped = {lbl: t.lower() if t.lower() in mne_types else "misc" for lbl, _, t in got}
+    assert [lbl for lbl, t in mapped.items() if t == "gsr"] == ["gsr_conductance"]
+    assert dict((lbl, u) for lbl, u, _ in got)["gsr_conductance"] == "microsiemens"
+    assert mapped["gsr_resistance"] == "misc"
     acq = info.desc().child("acquisition")
     assert acq.child_value("manufacturer") == "Shimmer"
     assert acq.child_value("model") == "Shimmer3 GSR+"
