@@ -48,12 +48,14 @@ def _register() -> None:
     from lsl_session.cli.process import COMMANDS as process_commands
     from lsl_session.cli.record import record_command
     from lsl_session.cli.recover import COMMANDS as recover_commands
+    from lsl_session.cli.report import report_command
 
     for command in session_cmds.COMMANDS:
         main.add_command(command)
     main.add_command(record_command)
     main.add_command(outlet_group)
     main.add_command(demo_command)
+    main.add_command(report_command)
     for command in [*recover_commands, *process_commands, *import_commands]:
         main.add_command(command)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from lsl_session.cli._dashboard import dashboard_options, serve_dashboard
 from lsl_session.cli._options import name_option, root_option
 from lsl_session.errors import RecorderError
 from lsl_session.recorder.report import all_streams_line
@@ -95,6 +96,7 @@ def format_status(status: dict) -> str:
     show_default=True,
     help="Seconds between status lines (non-interactive).",
 )
+@dashboard_options
 def record_command(
     root: Path,
     name: str | None,
@@ -108,6 +110,10 @@ def record_command(
     split_mb: float | None,
     split_minutes: float | None,
     status_interval: float,
+    dashboard: bool,
+    dashboard_host: str,
+    dashboard_port: int,
+    dashboard_token: str | None,
 ) -> None:
     """Create a session and record LSL streams into its XDF file.
 
@@ -146,7 +152,11 @@ def record_command(
             )
 
     # footers get written: a signal stops the recording instead of the process
-    with stop_on_signals() as stopper:
+    live = serve_dashboard(
+        manager, enabled=dashboard, host=dashboard_host, port=dashboard_port,
+        token=dashboard_token,
+    )  # fmt: skip
+    with stop_on_signals() as stopper, live:
         try:
             if control_port is not None:
                 from lsl_session.control.runs import RunServerOptions

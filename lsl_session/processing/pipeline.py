@@ -299,6 +299,10 @@ def process_session(
     for spec in specs:
         _step(run, spec.name, lambda spec=spec: run_processor(
             spec, paths, streams, t0, options or {}))  # fmt: skip
+    if data is not None:
+        from lsl_session.report import write_report
+
+        _step(run, "report", lambda: write_report(paths.root, data=data, run=run))
     return _finish(session, run, started)
 
 

@@ -119,6 +119,8 @@ class Recorder:
             **(file_header_extra or {}),
         }
         self.streams: dict[int, RecordedStream] = {}
+        #: ``tap(stream_id, stamps, values)`` sees every pulled chunk (the dashboard)
+        self.taps: list[Callable[[int, Any, Any], None]] = []
         self._keys: set[str] = set()
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -175,6 +177,7 @@ class Recorder:
             file_header_extra=self._extra,
             first_part=self.first_part,
         )
+        self._output.taps = self.taps
         # from here on stop() releases whatever exists, so a failure below
         # leaves a closed, valid file and no threads behind
         self.started = True

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -102,6 +103,8 @@ class XdfOutput:
         self._part_started = 0.0
         self.closed = False
         self.failed: str | None = None
+        #: ``tap(stream_id, stamps, values)`` after every written chunk (viewers)
+        self.taps: list[Callable[[int, np.ndarray, Any], None]] = []
         self._open_part()
 
     # ----------------------------------------------------------- file parts
@@ -169,6 +172,12 @@ class XdfOutput:
             entry.total.add(stamps)
             entry.part.add(stamps)
             self._maybe_split()
+        for tap in self.taps:
+            try:
+                tap(stream_id, stamps, values)
+            except Exception:
+                logger.exception("a recorder tap failed; removed")
+                self.taps.remove(tap)
 
     def write_clock_offset(
         self, stream_id: int, collection: float, value: float

@@ -224,7 +224,11 @@ class RecordedStream:
         if stats.count > 1 and stats.last is not None and stats.first is not None:
             span = stats.last - stats.first
             rate = (stats.count - 1) / span if span > 0 else 0.0
-        lag = None if stats.last is None else now - (stats.last + self.last_offset)
+        age = None if stats.last is None else now - (stats.last + self.last_offset)
+        # lag means something only for a regular stream: an irregular one (markers,
+        # the session's own events) is quiet between events by design
+        lag = age if self.nominal_srate > 0 else None
+        recent = [value for _, value in stats.offsets[-10:]]
         return {
             "stream_id": self.stream_id,
             "name": self.name,
@@ -233,6 +237,12 @@ class RecordedStream:
             "nominal_srate": self.nominal_srate,
             "effective_srate": round(rate, 3),
             "lag_s": None if lag is None else round(lag, 3),
+            "last_sample_age_s": None if age is None else round(age, 3),
+            "clock_offset": recent[-1] if recent else None,
+            "clock_offset_spread_ms": (
+                round(float(np.std(recent)) * 1e3, 4) if len(recent) > 1 else None
+            ),
+            "clock_offsets": len(stats.offsets),
             "gaps": self.gaps,
             "lost": self.lost,
         }

@@ -1,0 +1,61 @@
+"""``--dashboard`` options and the context that serves the live page while recording."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+
+
+def dashboard_options(fn: Callable) -> Callable:
+    """Add ``--dashboard``, ``--dashboard-host``, ``--dashboard-port``, ``--dashboard-token``."""
+    options = [
+        click.option(
+            "--dashboard",
+            is_flag=True,
+            help="Serve a live dashboard page while recording (prints its URL).",
+        ),
+        click.option(
+            "--dashboard-host",
+            default="127.0.0.1",
+            show_default=True,
+            help="Bind address of the dashboard (non-loopback needs --dashboard-token).",
+        ),
+        click.option(
+            "--dashboard-port",
+            type=click.IntRange(0, 65535),
+            default=8765,
+            show_default=True,
+            help="Port of the dashboard (0 picks a free one).",
+        ),
+        click.option(
+            "--dashboard-token",
+            default=None,
+            help="Token required on a non-loopback dashboard (part of the URL).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@contextlib.contextmanager
+def serve_dashboard(
+    manager: Any, *, enabled: bool, host: str, port: int, token: str | None
+) -> Iterator[Any]:
+    """Serve the dashboard of ``manager``'s recordings for the duration of the block."""
+    if not enabled:
+        yield None
+        return
+    from lsl_session.dashboard import DashboardServer, LiveState
+
+    state = LiveState(lambda: manager.recorder, lambda: manager.session)
+    server = DashboardServer(state, host=host, port=port, token=token)
+    server.start()
+    click.echo(f"dashboard: {server.url}", err=True)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,108 @@
+"""One summary line a user can trust, and a line for each partial count it has.
+
+Samples lost are counted on the recorded stamps of regularly sampled streams: an
+interval longer than 1.5 sample periods holds ``round(interval · rate) - 1``
+missing samples (robust to clock drift, unlike comparing with the nominal count).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+def missing_samples(stamps: np.ndarray, srate: float) -> int:
+    """Samples missing from a regular stream's stamps (see the module docstring)."""
+    if srate <= 0 or len(stamps) < 2:
+        return 0
+    steps = np.diff(np.asarray(stamps, dtype=np.float64)) * srate
+    gaps = steps[steps > 1.5]
+    return int(np.sum(np.round(gaps) - 1)) if gaps.size else 0
+
+
+@dataclass
+class Verdict:
+    """The summary of a session: counts and the lines that explain them."""
+
+    n_streams: int = 0
+    samples_lost: int = 0
+    n_aligned: int = 0
+    n_checked: int = 0
+    report: str | None = None
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def line(self) -> str:
+        """The one summary line."""
+        parts = [
+            f"{self.n_streams} streams",
+            f"{self.samples_lost} samples lost",
+        ]
+        if self.n_checked:
+            parts.append(
+                f"{self.n_aligned}/{self.n_checked} sync-checked streams aligned"
+                " within one sample period"
+            )
+        else:
+            parts.append("no sync pulses to check alignment")
+        if self.problems:
+            parts.append(f"{len(self.problems)} problems")
+        if self.report:
+            parts.append(f"report: {self.report}")
+        return ", ".join(parts)
+
+    def lines(self) -> list[str]:
+        """The summary line, then one line per note and problem."""
+        return [self.line, *self.notes, *(f"problem: {p}" for p in self.problems)]
+
+
+def session_verdict(
+    streams: list[Any],
+    sync_report: dict[str, Any] | None = None,
+    *,
+    report: str | None = None,
+    problems: list[str] | None = None,
+) -> Verdict:
+    """Summarise loaded streams and the sync check into a `Verdict`.
+
+    Parameters
+    ----------
+    streams : list of SyncedStream
+        The session's streams (``time_stamps``, ``nominal_srate``, ``name``).
+    sync_report : dict | None
+        ``processing/sync_check/sync_check.json``.
+    report : str | None
+        Where the HTML report is, for the summary line.
+    problems : list of str | None
+        Problems found while loading or processing.
+    """
+    verdict = Verdict(n_streams=len(streams), report=report)
+    verdict.problems = list(problems or [])
+    for s in streams:
+        lost = missing_samples(s.time_stamps, s.nominal_srate)
+        verdict.samples_lost += lost
+        if lost:
+            verdict.notes.append(
+                f"{s.name}: {lost} samples missing in gaps of its recorded stamps"
+            )
+    for row in (sync_report or {}).get("streams", []):
+        verdict.n_checked += 1
+        verdict.n_aligned += bool(row.get("within_one_sample"))
+        outside = row.get("n_reference_outside") or 0
+        if outside:
+            verdict.notes.append(
+                f"{row['stream']}: {row.get('n_matched', 0)}/{row.get('n_reference', 0)}"
+                f" pulses: {outside} fell outside the stream's recorded span"
+                " (before its first or after its last sample), so it could not see them"
+            )
+        elif row.get("n_matched", 0) < row.get("n_reference", 0):
+            verdict.notes.append(
+                f"{row['stream']}: {row.get('n_matched', 0)}/{row['n_reference']}"
+                " pulses matched: the others were not detected within the window"
+            )
+        if row.get("note"):
+            verdict.notes.append(f"{row['stream']}: {row['note']}")
+    return verdict
