@@ -28,8 +28,9 @@ MAX_CHUNKS = 256
 #: Events kept for the timeline, and the characters of an event's details shown.
 MAX_EVENTS = 100
 MAX_DETAIL_CHARS = 200
-#: A regular stream with no sample for this long is "silent".
-SILENT_SECONDS = 2.0
+#: A regular stream with no sample for this long (or five sample periods, if
+#: longer) is "silent".
+SILENT_SECONDS = 1.5
 #: Rate warning: effective rate off nominal by more than this fraction...
 RATE_TOLERANCE = 0.05
 #: ... once the stream has this many seconds of data.
@@ -70,9 +71,9 @@ def _classify(stream: dict[str, Any]) -> str:
     if not stream.get("samples"):
         return "waiting"
     age = stream.get("last_sample_age_s")
-    if (stream.get("nominal_srate") or 0) > 0 and age is not None:
-        if age > SILENT_SECONDS:
-            return "silent"
+    srate = stream.get("nominal_srate") or 0.0
+    if srate > 0 and age is not None and age > max(SILENT_SECONDS, 5.0 / srate):
+        return "silent"
     return "ok"
 
 
