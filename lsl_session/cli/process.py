@@ -39,6 +39,10 @@ def _report(run: dict[str, Any]) -> None:
     for name, step in run["steps"].items():
         if step["status"] == "error":
             click.echo(f"warning: {name} failed: {step['error']}", err=True)
+    verdict = run["steps"].get("report", {}).get("report") or {}
+    for line in [verdict.get("verdict"), *verdict.get("notes", [])]:
+        if line:
+            click.echo(line)
 
 
 def _open(session_dir: Path, root: Path):
