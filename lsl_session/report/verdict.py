@@ -98,11 +98,11 @@ def session_verdict(
                 f" pulses: {outside} fell outside the stream's recorded span"
                 " (before its first or after its last sample), so it could not see them"
             )
+        elif not row.get("n_detected") and row.get("note"):
+            verdict.notes.append(f"{row['stream']}: no pulses detected: {row['note']}")
         elif row.get("n_matched", 0) < row.get("n_reference", 0):
             verdict.notes.append(
                 f"{row['stream']}: {row.get('n_matched', 0)}/{row['n_reference']}"
                 " pulses matched: the others were not detected within the window"
             )
-        if row.get("note"):
-            verdict.notes.append(f"{row['stream']}: {row['note']}")
     return verdict

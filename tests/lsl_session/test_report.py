@@ -41,17 +41,21 @@ def test_verdict_line_and_explained_partial_counts():
         "streams": [
             {"stream": "a_gsr", "n_reference": 6, "n_matched": 5,
              "n_reference_outside": 1, "within_one_sample": True, "note": ""},
-            {"stream": "b_frames", "n_reference": 6, "n_matched": 4,
+            {"stream": "b_frames", "n_reference": 6, "n_matched": 4, "n_detected": 4,
              "n_reference_outside": 0, "within_one_sample": False, "note": ""},
+            {"stream": "c_frames", "n_reference": 6, "n_matched": 0, "n_detected": 0,
+             "n_reference_outside": 0, "within_one_sample": False,
+             "note": "video not found"},
         ]
     }  # fmt: skip
     verdict = session_verdict(streams, sync, report="r.html")
     assert verdict.line == (
-        "1 streams, 0 samples lost, 1/2 sync-checked streams aligned within one"
+        "1 streams, 0 samples lost, 1/3 sync-checked streams aligned within one"
         " sample period, report: r.html"
     )
     assert any("a_gsr: 5/6 pulses: 1 fell outside" in n for n in verdict.notes)
     assert any("b_frames: 4/6 pulses matched" in n for n in verdict.notes)
+    assert "c_frames: no pulses detected: video not found" in verdict.notes
 
 
 def _pulse_session(root, uid):
