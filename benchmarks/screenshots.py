@@ -37,7 +37,7 @@ def main() -> None:
     devices = subprocess.Popen(
         [*lsl, "outlet", "simulate", "--phones", "1",
          "--duration", str(args.duration + 20)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=root,
     )  # fmt: skip
     try:
         time.sleep(4)  # the devices' outlets and the phone's clock fit
