@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import re
+import time
 from typing import Any
 
 import pylsl
@@ -208,3 +209,36 @@ def explain_unmatched(query: str, infos: list[pylsl.StreamInfo]) -> str:
 def resolve_all(wait: float = 1.0) -> list[pylsl.StreamInfo]:
     """Every visible stream after ``wait`` seconds, sorted (see `sort_key`)."""
     return sorted(pylsl.resolve_streams(wait_time=wait), key=sort_key)
+
+
+def find_streams(
+    query: str | None = None, wait: float = 1.0, settle: float = 0.6
+) -> list[pylsl.StreamInfo]:
+    """Streams visible within ``wait`` seconds (matching ``query`` if given), sorted.
+
+    Returns early once at least one stream answered and no new one did for
+    ``settle`` seconds (one liblsl resolve wave), so ``wait`` can be long.
+
+    Raises
+    ------
+    QueryError
+        If ``query`` is not a valid predicate.
+    """
+    resolver = (
+        pylsl.ContinuousResolver(pred=validate_query(query))
+        if query is not None
+        else pylsl.ContinuousResolver()
+    )
+    deadline = time.monotonic() + max(0.0, wait)
+    found: dict[str, pylsl.StreamInfo] = {}
+    changed = time.monotonic()
+    while True:
+        for info in resolver.results():
+            if info.uid() not in found:
+                found[info.uid()] = info
+                changed = time.monotonic()
+        now = time.monotonic()
+        if now >= deadline or (found and now - changed >= settle):
+            break
+        time.sleep(0.05)
+    return sorted(found.values(), key=sort_key)

@@ -49,10 +49,12 @@ def _register() -> None:
     from lsl_session.cli.record import record_command
     from lsl_session.cli.recover import COMMANDS as recover_commands
     from lsl_session.cli.report import report_command
+    from lsl_session.cli.streams import streams_command
 
     for command in session_cmds.COMMANDS:
         main.add_command(command)
     main.add_command(record_command)
+    main.add_command(streams_command)
     main.add_command(outlet_group)
     main.add_command(demo_command)
     main.add_command(report_command)
