@@ -8,8 +8,15 @@ from pathlib import Path
 import click
 
 from lsl_session.cli._dashboard import dashboard_options, serve_dashboard
+from lsl_session.cli._labrecorder import (
+    allow_missing_option,
+    apply_labrecorder,
+    check_required,
+    labrecorder_config_option,
+)
 from lsl_session.cli._options import name_option, root_option
 from lsl_session.errors import RecorderError
+from lsl_session.labrecorder import looks_like_labrecorder_config
 from lsl_session.recorder.report import all_streams_line
 from lsl_session.signals import StopRequest, stop_on_signals
 
@@ -89,6 +96,8 @@ def format_status(status: dict) -> str:
     default=None,
     help="Start a new XDF part after this many minutes.",
 )
+@labrecorder_config_option
+@allow_missing_option
 @click.option(
     "--status-interval",
     type=click.FloatRange(min=0.1),
@@ -109,6 +118,8 @@ def record_command(
     no_process: bool,
     split_mb: float | None,
     split_minutes: float | None,
+    labrecorder_config: Path | None,
+    allow_missing: bool,
     status_interval: float,
     dashboard: bool,
     dashboard_host: str,
@@ -128,6 +139,8 @@ def record_command(
     if split_minutes:
         options["split_seconds"] = split_minutes * 60
     stream_queries = list(queries) or None
+    if config_file is not None and looks_like_labrecorder_config(config_file):
+        labrecorder_config, config_file = config_file, None
     config = None
     if config_file is not None:
         from lsl_session.config import load_config
@@ -138,6 +151,11 @@ def record_command(
         name = name or config.name
         if config.split_mb and "split_bytes" not in options:
             options["split_bytes"] = config.split_mb * 1e6
+    lr = None
+    if labrecorder_config is not None:
+        lr, root, stream_queries, control_port = apply_labrecorder(
+            labrecorder_config, root, stream_queries, control_port
+        )
     from lsl_session.lsl import validate_query
 
     for q in stream_queries or []:
@@ -166,7 +184,10 @@ def record_command(
                         host=control_host, port=control_port, token=control_token,
                         queries=stream_queries, name=name, process=not no_process,
                         duration=duration, status_interval=status_interval,
-                        recorder_options=options,
+                        recorder_options=options, required=lr.required if lr else (),
+                        allow_missing=allow_missing,
+                        auto_start=bool(lr and lr.auto_start),
+                        fields=lr.default_fields() if lr else {},
                     ),
                 )  # fmt: skip
                 raise SystemExit(code)
@@ -176,11 +197,16 @@ def record_command(
                 click.echo(f"recording into {manager.session_dir}", err=True)
                 if not stream_queries:
                     click.echo(all_streams_line(manager.recorder), err=True)
+                missing = check_required(manager, lr, allow_missing)
                 deadline = None if duration is None else time.monotonic() + duration
                 _wait(manager, stopper, deadline, status_interval)
             if stopper.signal_name:
                 click.echo(f"{stopper.signal_name}: stopping", err=True)
-            code = _finish(manager, no_process, all_streams=not stream_queries)
+            tolerated = set(lr.queries) if lr and allow_missing else set()
+            code = _finish(
+                manager, no_process, all_streams=not stream_queries, tolerated=tolerated
+            )
+            code = code or (2 if missing and not allow_missing else 0)
         finally:
             # stops a recording still running (footers) and releases the session,
             # so a failed command does not leave it looking interrupted
@@ -229,7 +255,9 @@ def _wait(
             return
 
 
-def _finish(manager, no_process: bool, *, all_streams: bool = False) -> int:
+def _finish(
+    manager, no_process: bool, *, all_streams: bool = False, tolerated=frozenset()
+) -> int:
     """Stop, report and end the session; return the exit code (2: a query never
     matched a stream, as LabRecorderCLI)."""
     from lsl_session.lifecycle import State
@@ -241,7 +269,9 @@ def _finish(manager, no_process: bool, *, all_streams: bool = False) -> int:
         summary = manager.stop_recording()
         for s in summary.get("streams", []):
             click.echo(f"  {s['name']}: {s['sample_count']} samples", err=True)
-        unmatched = summary.get("unmatched_queries") or []
+        unmatched = [
+            q for q in summary.get("unmatched_queries") or [] if q not in tolerated
+        ]
         for query in unmatched:
             click.echo(
                 f"Error: query {query!r} never matched any stream: nothing recorded"

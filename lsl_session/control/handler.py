@@ -20,6 +20,11 @@ from lsl_session.control.protocol import (
     session_name_from_fields,
 )
 from lsl_session.errors import LslSessionError
+from lsl_session.labrecorder import (
+    RequiredStream,
+    log_missing_required,
+    missing_required,
+)
 from lsl_session.lifecycle import State
 from lsl_session.lsl import (
     explain_unmatched,
@@ -98,6 +103,10 @@ class ControlHandler:
         self.quit_requested = threading.Event()
         self.resolve_wait = resolve_wait
         self.runs: list[dict[str, Any]] = []
+        #: LabRecorder.cfg RequiredStreams, checked at every start
+        self.required: tuple[RequiredStream, ...] = ()
+        self.allow_missing = False
+        self._missing: list[str] = []
         self.fields: dict[str, str] = {}
         self.template: str | None = None
         self.selection: list[str] = list(default_streams or [])
@@ -181,6 +190,12 @@ class ControlHandler:
         )
         if streams is None and manager.recorder is not None:
             logger.warning("control: %s", all_streams_line(manager.recorder))
+        self._missing = missing_required(manager.recorder, self.required)
+        if self._missing:
+            message = log_missing_required(manager, self._missing)
+            (logger.warning if self.allow_missing else logger.error)(
+                "control: %s", message
+            )
 
     def stop(self) -> None:
         """End a running recording and its session, as a remote ``stop`` does."""
@@ -193,6 +208,9 @@ class ControlHandler:
         unmatched: list[str] = []
         if manager.state is State.RECORDING:
             unmatched = manager.stop_recording().get("unmatched_queries") or []
+            if self.allow_missing:
+                tolerated = {r.query for r in self.required}
+                unmatched = [q for q in unmatched if q not in tolerated]
             for query in unmatched:
                 logger.error(
                     "control: query %r never matched any stream: nothing recorded"
@@ -202,8 +220,14 @@ class ControlHandler:
         if manager.state is State.ACTIVE:
             manager.end_session(process=False)
             self.runs.append(
-                {"session_dir": str(folder), "outcome": "ended", "unmatched": unmatched}
+                {
+                    "session_dir": str(folder),
+                    "outcome": "ended",
+                    "unmatched": unmatched,
+                    "missing_required": [] if self.allow_missing else self._missing,
+                }
             )
+            self._missing = []
             logger.info("control: run %d ended: %s", len(self.runs), folder)
             self.finisher.submit(folder)
         elif manager.state is State.ERROR and folder is not None:
@@ -324,6 +348,7 @@ class ControlHandler:
             "select_all": self.select_all,
             "filename": dict(self.fields),
             "unmatched_selection": unmatched,
+            "missing_required": list(self._missing),
             "visible": [stream_record(i) for i in infos],
             "runs": len(self.runs),
             "processing": [str(p) for p in self.finisher.pending],

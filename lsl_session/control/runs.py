@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from lsl_session.control.finisher import DoneCallback, SessionFinisher
 from lsl_session.control.server import ControlServer
+from lsl_session.labrecorder import RequiredStream
 from lsl_session.lifecycle import State
 
 if TYPE_CHECKING:
@@ -44,6 +45,9 @@ class RunServerOptions:
     status_interval: float = 5.0
     auto_start: bool = False
     recorder_options: dict[str, Any] = field(default_factory=dict)
+    required: tuple[RequiredStream, ...] = ()
+    allow_missing: bool = False
+    fields: dict[str, str] = field(default_factory=dict)
 
 
 def serve_runs(
@@ -101,6 +105,9 @@ def serve_runs(
         create_session=create_session,
         finisher=finisher,
     )
+    handler = control.handler
+    handler.required, handler.allow_missing = options.required, options.allow_missing
+    handler.fields.update(options.fields)
     control.start()
     try:
         if on_listening is not None:
@@ -127,7 +134,7 @@ def serve_runs(
 
 def exit_code(runs: list[dict[str, Any]]) -> int:
     """The server's exit code from its runs (the worst one wins)."""
-    if any(r.get("unmatched") for r in runs):
+    if any(r.get("unmatched") or r.get("missing_required") for r in runs):
         return EXIT_UNMATCHED
     if any(r.get("outcome") == "error" for r in runs):
         return EXIT_RUN_FAILED
