@@ -48,6 +48,7 @@ def _register() -> None:
     from lsl_session.cli.process import COMMANDS as process_commands
     from lsl_session.cli.record import record_command
     from lsl_session.cli.recover import COMMANDS as recover_commands
+    from lsl_session.cli.replay import COMMANDS as replay_commands
     from lsl_session.cli.report import report_command
     from lsl_session.cli.streams import streams_command
 
@@ -58,7 +59,12 @@ def _register() -> None:
     main.add_command(outlet_group)
     main.add_command(demo_command)
     main.add_command(report_command)
-    for command in [*recover_commands, *process_commands, *import_commands]:
+    for command in [
+        *recover_commands,
+        *process_commands,
+        *import_commands,
+        *replay_commands,
+    ]:
         main.add_command(command)
 
 
