@@ -45,3 +45,7 @@ class QueryError(LslSessionError, ValueError):
 
 class DiskSpaceError(LslSessionError):
     """An output would not fit in the free disk space (nothing was written)."""
+
+
+class UnsafePathError(LslSessionError):
+    """A write target is a symbolic link or lies outside the session folder."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lsl_session.errors import LslSessionError
-from lsl_session.fsutil import fsync_dir, locked
+from lsl_session.fsutil import fsync_dir, locked, open_nofollow
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class EventLogFile:
         if b"\n" in line:  # pragma: no cover - json.dumps never emits raw newlines
             raise LslSessionError("event serialised to more than one line")
         with locked(self.lock_path):
-            fd = os.open(self.path, os.O_RDWR)
+            fd = open_nofollow(self.path, os.O_RDWR)
             try:
                 size = os.fstat(fd).st_size
                 if size == len(_EMPTY) and os.pread(fd, size, 0) == _EMPTY:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
@@ -11,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from lsl_session.errors import DiskSpaceError
+from lsl_session.errors import DiskSpaceError, UnsafePathError
 
 # read once at import (os.umask can only be read by setting it)
 _UMASK = os.umask(0o022)
@@ -28,6 +29,53 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def ensure_inside(root: Path, path: Path) -> Path:
+    """Return ``path`` if writing there stays inside ``root``; else raise.
+
+    Every existing component below ``root`` (``path`` included) must be a real
+    folder or file, not a symbolic link, and ``path`` must not climb out with
+    ``..``. ``root`` itself may be reached through links (the user chose it).
+
+    Raises
+    ------
+    UnsafePathError
+        If a component is a symbolic link or ``path`` is outside ``root``.
+    """
+    base = Path(os.path.abspath(root))
+    target = Path(os.path.abspath(path))
+    try:
+        rel = target.relative_to(base)
+    except ValueError:
+        raise UnsafePathError(f"{path}: outside the session folder {root}") from None
+    cur = base
+    for part in rel.parts:
+        cur = cur / part
+        if cur.is_symlink():
+            raise UnsafePathError(
+                f"{cur.relative_to(base)} in {base.name} is a symbolic link; "
+                "refusing to write through it"
+            )
+    return path
+
+
+def open_nofollow(path: Path, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` with ``O_NOFOLLOW``: a symbolic link at ``path`` is refused.
+
+    Raises
+    ------
+    UnsafePathError
+        If ``path`` is a symbolic link (``ELOOP``).
+    """
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafePathError(
+                f"{path}: is a symbolic link; refusing to write through it"
+            ) from None
+        raise
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -64,7 +112,7 @@ def locked(lock_path: Path) -> Iterator[None]:
     with _thread_locks_guard:
         tlock = _thread_locks.setdefault(key, threading.RLock())
     with tlock:
-        fd = os.open(key, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(key, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

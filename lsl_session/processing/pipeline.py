@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lsl_session.errors import LslSessionError
-from lsl_session.fsutil import fsync_dir
+from lsl_session.fsutil import ensure_inside, fsync_dir
 from lsl_session.metadata import now_iso
 from lsl_session.processing import plugins
 from lsl_session.processing.model import ProcessingContext
@@ -50,12 +50,18 @@ def _clean_leftovers(final: Path) -> None:
 
 
 @contextlib.contextmanager
-def staged_dir(final: Path) -> Iterator[Path]:
+def staged_dir(final: Path, root: Path | None = None) -> Iterator[Path]:
     """Yield an empty hidden sibling of ``final``; on success swap it into place.
 
     On an exception the staging folder is removed and ``final`` is untouched.
+    With ``root`` (the session folder), a symbolic link anywhere between ``root``
+    and ``final`` is refused (`UnsafePathError`) before anything is written.
     """
+    if root is not None:
+        ensure_inside(root, final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    if root is not None:
+        ensure_inside(root, final)  # mkdir may not have raced in a link
     _clean_leftovers(final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.new-", dir=final.parent))
     try:
@@ -123,7 +129,7 @@ def run_processor(
     """Load and run one processor with ``output_dir = processing/<name>/``."""
     processor = spec.load()
     final = paths.processing / spec.name
-    with staged_dir(final) as tmp:
+    with staged_dir(final, paths.root) as tmp:
         context = ProcessingContext(paths, streams, tmp, t0, dict(options))
         report = processor.run(context) or {}
     report = _relocate(report, str(tmp), str(final))
@@ -146,7 +152,7 @@ def export_outputs(
     if sync:
 
         def sync_step() -> dict[str, Any]:
-            with staged_dir(paths.synchronized_data) as tmp:
+            with staged_dir(paths.synchronized_data, root) as tmp:
                 report = to_parquet.write_synchronized(
                     data.streams, tmp, t0=data.t0, rate=rate, events=data.events,
                     extra_report={"files": [Path(f).name for f in data.files],
@@ -160,7 +166,7 @@ def export_outputs(
     if csv:
 
         def csv_step() -> dict[str, Any]:
-            with staged_dir(paths.exports_csv) as tmp:
+            with staged_dir(paths.exports_csv, root) as tmp:
                 to_csv.write_csv(data.streams, tmp, t0=data.t0, events=data.events)
             return {"outputs": _listing(paths.exports_csv, root)}
 
@@ -168,7 +174,7 @@ def export_outputs(
     if mat:
 
         def mat_step() -> dict[str, Any]:
-            with staged_dir(paths.exports_matlab) as tmp:
+            with staged_dir(paths.exports_matlab, root) as tmp:
                 info = to_matlab.write_matlab(
                     data.streams, tmp / f"{paths.session_id}.mat", t0=data.t0,
                     events=data.events, session_id=paths.session_id,
@@ -184,7 +190,9 @@ def export_outputs(
 
         def fif_step() -> dict[str, Any]:
             raw = data.to_mne(sfreq=rate)
-            final = root / "exports" / f"{paths.session_id}_raw.fif"
+            final = ensure_inside(
+                root, root / "exports" / f"{paths.session_id}_raw.fif"
+            )
             tmp = final.with_name(f".{final.stem}.tmp-{uuid.uuid4().hex[:8]}_raw.fif")
             try:
                 raw.save(tmp, fmt="double", overwrite=True, verbose="error")

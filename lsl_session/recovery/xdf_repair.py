@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lsl_session.fsutil import fsync_dir
+from lsl_session.fsutil import fsync_dir, open_nofollow
 from lsl_session.xdf._format import MAGIC, XdfFormatError
 from lsl_session.xdf.reader import RawStream, XdfFile, load_raw
 from lsl_session.xdf.writer import encode_file_header, encode_stream_footer
@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 
 #: Suffix of the file that keeps the bytes cut off the end of an XDF file.
 TORN_SUFFIX = ".torn-tail"
+_COPY_BLOCK = 1 << 20
 
 
 @dataclass(slots=True)
@@ -93,7 +94,7 @@ class XdfRepair:
 def stream_summary(stream: RawStream) -> dict[str, Any]:
     """The metadata entry (SPEC §3 ``recording.streams``) of one stream."""
     info = stream.info
-    stamps = stream.time_stamps
+    first, last = _first_last(stream)
     return {
         "stream_id": stream.stream_id,
         **{k: info.get(k) for k in ("name", "type", "source_id", "hostname")},
@@ -101,10 +102,20 @@ def stream_summary(stream: RawStream) -> dict[str, Any]:
         "channel_format": info.get("channel_format"),
         "nominal_srate": info.get("nominal_srate"),
         "sample_count": int(stream.sample_count),
-        "first_timestamp": float(stamps[0]) if len(stamps) else None,
-        "last_timestamp": float(stamps[-1]) if len(stamps) else None,
+        "first_timestamp": first,
+        "last_timestamp": last,
         "clock_offsets": len(stream.clock_times),
     }
+
+
+def _first_last(stream: RawStream) -> tuple[float | None, float | None]:
+    """First and last raw stamp, whether or not the samples were kept."""
+    if stream.first_stamp is not None:
+        return stream.first_stamp, stream.last_stamp
+    stamps = stream.time_stamps
+    if not len(stamps):
+        return None, None
+    return float(stamps[0]), float(stamps[-1])
 
 
 def _free_name(path: Path) -> Path:
@@ -120,12 +131,14 @@ def _free_name(path: Path) -> Path:
 def _save_tail(path: Path, start: int) -> Path:
     """Copy the bytes of ``path`` from ``start`` on into a new torn-tail file."""
     target = _free_name(path.with_name(path.name + TORN_SUFFIX))
-    with open(path, "rb") as src:
-        src.seek(start)
-        data = src.read()
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = open_nofollow(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     try:
-        os.write(fd, data)
+        with open(path, "rb") as src:
+            src.seek(start)
+            while block := src.read(_COPY_BLOCK):  # bounded memory on a huge tail
+                view = memoryview(block)
+                while view:
+                    view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -135,7 +148,7 @@ def _save_tail(path: Path, start: int) -> Path:
 
 def _cut_and_append(path: Path, keep: int, tail: bytes) -> None:
     """Truncate ``path`` to ``keep`` bytes, append ``tail`` and fsync."""
-    fd = os.open(path, os.O_RDWR)
+    fd = open_nofollow(path, os.O_RDWR)
     try:
         if os.fstat(fd).st_size != keep:
             os.ftruncate(fd, keep)
@@ -147,9 +160,7 @@ def _cut_and_append(path: Path, keep: int, tail: bytes) -> None:
 
 
 def _footer(stream: RawStream) -> bytes:
-    stamps = stream.time_stamps
-    first = float(stamps[0]) if len(stamps) else None
-    last = float(stamps[-1]) if len(stamps) else None
+    first, last = _first_last(stream)
     offsets = list(
         zip(stream.clock_times.tolist(), stream.clock_values.tolist(), strict=True)
     )
@@ -182,7 +193,9 @@ def repair_xdf(path: Path | str, *, dry_run: bool = False) -> XdfRepair:
     Parameters
     ----------
     path : Path
-        The XDF file. It must not be written by a running recorder.
+        The XDF file. It must not be written by a running recorder. A symbolic
+        link (or anything but a regular file) is reported and left alone, so
+        recovery never modifies a file outside the session.
     dry_run : bool
         Only report what would be done.
 
@@ -197,17 +210,23 @@ def repair_xdf(path: Path | str, *, dry_run: bool = False) -> XdfRepair:
     ``<file>.torn-tail`` (``-2``, ``-3`` … if that exists) and fsynced before the
     file is truncated. A stream without a StreamFooter gets one computed from
     the file's chunks (first/last raw stamp, sample count, clock offsets), so
-    pyxdf and other readers see footers on every stream. Chunks are appended
+    pyxdf and other readers see footers on every stream. Samples are decoded
+    chunk by chunk and not kept: memory is bounded by the largest chunk. Chunks are appended
     after the last complete chunk, so readers that stop at the torn tail and
     readers that resync both see the same data.
     """
     path = Path(path)
+    if path.is_symlink() or not path.is_file():
+        report = XdfRepair(path)
+        kind = "a symbolic link" if path.is_symlink() else "not a regular file"
+        report.problems.append(f"{path.name}: {kind}; left alone")
+        return report
     size = path.stat().st_size
     report = XdfRepair(path, size_before=size, size_after=size)
     if size < len(MAGIC):
         return _repair_short(path, report, dry_run)
     try:
-        xdf: XdfFile = load_raw(path)
+        xdf: XdfFile = load_raw(path, keep_samples=False)
     except XdfFormatError as exc:
         report.problems.append(f"{path.name}: {exc}; left alone")
         return report

@@ -30,6 +30,8 @@ __all__ = [
 ]  # fmt: skip
 
 _CLOCK = struct.Struct("<dd")
+#: Distinct stream ids tracked per file (streams, and ids of stray chunks).
+MAX_STREAM_IDS = 4096
 
 
 @dataclass(slots=True)
@@ -56,6 +58,9 @@ class RawStream:
         ``clock_offsets`` (list of (time, value)) plus any other field as str.
     sample_count : int
         Number of samples in the file (also with ``headers_only``).
+    first_stamp, last_stamp : float | None
+        The first and last raw stamp decoded (None with ``headers_only`` or when
+        the stream has no sample); set also when samples are not kept.
     """
 
     stream_id: int
@@ -67,6 +72,8 @@ class RawStream:
     clock_values: np.ndarray
     footer: dict[str, Any] | None = None
     sample_count: int = 0
+    first_stamp: float | None = None
+    last_stamp: float | None = None
 
     @property
     def channel_format(self) -> str | None:
@@ -124,6 +131,8 @@ class _Stream:
         self.stamps: list[np.ndarray] = []
         self.values: list[Any] = []
         self.count = 0
+        self.first: float | None = None
+        self.last: float | None = None
         self.footer: dict[str, Any] | None = None
         if self.fmt in DTYPES:
             self.record = sample_record_dtype(self.fmt, self.nch)
@@ -143,12 +152,16 @@ class _Stream:
         return RawStream(
             self.stream_id, self.xml, self.info, stamps, series,
             clock_arr[:, 0].copy(), clock_arr[:, 1].copy(), self.footer, self.count,
+            self.first, self.last,
         )  # fmt: skip
 
 
 class _Loader:
-    def __init__(self, src: ByteSource, headers_only: bool) -> None:
+    def __init__(
+        self, src: ByteSource, headers_only: bool, keep_samples: bool = True
+    ) -> None:
         self.src, self.headers_only = src, headers_only
+        self.keep_samples = keep_samples
         self.stats = WalkStats()
         self.problems = self.stats.problems
         self.header: dict[str, Any] | None = None
@@ -184,7 +197,8 @@ class _Loader:
             return self.samples(c, sid, start)
         body = self.src.read(start, c.end - start)
         if c.tag == ChunkTag.CLOCK_OFFSET:
-            self.clock.setdefault(sid, []).append(_CLOCK.unpack_from(body))
+            if sid in self.clock or len(self.clock) < MAX_STREAM_IDS:
+                self.clock.setdefault(sid, []).append(_CLOCK.unpack_from(body))
         elif c.tag == ChunkTag.FILE_HEADER:
             self.file_header(c, body)
         elif c.tag == ChunkTag.STREAM_HEADER:
@@ -193,7 +207,7 @@ class _Loader:
             footer = parse_footer(body.decode("utf-8", "replace"))
             if sid in self.streams:
                 self.streams[sid].footer = footer
-            else:
+            elif len(self.orphan_footers) < MAX_STREAM_IDS:
                 self.orphan_footers[sid] = footer
 
     def file_header(self, c: Chunk, body: bytes) -> None:
@@ -208,6 +222,8 @@ class _Loader:
     def stream_header(self, c: Chunk, sid: int, xml: str) -> None:
         if sid in self.streams:
             raise ChunkError("duplicate StreamHeader (the first one is kept)")
+        if len(self.streams) >= MAX_STREAM_IDS:
+            raise ChunkError(f"more than {MAX_STREAM_IDS} streams in one file")
         info = parse_stream_info(xml)
         fmt = info.get("channel_format")
         if fmt not in DTYPES and fmt != "string":
@@ -226,7 +242,8 @@ class _Loader:
     def samples(self, c: Chunk, sid: int, start: int) -> None:
         s = self.streams.get(sid)
         if s is None or (s.fmt not in DTYPES and s.fmt != "string"):
-            self.unknown[sid] = self.unknown.get(sid, 0) + 1
+            if sid in self.unknown or len(self.unknown) < MAX_STREAM_IDS:
+                self.unknown[sid] = self.unknown.get(sid, 0) + 1
             return
         if self.headers_only:
             n, p = decode_varlen(self.src.read(start, min(9, c.end - start)))
@@ -241,8 +258,12 @@ class _Loader:
             self.slow_chunks += slow
         if len(stamps):
             s.last_stamp = float(stamps[-1])
-        s.stamps.append(stamps)
-        s.values.append(values)
+            if s.first is None:
+                s.first = float(stamps[0])
+            s.last = s.last_stamp
+        if self.keep_samples:
+            s.stamps.append(stamps)
+            s.values.append(values)
         s.count += len(stamps)
 
     def finish(self, last_good: int, n_chunks: int) -> XdfFile:
@@ -275,7 +296,9 @@ class _Loader:
         )  # fmt: skip
 
 
-def load_raw(source: Source, *, headers_only: bool = False) -> XdfFile:
+def load_raw(
+    source: Source, *, headers_only: bool = False, keep_samples: bool = True
+) -> XdfFile:
     """Load an XDF file tolerantly, without clock sync or dejitter.
 
     Parameters
@@ -285,6 +308,10 @@ def load_raw(source: Source, *, headers_only: bool = False) -> XdfFile:
     headers_only : bool
         Read headers, clock offsets and footers only; Samples chunks are seeked
         past (only their sample counts are read).
+    keep_samples : bool
+        False decodes (and so validates) every Samples chunk but keeps only counts
+        and the first/last stamp per stream: memory is bounded by the largest
+        chunk (plus 16 bytes per clock offset), not by the file.
 
     Returns
     -------
@@ -297,7 +324,7 @@ def load_raw(source: Source, *, headers_only: bool = False) -> XdfFile:
         If the data is not XDF at all (shorter than 4 bytes or bad magic).
     """
     with ByteSource(source) as src:
-        return _Loader(src, headers_only).run()
+        return _Loader(src, headers_only, keep_samples).run()
 
 
 #: A jump between consecutive clock offsets above this (s) is a clock reset.
@@ -327,8 +354,9 @@ def synced_duration(first: Any, last: Any, clock_values: Any) -> float | None:
 def summarize(source: Source) -> dict[str, Any]:
     """Summarize an XDF file for ``lsl-session info``.
 
-    Reads headers and footers only when every stream has a footer; otherwise loads
-    all samples to compute the figures.
+    Reads headers and footers only when every stream has a footer; otherwise
+    decodes every Samples chunk without keeping the samples (memory bounded by the
+    largest chunk, not the file).
 
     Returns
     -------
@@ -346,16 +374,19 @@ def summarize(source: Source) -> dict[str, Any]:
     """
     xdf = load_raw(source, headers_only=True)
     if xdf.problems:
-        xdf = load_raw(source)
+        xdf = load_raw(source, keep_samples=False)
     streams = []
     for sid, s in xdf.streams.items():
         if xdf.headers_only:
             first = s.footer["first_timestamp"] if s.sample_count else None
             last = s.footer["last_timestamp"] if s.sample_count else None
         else:
-            first = float(s.time_stamps[0]) if len(s.time_stamps) else None
-            last = float(s.time_stamps[-1]) if len(s.time_stamps) else None
-        clock = list(zip(s.clock_times.tolist(), s.clock_values.tolist(), strict=True))
+            first, last = s.first_stamp, s.last_stamp
+        n_clock = len(s.clock_times)
+        clock = [
+            (float(s.clock_times[k]), float(s.clock_values[k]))
+            for k in ((0, n_clock - 1) if n_clock else ())
+        ]
         streams.append({
             "stream_id": sid,
             **{k: s.info.get(k) for k in ("name", "type", "source_id", "hostname")},
@@ -366,7 +397,7 @@ def summarize(source: Source) -> dict[str, Any]:
             "first_timestamp": first,
             "last_timestamp": last,
             "duration": synced_duration(first, last, s.clock_values),
-            "clock_offsets": len(clock),
+            "clock_offsets": n_clock,
             "first_clock_offset": clock[0] if clock else None,
             "last_clock_offset": clock[-1] if clock else None,
             "footer": s.footer is not None,
