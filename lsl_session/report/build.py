@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from lsl_session.fsutil import atomic_write_bytes
+from lsl_session.fsutil import atomic_write_bytes, ensure_inside
 from lsl_session.report import figures
 from lsl_session.report.verdict import Verdict, session_verdict
 
@@ -256,7 +256,7 @@ def write_report(
     if run is not None:
         verdict.notes += frame_notes(run)
     page = render_report(folder, data, sync_report, verdict, run)
-    out = folder / "processing"
+    out = ensure_inside(folder, folder / "processing")  # no write through a link
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / REPORT_NAME, page.encode("utf-8"))
     summary = {"verdict": verdict.line, "notes": verdict.notes,
