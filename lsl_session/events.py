@@ -43,6 +43,7 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "processing_end",
         "recovered",
         "session_imported",
+        "session_resume",
     }
 )
 ERROR_CATEGORIES: frozenset[str] = frozenset({"session", "device", "file", "system"})

@@ -195,6 +195,67 @@ class SessionManager:
             self._set_state(State.ACTIVE)
             return self._session.metadata()
 
+    def open_session(self, folder: Path | str) -> dict[str, Any]:
+        """Make an existing session folder current, to record more into it.
+
+        A second recording continues in the next free ``_partNNN.xdf``. The
+        folder may live outside the recordings root.
+
+        Parameters
+        ----------
+        folder : Path | str
+            A session folder (``lsl-session new`` prints one).
+
+        Returns
+        -------
+        dict
+            The session metadata.
+
+        Raises
+        ------
+        SessionNotFoundError
+            If ``folder`` is not a session folder.
+        SessionStateError
+            If another live process owns the session, or it is unfinished after a
+            crash (``lsl-session recover`` first) or failed.
+        """
+        from lsl_session.catalog import effective_status, owner_alive
+
+        with self._lock:
+            check_transition(self._state, State.CREATING, "open a session")
+            session = Session(folder, lsl_outlet=self._lsl_events)
+            previous = self._state
+            self._set_state(State.CREATING)
+            try:
+                meta = session.metadata()
+                if owner_alive(meta):
+                    pid = meta["owner"].get("pid")
+                    raise SessionStateError(
+                        f"cannot open {session.root}: process {pid} is using it"
+                    )
+                status = effective_status(meta)
+                if status not in ("active", "completed", "recovered"):
+                    hint = (
+                        " (run `lsl-session recover` first)"
+                        if status == "interrupted"
+                        else ""
+                    )
+                    raise SessionStateError(
+                        f"cannot open {session.root}: the session is {status}{hint}"
+                    )
+                session.set_status(State.ACTIVE.value)
+                session.update(lambda m: m.__setitem__("owner", owner_record()))
+                session.log_event("session_resume", {"previous_status": status})
+            except BaseException:
+                session.close()
+                self._set_state(previous)
+                raise
+            if self._session is not None:
+                self._session.close()
+            self._session = session
+            self._set_state(State.ACTIVE)
+            return session.metadata()
+
     def add_device_to_session(
         self, device_id: str, device_type: str, capabilities: list[str]
     ) -> dict[str, Any]:

@@ -107,3 +107,32 @@ def test_demo_sigint_stops_early_and_cleanly(tmp_path):
     assert meta["status"] == "completed" and "owner" not in meta
     streams, _ = pyxdf.load_xdf(str(folder / f"{folder.name}.xdf"))
     assert all(s["footer"] for s in streams)
+
+
+def test_record_config_simulate_is_the_demo(demo_session, tmp_path):
+    """`record --config configs/demo.toml --simulate` runs the demo's code path."""
+    config = Path(__file__).resolve().parents[1] / "configs" / "demo.toml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lsl_session", "record", "--root", str(tmp_path),
+         "--config", str(config), "--simulate", "--duration", "9"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folder = Path(proc.stdout.strip().splitlines()[-1])
+    _check_demo(proc, folder, phones=2)
+    _, demo_folder = demo_session
+
+    def shape(folder: Path) -> tuple:
+        meta = json.loads((folder / "session_metadata.json").read_text())
+        report = json.loads(
+            (folder / "processing/sync_check/sync_check.json").read_text()
+        )
+        streams = sorted(s["name"].removeprefix(folder.name) for s in
+                         meta["recording"]["streams"])  # fmt: skip
+        table = sorted((r["stream"], r["kind"], r["within_one_sample"])
+                       for r in report["streams"])  # fmt: skip
+        files = {d: sorted(f["file_type"] for f in fs)
+                 for d, fs in meta["files"].items()}  # fmt: skip
+        return streams, table, files, sorted(meta["devices"])
+
+    assert shape(folder) == shape(demo_folder)

@@ -55,6 +55,23 @@ def format_status(status: dict) -> str:
     help="Session config (TOML or JSON); see configs/.",
 )
 @click.option(
+    "--session",
+    "session_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Record into this existing session (next _partNNN.xdf).",
+)
+@click.option(
+    "--simulate",
+    is_flag=True,
+    help="Run every device of --config on its simulated backend.",
+)
+@click.option(
+    "--allow-missing",
+    is_flag=True,
+    help="Record even if required devices of --config are not streaming.",
+)
+@click.option(
     "--stream",
     "queries",
     multiple=True,
@@ -110,6 +127,9 @@ def record_command(
     root: Path,
     name: str | None,
     config_file: Path | None,
+    session_dir: Path | None,
+    simulate: bool,
+    allow_missing: bool,
     queries: tuple[str, ...],
     duration: float | None,
     control_port: int | None,
@@ -128,11 +148,17 @@ def record_command(
 ) -> None:
     """Create a session and record LSL streams into its XDF file.
 
-    Records until --duration, SIGINT/SIGTERM or a remote `stop`; the last line
-    of output is the session folder.
+    With --config, the lab runs from its config: every device it names is
+    started (phone relay, Shimmer, webcam, markers), a device table is shown,
+    phones get start_record/stop_record, their uploads are awaited, the devices
+    are stopped and the session is processed (see docs/configs.md). Records
+    until --duration, SIGINT/SIGTERM or a remote `stop`; the last line of output
+    is the session folder.
     """
     from lsl_session.manager import SessionManager
 
+    if (simulate or allow_missing) and config_file is None:
+        raise click.UsageError("--simulate and --allow-missing need --config")
     options = {}
     if split_mb:
         options["split_bytes"] = split_mb * 1e6
@@ -145,7 +171,20 @@ def record_command(
     if config_file is not None:
         from lsl_session.config import load_config
 
-        config = load_config(config_file)
+        config = load_config(config_file, simulate=simulate)
+        if control_port is None:
+            from lsl_session.cli._lab import run_lab
+            from lsl_session.lab import LabOptions
+
+            return run_lab(
+                config,
+                LabOptions(
+                    root=root, name=name, session_dir=session_dir, duration=duration,
+                    allow_missing=allow_missing, process=not no_process,
+                    status_interval=status_interval, extra_queries=list(queries),
+                    recorder_options=options,
+                ),
+            )  # fmt: skip
         stream_queries = stream_queries or config.streams
         root = config.root or root
         name = name or config.name
@@ -163,7 +202,10 @@ def record_command(
     manager = SessionManager(root)
 
     def open_session(session_name: str | None) -> None:
-        manager.create_session(session_name)
+        if session_dir is not None:
+            manager.open_session(session_dir)
+        else:
+            manager.create_session(session_name)
         for device in config.devices if config else ():
             manager.add_device_to_session(
                 device.device_id, device.device_type, list(device.capabilities)

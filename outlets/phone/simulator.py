@@ -481,16 +481,19 @@ class PhoneSimulator(UploadMixin):
                     self.events.append((now, p, msg.get("label", "")))
                     self._unsent_events.append((p, str(msg.get("label", ""))))
         if not self.frozen:
-            self._send(
-                P.encode_json(
-                    {
-                        "type": "ack",
-                        "re": msg.get("id"),
-                        "status": "ok",
-                        "t": self.phone_clock(now),
-                    }
-                )
-            )
+            ack = {
+                "type": "ack",
+                "re": msg.get("id"),
+                "status": "ok",
+                "t": self.phone_clock(now),
+            }
+            if msg.type == "stop_record":  # announce the files about to come
+                ack["uploads"] = [
+                    {"file_type": kind}
+                    for kind in ("rgb", "thermal")
+                    if f"{kind}_video" in self.capabilities
+                ]
+            self._send(P.encode_json(ack))
 
     def request(self, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
         """Send a message with a fresh ``id`` and wait for the reply naming it."""

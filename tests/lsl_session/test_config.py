@@ -20,6 +20,30 @@ def test_example_configs_are_valid(name):
     assert config.streams
 
 
+def test_demo_toml_is_the_demo_config():
+    from lsl_session.lab import demo_config, demo_toml
+
+    assert (CONFIGS / "demo.toml").read_text() == demo_toml()
+    shipped = load_config(CONFIGS / "demo.toml", simulate=True)
+    embedded = demo_config()
+    assert shipped.devices == embedded.devices
+    assert shipped.markers == embedded.markers
+    assert all(d.simulate for d in shipped.devices)
+
+
+def test_lab_fields_and_defaults():
+    config = load_config(CONFIGS / "lab_session.toml")
+    assert config.relay.port == 9000 and config.relay.host == "0.0.0.0"
+    assert config.wait_s == 30.0 and config.upload_timeout_s == 60.0
+    shimmer = config.devices_of("shimmer_gsr")[0]
+    assert shimmer.options["port"] == "/dev/rfcomm0"
+    webcam = config.devices_of("pc_webcam")[0]
+    assert webcam.options["device"] == 0 and webcam.options["index"] == 1
+    assert not any(d.simulate for d in config.devices)
+    assert all(d.simulate for d in load_config(CONFIGS / "lab_session.toml",
+                                               simulate=True).devices)  # fmt: skip
+
+
 def test_tokens_and_devices():
     config = load_config(CONFIGS / "lab_session.toml")
     assert config.tokens() == {
@@ -48,6 +72,50 @@ BAD = {
     "caps.toml": (
         '[[devices]]\nid="w"\ntype="pc_webcam"\ncapabilities=["x"]\n',
         "capabilities",
+    ),
+    "typo_field.toml": (
+        '[[devices]]\nid="w"\ntype="pc_webcam"\ndevice=0\nrequird=true\n',
+        "devices[0]: unknown field(s) 'requird'",
+    ),
+    "port_range.toml": ("[relay]\nport=70000\n", "relay.port"),
+    "port_type.toml": ('[relay]\nport="9000"\n', "relay.port"),
+    "heartbeat.toml": (
+        "[relay]\nheartbeat_timeout_s=10\n",
+        "relay.heartbeat_timeout_s",
+    ),
+    "tls_missing.toml": ('[relay]\ncertfile="nope.pem"\n', "relay.certfile"),
+    "key_alone.toml": ('[relay]\nkeyfile="x.key"\n', "relay.keyfile"),
+    "rate.toml": (
+        '[[devices]]\nid="s"\ntype="shimmer_gsr"\nport="/dev/x"\nrate="fast"\n',
+        "devices[0].rate",
+    ),
+    "no_port.toml": ('[[devices]]\nid="s"\ntype="shimmer_gsr"\n', "devices[0].port"),
+    "no_source.toml": ('[[devices]]\nid="w"\ntype="pc_webcam"\n', "devices[0].device"),
+    "both.toml": (
+        '[[devices]]\nid="w"\ntype="pc_webcam"\ndevice=0\nfile="x.mp4"\n',
+        "devices[0].file",
+    ),
+    "no_file.toml": (
+        '[[devices]]\nid="w"\ntype="pc_webcam"\nfile="missing.mp4"\n',
+        "devices[0].file",
+    ),
+    "required.toml": (
+        '[[devices]]\nid="w"\ntype="pc_webcam"\ndevice=0\nrequired="yes"\n',
+        "devices[0].required",
+    ),
+    "wait.toml": ("[record]\nwait_s=-1\n", "record.wait_s"),
+    "nan.toml": ("[record]\nupload_timeout_s=nan\n", "record.upload_timeout_s"),
+    "duration.toml": ("[record]\nduration_s=0\n", "record.duration_s"),
+    "markers.toml": ("[markers]\nsync_every_s=0.01\n", "markers.sync_every_s"),
+    "markers_table.toml": ('markers="x"\n', "markers must be a table"),
+    "dup.toml": (
+        '[[devices]]\nid="w"\ntype="pc_webcam"\ndevice=0\n'
+        '[[devices]]\nid="w"\ntype="pc_webcam"\ndevice=1\n',
+        "duplicate device id w",
+    ),
+    "phone_field.toml": (
+        '[[devices]]\nid="p"\ntype="android_phone"\ntoken="t"\nport="/dev/x"\n',
+        "devices[0]: unknown field(s) 'port'",
     ),
 }
 

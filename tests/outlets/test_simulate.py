@@ -7,7 +7,7 @@ import sys
 
 import pylsl
 
-from outlets.simulate import SimulatedLab
+from lsl_session.lab.devices import SyncClock
 
 
 def test_simulate_command_publishes_streams(tmp_path):
@@ -42,6 +42,5 @@ def test_simulate_command_publishes_streams(tmp_path):
 
 
 def test_pulse_schedule_is_shared():
-    lab = SimulatedLab(phones=0, shimmer=False, webcam=False, markers=False)
-    lab.t0 = 100.0
-    assert list(lab.pulse_times(112.0)) == [104.0, 108.0, 112.0]
+    clock = SyncClock(period=4.0, t0=100.0)
+    assert clock.pulse_times(112.0) == [104.0, 108.0, 112.0]

@@ -1,0 +1,50 @@
+"""CLI glue of the lab orchestration, shared by ``record --config`` and ``demo``."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from lsl_session.config import SessionConfig
+from lsl_session.errors import LslSessionError
+from lsl_session.lab import LabOptions, LabRun, MissingDevicesError
+from lsl_session.lab.summary import print_summary
+from lsl_session.signals import stop_on_signals
+
+
+def run_lab(config: SessionConfig, options: LabOptions) -> None:
+    """Run a lab config; print the summary and, last, the session folder.
+
+    Raises
+    ------
+    click.ClickException
+        One line, when a required device is missing or a device cannot start.
+    """
+    started = time.monotonic()
+    lab = LabRun(config, options, say=lambda line: click.echo(line, err=True))
+    # Ctrl-C / SIGTERM end the recording early but cleanly (footers, uploads)
+    with stop_on_signals() as stopper:
+        try:
+            result = lab.run(stopper)
+        except MissingDevicesError as exc:
+            folder = lab.manager.session_dir if lab.manager else None
+            if folder is not None:
+                click.echo(str(folder))
+            raise click.ClickException(str(exc)) from None
+        except LslSessionError as exc:
+            raise click.ClickException(str(exc)) from None
+    if result.stopped_by and result.stopped_by != "stop":
+        click.echo(f"{result.stopped_by}: stopped early", err=True)
+    if result.folder is not None:
+        print_summary(result.folder, result.summary, result.metadata)
+    click.echo(f"total {time.monotonic() - started:.1f} s", err=True)
+    if result.missing_uploads:
+        click.echo(
+            "missing uploads: "
+            + "; ".join(
+                f"{d}: {', '.join(t)}" for d, t in result.missing_uploads.items()
+            ),
+            err=True,
+        )
+    click.echo(str(result.folder))

@@ -1,0 +1,362 @@
+"""The one orchestration: config → devices → session → record → stop → process.
+
+`LabRun` is what ``lsl-session record --config FILE`` and ``lsl-session demo``
+run; the demo is a config whose devices are all simulated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lsl_session.config import SessionConfig
+from lsl_session.errors import LslSessionError
+from lsl_session.lab.devices import (
+    DeviceRunner,
+    MarkerRunner,
+    PhoneFleet,
+    ShimmerRunner,
+    SyncClock,
+    WebcamRunner,
+)
+from lsl_session.lab.status import device_rows, device_table, plain_lines
+from lsl_session.lab.uploads import UploadTracker
+from lsl_session.lifecycle import State
+from lsl_session.signals import StopRequest
+
+logger = logging.getLogger(__name__)
+
+
+class MissingDevicesError(LslSessionError):
+    """Required devices did not stream within ``wait_s`` (and no --allow-missing)."""
+
+
+@dataclass
+class LabOptions:
+    """How to run a lab config (the command-line side)."""
+
+    root: Path = Path("recordings")
+    name: str | None = None
+    session_dir: Path | None = None
+    duration: float | None = None
+    allow_missing: bool = False
+    process: bool = True
+    status_interval: float = 5.0
+    extra_queries: list[str] = field(default_factory=list)
+    recorder_options: dict[str, Any] = field(default_factory=dict)
+    live: bool | None = None
+
+
+@dataclass
+class LabResult:
+    """What a run produced."""
+
+    folder: Path | None
+    summary: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    acks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    missing_devices: list[str] = field(default_factory=list)
+    missing_uploads: dict[str, list[str]] = field(default_factory=dict)
+    stopped_by: str | None = None
+
+
+def build_devices(config: SessionConfig) -> tuple[list[DeviceRunner], PhoneFleet]:
+    """The runners of a config, in start order (webcams anchor the sync clock)."""
+    fleet = PhoneFleet(config)
+    devices: list[DeviceRunner] = [
+        WebcamRunner(d) for d in config.devices_of("pc_webcam")
+    ]
+    any_simulated = any(d.simulate for d in config.devices)
+    if config.markers is not None:
+        devices.append(
+            MarkerRunner(
+                config.markers.name,
+                config.markers.sync_every_s,
+                simulated=any_simulated and config.markers.sync_every_s is None,
+            )
+        )
+    devices += [ShimmerRunner(d) for d in config.devices_of("shimmer_gsr")]
+    devices += fleet.phones
+    return devices, fleet
+
+
+class LabRun:
+    """Run one lab config from session creation to processing.
+
+    Parameters
+    ----------
+    config : SessionConfig
+        The validated config.
+    options : LabOptions
+        Command-line choices (root, duration, existing session, …).
+    say : callable
+        Writes one line of user output (stderr in the CLI).
+    """
+
+    def __init__(
+        self,
+        config: SessionConfig,
+        options: LabOptions,
+        say: Callable[[str], None],
+    ) -> None:
+        self.config = config
+        self.options = options
+        self.say = say
+        self.devices, self.fleet = build_devices(config)
+        self.clock = SyncClock(period=config.sync_every_s)
+        self.tracker = UploadTracker()
+        self.manager: Any = None
+        self._was_streaming: dict[str, bool] = {}
+        self._live: Any = None
+
+    # ------------------------------------------------------------------ run
+    def run(self, stopper: StopRequest) -> LabResult:
+        """Create/open the session, start devices, record, stop, process.
+
+        Raises
+        ------
+        MissingDevicesError
+            When required devices are missing after ``wait_s`` (the session
+            folder is kept, the devices are stopped, nothing is processed).
+        """
+        from lsl_session.manager import SessionManager
+
+        opts = self.options
+        self.manager = manager = SessionManager(self.config.root or opts.root)
+        if opts.session_dir is not None:
+            manager.open_session(opts.session_dir)
+        else:
+            manager.create_session(opts.name or self.config.name)
+        result = LabResult(folder=manager.session_dir)
+        try:
+            self.say(f"session {manager.session_dir}")
+            self._register_devices()
+            self._start_devices()
+            with self._display():
+                result.missing_devices = self._wait_for_devices(stopper)
+                self._record(stopper, result)
+        except BaseException:
+            self._shutdown()
+            manager.close()
+            raise
+        self._shutdown()
+        result.stopped_by = stopper.signal_name or (
+            "stop" if stopper.is_set() else None
+        )
+        process = self.config.process and opts.process
+        try:
+            if manager.state is State.ACTIVE:
+                if process:
+                    self.say("processing …")
+                result.metadata = manager.end_session(process=process)
+        finally:
+            manager.close()
+        return result
+
+    def _shutdown(self) -> None:
+        """Stop the recorder first (its tail), then every device."""
+        if self.manager.state is State.RECORDING:
+            try:
+                self.manager.stop_recording()
+            except Exception:
+                logger.exception("stopping the recorder failed")
+        for dev in self.devices:
+            dev.stop()
+        self.fleet.stop()
+
+    # ------------------------------------------------------------- devices
+    def _register_devices(self) -> None:
+        session = self.manager.session
+        for d in self.config.devices:
+            session.add_device(d.device_id, d.device_type, list(d.capabilities))
+
+    def _start_devices(self) -> None:
+        folder = self.manager.session_dir
+        if self.fleet.phones:
+            self.fleet.start(folder)
+            self.fleet.add_observer(self.tracker.on_relay_event)
+            relay = self.fleet.relay
+            where = f"{relay.host}:{relay.port}{' (TLS)' if relay.ssl_context else ''}"
+            self.say(f"phone relay listening on {where}")
+        for dev in self.devices:
+            try:
+                dev.start(folder, self.clock)
+            except LslSessionError as exc:
+                dev.error = str(exc)
+                self.say(f"{dev.device_id}: could not start: {exc}")
+                self.manager.session.log_event(
+                    "error",
+                    {
+                        "category": "device",
+                        "device_id": dev.device_id,
+                        "message": str(exc)[:500],
+                    },
+                )
+
+    def _wait_for_devices(self, stopper: StopRequest) -> list[str]:
+        """Wait for required (and simulated) devices; return the missing required."""
+        wanted = [d for d in self.devices if d.required or d.simulated]
+        deadline = time.monotonic() + self.config.wait_s
+        next_table = time.monotonic() + self._interval()
+        while not stopper.is_set():
+            waiting = [d for d in wanted if not d.error and not d.streaming()]
+            if not waiting or time.monotonic() >= deadline:
+                break
+            if time.monotonic() >= next_table:
+                self._show("waiting for devices")
+                next_table = time.monotonic() + self._interval()
+            stopper.wait(0.05)
+        self._show("devices")
+        missing = [
+            d.device_id for d in self.devices if d.required and not d.streaming()
+        ]
+        if missing and not stopper.is_set():
+            message = (
+                f"required device(s) not streaming after {self.config.wait_s:g} s:"
+                f" {', '.join(missing)}"
+            )
+            self.manager.session.log_event(
+                "error", {"category": "device", "message": message}
+            )
+            if not self.options.allow_missing:
+                raise MissingDevicesError(message + " (use --allow-missing to record)")
+            self.say(f"{message}; recording anyway (--allow-missing)")
+        for d in self.devices:
+            self._was_streaming[d.device_id] = d.streaming()
+        return missing
+
+    # ------------------------------------------------------------ recording
+    def queries(self) -> list[str]:
+        """What the recorder records: every device's streams plus the config's."""
+        out: list[str] = []
+        for dev in self.devices:
+            out += dev.queries()
+        out += list(self.config.streams or [])
+        out += list(self.options.extra_queries)
+        return list(dict.fromkeys(out))
+
+    def _record(self, stopper: StopRequest, result: LabResult) -> None:
+        manager, opts = self.manager, self.options
+        if stopper.is_set():
+            return
+        recorder_options = dict(opts.recorder_options)
+        if self.config.split_mb and "split_bytes" not in recorder_options:
+            recorder_options["split_bytes"] = self.config.split_mb * 1e6
+        recorder_options.setdefault("initial_wait", 5.0 if self.devices else 1.0)
+        manager.start_recording(self.queries(), **recorder_options)
+        session_id = manager.session.session_id
+        self.say(f"devices up: {len(self.queries())} stream queries")
+        self.say(f"recording into {manager.session_dir}")
+        acks = self.fleet.command("start_record", session_id)
+        result.acks["start_record"] = acks
+        self._report_acks("start_record", acks)
+        duration = opts.duration or self.config.duration_s
+        self._monitor(stopper, duration)
+        acks = self.fleet.command("stop_record", session_id)
+        result.acks["stop_record"] = acks
+        self._report_acks("stop_record", acks)
+        self.tracker.announce(acks)
+        if manager.state is State.RECORDING:
+            result.summary = manager.stop_recording()
+        result.missing_uploads = self._wait_uploads()
+
+    def _report_acks(self, command: str, acks: dict[str, dict[str, Any]]) -> None:
+        for device_id, ack in sorted(acks.items()):
+            status = ack.get("status")
+            if status != "ok":
+                self.say(f"{device_id}: {command} not acknowledged ({status})")
+
+    def _monitor(self, stopper: StopRequest, duration: float | None) -> None:
+        end = None if duration is None else time.monotonic() + duration
+        next_table = time.monotonic() + self._interval()
+        while not stopper.is_set():
+            now = time.monotonic()
+            if end is not None and now >= end:
+                return
+            if self.manager.state is not State.RECORDING:
+                return  # the recorder failed (disk full …): stop the devices
+            self._watch_devices()
+            if now >= next_table:
+                self._show("recording")
+                next_table = now + self._interval()
+            stopper.wait(0.2 if end is None else min(0.2, max(0.0, end - now)))
+
+    def _watch_devices(self) -> None:
+        """Log drops/returns of non-phone devices (the relay logs the phones)."""
+        for dev in self.devices:
+            if dev.kind == "android_phone" or dev.error:
+                continue
+            now = dev.streaming()
+            before = self._was_streaming.get(dev.device_id, now)
+            if now != before:
+                event = "device_connected" if now else "device_disconnected"
+                self.say(f"{dev.device_id}: {event.removeprefix('device_')}")
+                self.manager.session.log_event(
+                    event, {"device_id": dev.device_id, "reconnect": now}
+                )
+            self._was_streaming[dev.device_id] = now
+
+    def _wait_uploads(self) -> dict[str, list[str]]:
+        total = self.tracker.expected_count()
+        if not total:
+            return {}
+
+        def progress(done: int, of: int) -> None:
+            self.say(f"uploads {done}/{of}")
+
+        missing = self.tracker.wait(self.config.upload_timeout_s, progress=progress)
+        for device_id, types in missing.items():
+            message = (
+                f"announced upload(s) {', '.join(types)} not received within"
+                f" {self.config.upload_timeout_s:g} s"
+            )
+            self.say(f"{device_id}: {message}")
+            self.manager.session.log_event(
+                "error",
+                {"category": "device", "device_id": device_id, "message": message},
+            )
+        return missing
+
+    # --------------------------------------------------------------- output
+    @contextlib.contextmanager
+    def _display(self) -> Iterator[None]:
+        """A live-updating device table on a terminal; plain lines otherwise."""
+        live = self.options.live
+        if live is None:
+            live = sys.stderr.isatty()
+        if not live:
+            yield
+            return
+        from rich.console import Console
+        from rich.live import Live
+
+        with Live(
+            console=Console(stderr=True), refresh_per_second=2, transient=False
+        ) as self._live:
+            try:
+                yield
+            finally:
+                self._show("devices")
+                self._live = None
+
+    def _interval(self) -> float:
+        return 0.5 if self._live is not None else self.options.status_interval
+
+    def _rows(self) -> list[dict[str, Any]]:
+        recorder = self.manager.recorder if self.manager else None
+        status = recorder.status() if recorder is not None else None
+        return device_rows(self.devices, status)
+
+    def _show(self, header: str) -> None:
+        rows = self._rows()
+        if self._live is not None:
+            self._live.update(device_table(rows, header))
+        else:
+            for line in plain_lines(rows, header):
+                self.say(line)
