@@ -8,18 +8,23 @@ import click
 
 from lsl_session.config import SessionConfig
 from lsl_session.errors import LslSessionError
-from lsl_session.lab import LabOptions, LabRun, MissingDevicesError
+from lsl_session.lab import LabOptions, LabRun
 from lsl_session.lab.summary import print_summary
 from lsl_session.signals import stop_on_signals
 
 
-def run_lab(config: SessionConfig, options: LabOptions) -> None:
+def run_lab(
+    config: SessionConfig, options: LabOptions, *, allow_missing: bool = False
+) -> None:
     """Run a lab config; print the summary and, last, the session folder.
+
+    Exits 2 when a required device was missing at the start (unless
+    ``allow_missing``), like a missing LabRecorder ``RequiredStreams`` entry.
 
     Raises
     ------
     click.ClickException
-        One line, when a required device is missing or a device cannot start.
+        One line, when the session cannot be created or opened.
     """
     started = time.monotonic()
     lab = LabRun(config, options, say=lambda line: click.echo(line, err=True))
@@ -27,11 +32,6 @@ def run_lab(config: SessionConfig, options: LabOptions) -> None:
     with stop_on_signals() as stopper:
         try:
             result = lab.run(stopper)
-        except MissingDevicesError as exc:
-            folder = lab.manager.session_dir if lab.manager else None
-            if folder is not None:
-                click.echo(str(folder))
-            raise click.ClickException(str(exc)) from None
         except LslSessionError as exc:
             raise click.ClickException(str(exc)) from None
     if result.stopped_by and result.stopped_by != "stop":
@@ -48,3 +48,5 @@ def run_lab(config: SessionConfig, options: LabOptions) -> None:
             err=True,
         )
     click.echo(str(result.folder))
+    if result.missing_devices and not allow_missing:
+        raise SystemExit(2)

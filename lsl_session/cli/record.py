@@ -67,11 +67,6 @@ def format_status(status: dict) -> str:
     help="Run every device of --config on its simulated backend.",
 )
 @click.option(
-    "--allow-missing",
-    is_flag=True,
-    help="Record even if required devices of --config are not streaming.",
-)
-@click.option(
     "--stream",
     "queries",
     multiple=True,
@@ -129,7 +124,6 @@ def record_command(
     config_file: Path | None,
     session_dir: Path | None,
     simulate: bool,
-    allow_missing: bool,
     queries: tuple[str, ...],
     duration: float | None,
     control_port: int | None,
@@ -157,8 +151,8 @@ def record_command(
     """
     from lsl_session.manager import SessionManager
 
-    if (simulate or allow_missing) and config_file is None:
-        raise click.UsageError("--simulate and --allow-missing need --config")
+    if simulate and config_file is None:
+        raise click.UsageError("--simulate needs --config")
     options = {}
     if split_mb:
         options["split_bytes"] = split_mb * 1e6
@@ -180,10 +174,10 @@ def record_command(
                 config,
                 LabOptions(
                     root=root, name=name, session_dir=session_dir, duration=duration,
-                    allow_missing=allow_missing, process=not no_process,
-                    status_interval=status_interval, extra_queries=list(queries),
-                    recorder_options=options,
+                    process=not no_process, status_interval=status_interval,
+                    extra_queries=list(queries), recorder_options=options,
                 ),
+                allow_missing=allow_missing,
             )  # fmt: skip
         stream_queries = stream_queries or config.streams
         root = config.root or root

@@ -5,13 +5,12 @@
 """
 
 from lsl_session.lab.demo import demo_config, demo_toml
-from lsl_session.lab.run import LabOptions, LabResult, LabRun, MissingDevicesError
+from lsl_session.lab.run import LabOptions, LabResult, LabRun
 
 __all__ = [
     "LabOptions",
     "LabResult",
     "LabRun",
-    "MissingDevicesError",
     "demo_config",
     "demo_toml",
 ]

@@ -33,10 +33,6 @@ from lsl_session.signals import StopRequest
 logger = logging.getLogger(__name__)
 
 
-class MissingDevicesError(LslSessionError):
-    """Required devices did not stream within ``wait_s`` (and no --allow-missing)."""
-
-
 @dataclass
 class LabOptions:
     """How to run a lab config (the command-line side)."""
@@ -45,7 +41,6 @@ class LabOptions:
     name: str | None = None
     session_dir: Path | None = None
     duration: float | None = None
-    allow_missing: bool = False
     process: bool = True
     status_interval: float = 5.0
     extra_queries: list[str] = field(default_factory=list)
@@ -119,11 +114,9 @@ class LabRun:
     def run(self, stopper: StopRequest) -> LabResult:
         """Create/open the session, start devices, record, stop, process.
 
-        Raises
-        ------
-        MissingDevicesError
-            When required devices are missing after ``wait_s`` (the session
-            folder is kept, the devices are stopped, nothing is processed).
+        Required devices still missing after ``wait_s`` are named, logged as an
+        ``error`` event and listed in `LabResult.missing_devices`; the others
+        are recorded (the CLI exits 2 for it unless ``--allow-missing``).
         """
         from lsl_session.manager import SessionManager
 
@@ -224,9 +217,7 @@ class LabRun:
             self.manager.session.log_event(
                 "error", {"category": "device", "message": message}
             )
-            if not self.options.allow_missing:
-                raise MissingDevicesError(message + " (use --allow-missing to record)")
-            self.say(f"{message}; recording anyway (--allow-missing)")
+            self.say(f"{message}; recording the others")
         for d in self.devices:
             self._was_streaming[d.device_id] = d.streaming()
         return missing
