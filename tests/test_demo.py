@@ -75,6 +75,10 @@ def test_notebook_runs_on_the_demo_session(demo_session):
         NotebookClient(nb, timeout=300, kernel_name="python3").execute()
     finally:
         os.environ.pop("LSL_SESSION_DIR", None)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    # its figures are in the notebook: the signals and the sync-check errors
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 2
+    assert not [o for o in outputs if o.get("output_type") == "error"]
 
 
 @pytest.mark.slow
