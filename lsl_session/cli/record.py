@@ -297,8 +297,10 @@ def _finish(
     """Stop, report and end the session; return the exit code (2: a query never
     matched a stream, as LabRecorderCLI)."""
     from lsl_session.lifecycle import State
+    from lsl_session.report.verdict import read_verdict
 
     unmatched: list[str] = []
+    summary: dict | None = None
     if manager.state is State.RECORDING:
         if all_streams:
             click.echo(all_streams_line(manager.recorder), err=True)
@@ -321,5 +323,8 @@ def _finish(
         click.echo(str(manager.session_dir))  # the data is there: say where
         raise RecorderError(message or "recording failed")
     if manager.state is State.ACTIVE:
+        folder = manager.session_dir
         manager.end_session(process=not no_process)
+        for line in read_verdict(folder, summary):
+            click.echo(line, err=True)
     return 2 if unmatched else 0

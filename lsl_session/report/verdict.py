@@ -106,3 +106,28 @@ def session_verdict(
                 " pulses matched: the others were not detected within the window"
             )
     return verdict
+
+
+def read_verdict(folder: Any, summary: dict[str, Any] | None = None) -> list[str]:
+    """The verdict lines of a session folder (``processing/verdict.json``).
+
+    Without a processed verdict (``--no-process``), one line from the recorder's
+    ``summary``: streams, samples and gaps, and how to process.
+    """
+    import json
+    from pathlib import Path
+
+    path = Path(folder) / "processing" / "verdict.json"
+    try:
+        saved = json.loads(path.read_text())
+        return [saved["verdict"], *saved.get("notes", []),
+                *(f"problem: {p}" for p in saved.get("problems", []))]  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    streams = (summary or {}).get("streams", [])
+    samples = sum(s.get("sample_count", 0) for s in streams)
+    gaps = sum(s.get("gaps", 0) for s in streams)
+    return [
+        f"{len(streams)} streams, {samples} samples, {gaps} gaps; not processed"
+        f" (lsl-session process {folder})"
+    ]

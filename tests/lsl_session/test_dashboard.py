@@ -194,6 +194,8 @@ def test_dashboard_in_browser_during_real_recording(session_root, uid):
         record.send_signal(signal.SIGINT)
         _out, err = record.communicate(timeout=60)
     assert record.returncode == 0, "".join(lines) + err
+    # the verdict line, before the folder (not processed here: it says so)
+    assert "1 streams" not in err and "2 streams, " in err and "not processed" in err
 
 
 def test_record_refuses_public_dashboard_without_token(session_root, uid):
