@@ -138,3 +138,30 @@ def check_room(folder: Path, need: float, what: str) -> None:
             f"{what} would need about {need / 1e6:.1f} MB but only "
             f"{free / 1e6:.1f} MB are free in {folder}; nothing was written"
         )
+
+
+def reserve_space(path: Path, nbytes: int) -> bool:
+    """Allocate ``nbytes`` in a new file at ``path`` (fsynced); False if impossible.
+
+    Deleting it later (:func:`release_reserve`) gives back room for the last
+    metadata and log writes when another writer has filled the disk.
+    """
+    try:
+        fd = open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    except (OSError, UnsafePathError):
+        return False
+    try:
+        os.posix_fallocate(fd, 0, nbytes)
+        os.fsync(fd)
+    except OSError:
+        os.close(fd)
+        release_reserve(path)
+        return False
+    os.close(fd)
+    return True
+
+
+def release_reserve(path: Path) -> None:
+    """Delete a file made by :func:`reserve_space` (missing is fine)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from lsl_session.catalog import owner_record
 from lsl_session.errors import LslSessionError, SessionStateError
 from lsl_session.events import SessionLogger
+from lsl_session.fsutil import release_reserve, reserve_space
 from lsl_session.lifecycle import State, check_transition
 from lsl_session.metadata import now_iso
 from lsl_session.session import Session, create_session_folder
@@ -21,6 +22,10 @@ from lsl_session.session import Session, create_session_folder
 logger = logging.getLogger(__name__)
 
 DEFAULT_ROOT_ENV = "LSL_SESSION_ROOT"
+#: Hidden file holding disk space while recording, freed for the final writes.
+RESERVE_NAME = ".lsl_session_reserve"
+#: Its size: room for the summary, the error event and the status when disk is full.
+RESERVE_BYTES = 2_000_000
 
 
 class RecorderLike(Protocol):
@@ -104,6 +109,8 @@ class SessionManager:
         self._state = State.IDLE
         self._session: Session | None = None
         self._recorder: RecorderLike | None = None
+        #: The message of the last recorder failure (disk full, I/O error).
+        self.last_error: str | None = None
         self._observers: list[Callable[[State, State], None]] = []
         self.unfinished_sessions: list[Path] = self.find_unfinished_sessions()
         if self.unfinished_sessions:
@@ -324,12 +331,19 @@ class SessionManager:
                 on_error=self._on_recorder_error,
                 **recorder_options,
             )
-            recorder.start()
+            reserve_space(session.root / RESERVE_NAME, RESERVE_BYTES)
+            try:
+                recorder.start()
+            except BaseException:
+                release_reserve(session.root / RESERVE_NAME)
+                raise
+            self.last_error = None
             try:
                 session.set_status(State.RECORDING.value)
                 session.log_event("start_record", {"streams": streams or "all"})
             except BaseException:
                 recorder.stop()  # never leave a recorder running unaccounted for
+                release_reserve(session.root / RESERVE_NAME)
                 with contextlib.suppress(Exception):
                     session.set_status(State.ACTIVE.value)
                 raise
@@ -371,7 +385,11 @@ class SessionManager:
         recorder, self._recorder = self._recorder, None
         if recorder is None:
             return {}
-        summary = recorder.stop()
+        try:
+            summary = recorder.stop()
+        finally:
+            if self._session is not None:
+                release_reserve(self._session.root / RESERVE_NAME)
         self._store_summary(summary)
         return summary
 
@@ -405,6 +423,9 @@ class SessionManager:
         with self._lock:
             if self._session is None:
                 return
+            self.last_error = message
+            # the space held since the start: room for the writes below
+            release_reserve(self._session.root / RESERVE_NAME)
             # not recording any more: stop_recording() already stored the summary
             ended_here = self._state is State.RECORDING
             if ended_here:
@@ -422,8 +443,9 @@ class SessionManager:
             for step in steps:
                 try:
                     step()
-                except Exception:
-                    logger.exception("could not record the recorder error")
+                except Exception as exc:  # e.g. still no space: say so, no traceback
+                    logger.error("could not record the recorder error: %s", exc)
+                    logger.debug("recorder error bookkeeping failed", exc_info=True)
 
     # ------------------------------------------------------------ finishing
     def end_session(self, *, process: bool = True, **process_options: Any) -> dict:
@@ -512,10 +534,12 @@ class SessionManager:
     @staticmethod
     def _release(session: Session) -> None:
         """Give up ownership (it no longer looks interrupted) and close."""
+        release_reserve(session.root / RESERVE_NAME)
         try:
             session.update(lambda m: m.pop("owner", None))
-        except Exception:
-            logger.exception("could not release %s", session.root)
+        except Exception as exc:
+            logger.error("could not release %s: %s", session.root, exc)
+            logger.debug("release failed", exc_info=True)
         session.close()
 
     # --------------------------------------------------------------- lookup

@@ -319,7 +319,9 @@ def _finish(
     if manager.state is State.ERROR:
         meta = manager.current_session or {}
         runs = meta.get("recording", {}).get("runs", [])
-        message = runs[-1].get("error") if runs else "recording failed"
+        message = manager.last_error or (
+            (runs[-1].get("failure") or runs[-1].get("error")) if runs else None
+        )
         click.echo(str(manager.session_dir))  # the data is there: say where
         raise RecorderError(message or "recording failed")
     if manager.state is State.ACTIVE:
