@@ -140,3 +140,41 @@ def test_record_config_simulate_is_the_demo(demo_session, tmp_path):
         return streams, table, files, sorted(meta["devices"])
 
     assert shape(folder) == shape(demo_folder)
+
+
+def test_demo_session_exports_a_valid_bids_dataset(demo_session, tmp_path):
+    import csv
+    import gzip
+
+    sys.path.insert(0, str(Path(__file__).parent / "lsl_session"))
+    from bids_support import errors, validate
+
+    _, folder = demo_session
+    ds = tmp_path / "bids"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lsl_session", "export", str(folder), "--bids", str(ds)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = validate(ds)
+    assert errors(report) == []
+    ses = next((ds / "sub-demo").glob("ses-*"))
+    physio = sorted(
+        p.name.split("recording-")[1] for p in ses.glob("beh/*_physio.json")
+    )
+    assert physio == [
+        "phone1gsr_physio.json",
+        "phone2gsr_physio.json",
+        "shimmer1_physio.json",
+    ]
+    tracksys = sorted(p.name for p in ses.glob("motion/*_motion.tsv"))
+    assert [t.split("tracksys-")[1] for t in tracksys] == [
+        "phone1motion_motion.tsv", "phone2motion_motion.tsv", "shimmer1_motion.tsv"]  # fmt: skip
+    with open(next(ses.glob("beh/*_events.tsv")), newline="") as fh:
+        events = list(csv.DictReader(fh, delimiter="\t"))
+    assert any(e["stream"] == "StimulusMarkers" for e in events)
+    with gzip.open(next(ses.glob("beh/*recording-shimmer1_physio.tsv.gz")), "rt") as fh:
+        assert len(fh.readline().split("\t")) == 3  # conductance, resistance, PPG
+    assert (
+        ds / "sourcedata/sub-demo" / ses.name / folder.name / f"{folder.name}.xdf"
+    ).is_file()

@@ -8,7 +8,11 @@ from typing import Any
 
 import click
 
+from lsl_session.batch import is_processed
+from lsl_session.cli import batch as cli_batch
 from lsl_session.cli._options import root_option
+from lsl_session.cli.batch import batch_options, wants_batch
+from lsl_session.cli.bids import bids_options, run_bids
 from lsl_session.errors import LslSessionError
 
 logger = logging.getLogger(__name__)
@@ -57,26 +61,40 @@ def _open(session_dir: Path, root: Path):
     "process",
     epilog="\b\nExamples:\n  lsl-session process recordings/pilot_20250731_143022\n"
     "  lsl-session process SESSION_DIR --rate 250 --no-hand-segmentation\n"
-    "  lsl-session process sub-P001_task-rest_eeg.xdf --root data",
+    "  lsl-session process sub-P001_task-rest_eeg.xdf --root data\n"
+    "  lsl-session process --root recordings --jobs 4     # every unprocessed session\n"
+    "  lsl-session process --root /data/study --scheduler tcp://head:8786",
 )
-@click.argument("session_dir", type=click.Path(path_type=Path))
+@click.argument("session_dir", nargs=-1, type=click.Path(path_type=Path))
 @root_option
 @click.option("--rate", type=float, default=None, help="Aligned grid rate in Hz.")
 @click.option(
     "--no-hand-segmentation", is_flag=True, help="Skip the hand segmentation processor."
 )
+@batch_options
 def process_command(
-    session_dir: Path, root: Path, rate: float | None, no_hand_segmentation: bool
-) -> None:
+    session_dir: tuple[Path, ...], root: Path, rate: float | None,
+    no_hand_segmentation: bool, all_: bool, jobs: int, scheduler: str | None,
+) -> None:  # fmt: skip
     """Load, synchronize and export a session; run the processors.
 
     SESSION_DIR may be an .xdf file (LabRecorder's or ours): it is imported as a
     session under --root first (see `lsl-session import`). Last stdout line: the
     session folder.
+
+    Without SESSION_DIR (or with several, or --jobs/--scheduler/--all) every
+    session under --root (or named) not yet processed is processed (--all: every
+    one), in --jobs local processes or on a Dask --scheduler; the exit code is
+    the number of sessions that failed.
     """
     from lsl_session.processing.pipeline import process_session
 
-    session = _open(session_dir, root)
+    if wants_batch(session_dir, all_, jobs, scheduler):
+        options = {"rate": rate, "hand_segmentation": not no_hand_segmentation}
+        return cli_batch.run("process", session_dir, root, all_=all_, jobs=jobs,
+                             scheduler=scheduler, options=options,
+                             done=is_processed, what="process")  # fmt: skip
+    session = _open(session_dir[0], root)
     try:
         run = process_session(
             session, rate=rate, hand_segmentation=not no_hand_segmentation
@@ -91,9 +109,11 @@ def process_command(
     "export",
     epilog="\b\nExamples:\n  lsl-session export SESSION_DIR            # CSV, MAT and FIF\n"
     "  lsl-session export SESSION_DIR --fif\n"
-    "  lsl-session export recording.xdf --mat --mat-version 7.3",
+    "  lsl-session export recording.xdf --mat --mat-version 7.3\n"
+    "  lsl-session export SESSION_DIR --bids study_bids\n"
+    "  lsl-session export --root recordings --bids study_bids --jobs 4",
 )
-@click.argument("session_dir", type=click.Path(path_type=Path))
+@click.argument("session_dir", nargs=-1, type=click.Path(path_type=Path))
 @root_option
 @click.option("--csv", "csv", is_flag=True, help="exports/csv/ (one CSV per stream).")
 @click.option("--mat", "mat", is_flag=True, help="exports/matlab/<session_id>.mat.")
@@ -105,19 +125,34 @@ def process_command(
     show_default=True,
     help="MAT-file format: v5 (scipy), v7.3 (HDF5), or auto (v7.3 above 2 GB).",
 )
+@bids_options
+@batch_options
 def export_command(
-    session_dir: Path, root: Path, csv: bool, mat: bool, fif: bool, mat_version: str
-) -> None:
+    session_dir: tuple[Path, ...], root: Path, csv: bool, mat: bool, fif: bool,
+    mat_version: str, bids: Path | None, all_: bool, jobs: int,
+    scheduler: str | None, **bids_opts: Any,
+) -> None:  # fmt: skip
     """Write exports; without flags, all of them.
 
     SESSION_DIR may be an .xdf file: it is imported under --root first. Last
     stdout line: the session folder.
+
+    --bids DIR writes (or extends) a BIDS dataset from SESSION_DIR (a session or
+    an .xdf file), from several, or from every session under --root not yet in
+    it (--all: every one).
     """
     from lsl_session.processing.pipeline import export_session
 
+    if bids is not None:
+        return run_bids(session_dir, bids, root, all_=all_, jobs=jobs,
+                        scheduler=scheduler, **bids_opts)  # fmt: skip
+    if len(session_dir) != 1 or all_ or scheduler or jobs > 1:
+        raise click.UsageError(
+            "give one SESSION_DIR (--all, --jobs and --scheduler need --bids)"
+        )
     if not (csv or mat or fif):
         csv = mat = fif = True
-    session = _open(session_dir, root)
+    session = _open(session_dir[0], root)
     try:
         run = export_session(
             session, csv=csv, mat=mat, fif=fif, mat_version=mat_version

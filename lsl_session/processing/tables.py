@@ -276,7 +276,8 @@ class Interpolator:
         inner = (left >= 0) & (left < n - 1)
         ok = inner.copy()
         ok[inner] = ~self.brk[left[inner]]
-        lo_k, hi_k = np.searchsorted(ok, True), len(ok)
+        lo_k = int(np.argmax(ok)) if ok.any() else len(ok)  # first usable point
+        hi_k = len(ok)
         dense = bool(ok[lo_k:].all()) if lo_k < len(ok) else False
         sel: slice | np.ndarray = slice(lo_k, hi_k) if dense else ok
         if not dense:
