@@ -141,8 +141,10 @@ def _stream_entry(raw: Any) -> dict[str, Any]:
     info = raw.info
     footer = raw.footer or {}
     first, last = footer.get("first_timestamp"), footer.get("last_timestamp")
-    if len(raw.time_stamps):
-        first, last = float(raw.time_stamps[0]), float(raw.time_stamps[-1])
+    if raw.first_stamp is not None:  # decoded (no footer): the samples' own stamps
+        first, last = raw.first_stamp, raw.last_stamp
+    if not raw.sample_count:
+        first = last = None
     return {
         **{k: info.get(k) for k in ("name", "type", "source_id", "hostname")},
         "stream_id": raw.stream_id,
@@ -164,7 +166,8 @@ def _read_headers(files: list[Path]) -> tuple[list[dict[str, Any]], dict[str, An
         try:
             xdf = load_raw(path, headers_only=True)
             if any("footer" in p for p in xdf.problems):
-                xdf = load_raw(path)  # no footers: count the samples themselves
+                # no footers: count the samples (decoded, not kept: bounded memory)
+                xdf = load_raw(path, keep_samples=False)
         except (XdfFormatError, OSError) as exc:
             raise XdfImportError(f"{path}: not a readable XDF file: {exc}") from None
         if not xdf.streams and xdf.problems:
@@ -301,9 +304,20 @@ def import_xdf(
     return folder
 
 
+def owning_session(path: Path | str) -> Path | None:
+    """The session folder holding the XDF file ``path`` as its recording, if any."""
+    path = Path(path).resolve()
+    folder = path.parent
+    if not (folder / layout.METADATA_FILE).is_file():
+        return None
+    stem = _PART.sub(r"\g<stem>", path.stem)
+    return folder if stem == folder.name else None
+
+
 def session_for(path: Path | str, root: Path | str) -> Path:
-    """A session folder for ``path``: itself, or the import of an XDF file."""
+    """A session folder for ``path``: itself, the session an XDF file belongs to,
+    or the import of an XDF file under ``root``."""
     path = Path(path)
     if path.is_file():
-        return import_xdf(path, root)
+        return owning_session(path) or import_xdf(path, root)
     return path

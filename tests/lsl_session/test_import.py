@@ -280,3 +280,59 @@ def test_labrecorder_recording_processes_to_mne(tmp_path, uid):
     assert raw.ch_names == labels  # unique bare labels
     raw.set_montage("standard_1020")
     assert set(raw.annotations.description) >= {"stim 0", "stim 1"}
+
+
+def test_truncated_file_counts_from_samples(tmp_path):
+    src = tmp_path / "cut.xdf"
+    data = (DATA / "clock_resets.xdf").read_bytes()
+    src.write_bytes(data[: int(len(data) * 0.6)])  # a crash: no footers, torn tail
+    folder = import_xdf(src, tmp_path / "rec")
+    counts = {
+        s["name"]: s["sample_count"] for s in _meta(folder)["recording"]["streams"]
+    }
+    loaded = load_session(folder)
+    assert counts == {s.name: len(s.time_stamps) for s in loaded.streams}
+    assert 0 < counts["BioSemi"] < 27815
+
+
+def test_process_on_a_sessions_own_xdf_uses_that_session(tmp_path):
+    from test_processing_support import make_session
+
+    folder, _, _ = make_session(tmp_path / "rec", name="own")
+    proc = _cli(
+        "process", str(folder / f"{folder.name}.xdf"), "--root", str(tmp_path / "other"),
+        "--no-hand-segmentation",
+    )  # fmt: skip
+    assert Path(proc.stdout.strip().splitlines()[-1]) == folder
+    assert not (tmp_path / "other").exists()
+    assert (folder / "processing/synchronized_data/gsr_a.parquet").exists()
+
+
+def test_same_name_streams_get_distinct_files(tmp_path):
+    from test_processing_support import stream_xml
+
+    from lsl_session.xdf import XdfWriter
+
+    src = tmp_path / "twins.xdf"
+    t = 10.0 + np.arange(100) / 100
+    with XdfWriter(src) as w:
+        for sid, source in ((1, "amp_left"), (2, "amp_right")):
+            xml = stream_xml(
+                "x0", "EEG", "float32", [("Cz", "uV", "EEG")], 100, source_id=source
+            )
+            w.write_stream_header(sid, xml)
+            w.write_samples(sid, t, np.full((100, 1), sid, np.float32))
+        w.write_stream_footers()
+    root = tmp_path / "rec"
+    proc = _cli("process", str(src), "--root", str(root), "--no-hand-segmentation")
+    folder = Path(proc.stdout.strip().splitlines()[-1])
+    sync = folder / "processing/synchronized_data"
+    assert {p.name for p in sync.glob("x0*.parquet")} == {
+        "x0_amp_left.parquet", "x0_amp_right.parquet"
+    }  # fmt: skip
+    assert {p.name for p in (folder / "exports/csv").glob("x0*.csv")} == {
+        "x0_amp_left.csv", "x0_amp_right.csv"
+    }  # fmt: skip
+    raw = load_session(folder).to_mne()
+    assert raw.ch_names == ["x0@amp_left/Cz", "x0@amp_right/Cz"]
+    assert np.nanmax(raw.get_data(picks=["x0@amp_right/Cz"])) == pytest.approx(2e-6)
