@@ -56,7 +56,8 @@ FILE_TYPE_FOLDERS: dict[str, str] = {
 _INVALID = re.compile(r"[^A-Za-z0-9_-]+")
 _REPEATS = re.compile(r"([_-])[_-]*")
 _SESSION_ID = re.compile(r"^(?:(?P<name>.+)_)?(?P<stamp>\d{8}_\d{6})(?:_(?P<n>\d+))?$")
-_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+# \Z, not $: "$" also matches before a trailing newline ("phone_1\n").
+_DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 
 
 def register_device_type(name: str) -> None:
@@ -99,8 +100,9 @@ def sanitize_name(name: str) -> str:
 def validate_device_id(device_id: str) -> str:
     """Return ``device_id`` if it is a safe folder name, else raise `InvalidNameError`."""
     if not isinstance(device_id, str) or not _DEVICE_ID.match(device_id):
+        shown = repr(device_id[:40]) if isinstance(device_id, str) else "a non-string"
         raise InvalidNameError(
-            f"device id {device_id!r} must be 1-64 characters of [A-Za-z0-9_-]"
+            f"device id {shown} must be 1-64 characters of [A-Za-z0-9_-]"
         )
     return device_id
 

@@ -6,45 +6,29 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
 import pylsl
 
 from outlets.phone import protocol as P
 from outlets.phone.clock import ClockEstimator
-from outlets.phone.handshake import validate_hello
+from outlets.phone.handshake import hello_info, validate_hello
+from outlets.phone.limits import PREAUTH_TEXT, clean_heartbeat, cut
 from outlets.phone.protocol import Message, ProtocolError
+from outlets.phone.state import DeviceState, RelayHost
 from outlets.phone.streams import PhoneOutlets
-
-if TYPE_CHECKING:
-    from outlets.phone.relay import PhoneRelay
 
 logger = logging.getLogger(__name__)
 
-#: Batches held while the clock fit is not ready yet.
-MAX_PENDING = 1024
 #: Close a phone that does not read its socket once this much output is queued.
 MAX_WRITE_BUFFER = 8 * 1024 * 1024
 # After a fatal error the relay half-closes and discards input this long, so the
 # error reply reaches the phone instead of being wiped out by a TCP reset.
 LINGER_SECONDS = 1.0
-
-
-@dataclass
-class DeviceState:
-    """What the relay remembers about a device id across connections."""
-
-    device_id: str
-    conn: Connection | None = None
-    outlets: PhoneOutlets | None = None
-    estimator: ClockEstimator | None = None
-    address: str = ""
-    phone_status: dict[str, Any] = field(default_factory=dict)
-    record_started: datetime | None = None
-    recording: bool = False
-    generation: int = 0
+#: Extra error fields that may go out before authentication (the relay's own).
+_PREAUTH_EXTRA = ("retry_after_s",)
 
 
 class Connection:
@@ -52,15 +36,18 @@ class Connection:
 
     def __init__(
         self,
-        relay: PhoneRelay,
+        relay: RelayHost,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
     ) -> None:
         self.relay = relay
         self.reader, self.writer = reader, writer
         peer = writer.get_extra_info("peername")
+        self.host = str(peer[0]) if peer else "?"
         self.address = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.device: DeviceState | None = None
+        self.rejected_times = 0
+        self._pending_bytes = 0
         self.est = ClockEstimator()
         self.last_rx = pylsl.local_clock()
         self.errors = 0
@@ -84,36 +71,51 @@ class Connection:
             logger.warning("%s does not read its socket; closing", self.address)
             asyncio.get_running_loop().create_task(self.close("not_reading"))
 
-    async def _read(self) -> tuple[Message, float]:
+    def held_bytes(self) -> int:
+        """Bytes this connection holds: received, unsynced and unsent data."""
+        # asyncio keeps received bytes in StreamReader._buffer (no public accessor)
+        received = len(getattr(self.reader, "_buffer", b""))
+        transport = self.writer.transport
+        unsent = 0 if transport.is_closing() else transport.get_write_buffer_size()
+        return received + self._pending_bytes + unsent
+
+    async def _read(self, max_frame: int | None = None) -> tuple[Message, float]:
         header = await self.reader.readexactly(4)
-        n = P.parse_length(header, self.relay.max_frame)
+        n = P.parse_length(header, max_frame or self.relay.max_frame)
         payload = await self.reader.readexactly(n)
         t_rx = pylsl.local_clock()
         self.last_rx = t_rx
         return P.validate(P.decode_payload(payload)), t_rx
 
     def _reply_error(self, exc: ProtocolError, re_id: Any = None) -> None:
+        """Answer an error; log it (rate-limited); raise if it ends the connection.
+
+        Before authentication the text is a fixed one per code and nothing the
+        peer sent (not even its message id) goes back or into the log.
+        """
         self.errors += 1
         fatal = exc.fatal or self.errors > self.relay.max_errors
+        message, extra = cut(exc.message), exc.extra
+        if self.device is None:
+            message = PREAUTH_TEXT.get(exc.code, "refused")
+            extra = {k: v for k, v in extra.items() if k in _PREAUTH_EXTRA}
+            re_id = None
         self.send(
             P.error_message(
                 exc.code,
-                exc.message,
+                message,
                 fatal=fatal,
-                re_id=re_id if isinstance(re_id, int) else None,
-                **exc.extra,
+                re_id=re_id if P._is_int(re_id) else None,
+                **extra,
             )
         )
-        logger.warning(
-            "%s (%s): %s %s", self.address, self._name(), exc.code, exc.message
-        )
-        self.relay.log(
-            "error",
+        self.relay.log_error(
+            self.host,
             {
                 "category": "device",
                 "device_id": self._name(),
                 "code": exc.code,
-                "message": exc.message,
+                "message": message,
                 "address": self.address,
                 "fatal": fatal,
             },
@@ -129,7 +131,10 @@ class Connection:
         """Handle hello, then messages until EOF, a fatal error or a timeout."""
         try:
             try:
-                msg, _ = await asyncio.wait_for(self._read(), self.relay.hello_timeout)
+                msg, _ = await asyncio.wait_for(
+                    self._read(self.relay.limits.preauth_max_frame),
+                    self.relay.hello_timeout,
+                )
                 if msg.type != "hello":
                     raise ProtocolError(
                         "hello_required",
@@ -139,6 +144,11 @@ class Connection:
                 self._hello(msg)
             except ProtocolError as exc:
                 exc.fatal = True  # nothing but a valid hello opens a connection
+                if exc.code == "auth_failed":
+                    delay = self.relay.auth_failure(self.host)
+                    if delay > 0:  # throttle guessing: the answer waits
+                        exc.extra["retry_after_s"] = delay
+                        await asyncio.sleep(delay)
                 self._reply_error(exc)
             except TimeoutError:
                 self.send(
@@ -196,6 +206,7 @@ class Connection:
         if self._pending and dev is not None:
             if dev.outlets is not None and len(self.est) >= 8:
                 pending, self._pending = self._pending, []
+                self._pending_bytes = 0
                 for item in pending:  # best fit available beats losing them
                     self._push(item)
             else:
@@ -256,6 +267,7 @@ class Connection:
         version = msg.get("protocol")
         device_id = msg.get("device_id")
         caps = validate_hello(msg, relay.tokens)
+        relay.authenticated(self)
         dev = relay.devices.setdefault(device_id, DeviceState(device_id))
         previous = dev.conn
         reconnect = dev.outlets is not None or previous is not None
@@ -276,7 +288,7 @@ class Connection:
         self.device = dev
         dev.conn, dev.address, dev.estimator = self, self.address, self.est
         dev.generation += 1
-        self.hello = dict(msg.fields, capabilities=caps)
+        self.hello = hello_info(msg, caps)
         self.streams = P.streams_for(caps)
         resume = dict(dev.outlets.last_time) if dev.outlets else {}
         self.send(
@@ -302,7 +314,7 @@ class Connection:
                 "device_id": device_id,
                 "address": self.address,
                 "protocol": version,
-                "model": str(msg.get("model", "")),
+                "model": self.hello.get("model", ""),
                 "reconnect": reconnect,
             },
         )
@@ -327,22 +339,29 @@ class Connection:
         elif kind == "sync_done":
             self._sync_done(msg)
         elif kind == "heartbeat":
-            status = {k: v for k, v in msg.fields.items() if k not in ("type", "t")}
-            self.device.phone_status.update(status)
+            self.device.phone_status.update(clean_heartbeat(msg.fields))
         elif kind in ("samples", "event"):
             if msg.type == "samples":
                 item = ("samples", *P.decode_samples(msg))
+                size = item[2].nbytes + item[3].nbytes
             else:
                 item = ("event", msg.get("label")[:1024], float(msg.get("t")))
+                size = len(item[1]) + 8
             if self.device.outlets is None or not self.est.ready:
-                if len(self._pending) >= MAX_PENDING:
+                limits = self.relay.limits
+                if (
+                    len(self._pending) >= limits.max_pending_batches
+                    or self._pending_bytes + size > limits.max_pending_bytes
+                ):
                     raise ProtocolError(
                         "not_synced",
-                        "no clock sync yet; send the sync burst before streaming",
+                        "no clock sync yet; send the sync burst before streaming "
+                        f"(at most {limits.max_pending_bytes} bytes are held)",
                     )
                 self._pending.append(item)
+                self._pending_bytes += size
             else:
-                self._push(item)
+                self._check_times(self._push(item))
         elif kind == "ack":
             entry = self._acks.pop(msg.get("re"), None)
             if entry is not None and not entry[0].done():
@@ -372,20 +391,52 @@ class Connection:
                 )
                 self.relay.session_call("clock_sync", dev.device_id, q.as_dict())
             pending, self._pending = self._pending, []
-            for item in pending:
-                self._push(item)
+            self._pending_bytes = 0
+            self._check_times(sum(self._push(item) for item in pending))
 
-    def _push(self, item: tuple) -> None:
+    def _plausible(self, lsl_t: np.ndarray) -> np.ndarray:
+        """Mask of mapped times inside the plausible window around the relay clock."""
+        now, limits = pylsl.local_clock(), self.relay.limits
+        return (lsl_t >= now - limits.past_window_s) & (
+            lsl_t <= now + limits.future_window_s
+        )
+
+    def _push(self, item: tuple) -> int:
+        """Push a batch or event; return how many rows had implausible times.
+
+        Implausible rows are dropped before the outlets see them, so they never
+        move the duplicate filter (``PhoneOutlets.last_time``).
+        """
         outlets = self.device.outlets
         if item[0] == "event":
             _, label, t = item
-            outlets.push_event(label, t, float(self.est.map(t)))
-            return
+            lsl_t = float(self.est.map(t))
+            if not self._plausible(np.array([lsl_t]))[0]:
+                return 1
+            outlets.push_event(label, t, lsl_t)
+            return 0
         _, stream, phone_t, values = item
         lsl_t = self.est.map(phone_t)
+        ok = self._plausible(lsl_t)
+        rejected = len(ok) - int(ok.sum())
+        if rejected:
+            phone_t, lsl_t, values = phone_t[ok], lsl_t[ok], values[ok]
+            if len(phone_t) == 0:
+                return rejected
         outlets.push(stream, phone_t, lsl_t, values)
         for cb in self.relay.push_observers:
             cb(self.device.device_id, stream, phone_t, lsl_t)
+        return rejected
+
+    def _check_times(self, rejected: int) -> None:
+        if rejected:
+            self.rejected_times += rejected
+            limits = self.relay.limits
+            raise ProtocolError(
+                "bad_time",
+                f"{rejected} rows dropped: time outside -{limits.past_window_s:g} s"
+                f" .. +{limits.future_window_s:g} s of the relay clock once mapped",
+            )
 
     # -------------------------------------------------------------- commands
     async def command(
@@ -406,7 +457,7 @@ class Connection:
             "device_id": self._name(),
             "command": command,
             "ack_id": cid,
-            "status": ack.get("status"),
+            "status": cut(ack.get("status"), 32),
             "message": str(ack.get("message", ""))[:200],
         }
         if "rx_lsl" in ack:

@@ -55,7 +55,12 @@ def _load_tokens(path: Path | None) -> dict[str, str] | None:
 
 
 @click.command("phone-relay", epilog=RELAY_EPILOG)
-@click.option("--host", default="0.0.0.0", show_default=True, help="Listen address.")
+@click.option(
+    "--host",
+    default=None,
+    help="Listen address [default: 0.0.0.0 with --tokens, else 127.0.0.1; "
+    "a non-loopback address needs --tokens].",
+)
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
@@ -98,7 +103,7 @@ def _load_tokens(path: Path | None) -> dict[str, str] | None:
     help="Stop after this many seconds (default: until Ctrl-C).",
 )
 def phone_relay_command(
-    host: str,
+    host: str | None,
     port: int,
     tokens: Path | None,
     session: Path | None,
@@ -118,14 +123,20 @@ def phone_relay_command(
         ctx.load_cert_chain(certfile, keyfile)
     elif keyfile is not None:
         raise click.UsageError("--keyfile needs --certfile")
-    relay = PhoneRelay(
-        host,
-        port,
-        tokens=_load_tokens(tokens),
-        session=session,
-        ssl_context=ctx,
-        heartbeat_timeout=heartbeat_timeout,
-    )
+    token_map = _load_tokens(tokens)
+    if host is None:
+        host = "127.0.0.1" if token_map is None else "0.0.0.0"
+    try:
+        relay = PhoneRelay(
+            host,
+            port,
+            tokens=token_map,
+            session=session,
+            ssl_context=ctx,
+            heartbeat_timeout=heartbeat_timeout,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     with relay:
         click.echo(f"listening: {host}:{relay.port}{' (TLS)' if ctx else ''}", err=True)
         _wait(duration)

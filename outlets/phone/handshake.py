@@ -1,16 +1,26 @@
-"""Checks on a phone's ``hello``: protocol version, device id, token, capabilities."""
+"""Checks on a phone's ``hello``: token, protocol version, device id, capabilities.
+
+The token is checked first and no error text quotes the hello, so nothing a
+peer sends is echoed or logged before it has authenticated.
+"""
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
+from typing import Any
 
 from lsl_session import layout
 from lsl_session.errors import InvalidNameError
 from outlets.phone import protocol as P
+from outlets.phone.limits import HELLO_STRINGS, PREAUTH_TEXT, clean_hello_string
 from outlets.phone.protocol import Message, ProtocolError
 
 CAPABILITIES = ("rgb_video", "thermal_video", "gsr_data", "motion_data")
+
+
+def _fail(code: str) -> ProtocolError:
+    return ProtocolError(code, PREAUTH_TEXT[code], fatal=True)
 
 
 def validate_hello(msg: Message, tokens: Mapping[str, str] | None) -> list[str]:
@@ -27,21 +37,16 @@ def validate_hello(msg: Message, tokens: Mapping[str, str] | None) -> list[str]:
     -------
     list of str
         The phone's capabilities (all of them when it names none).
+
+    Raises
+    ------
+    ProtocolError
+        ``auth_failed``, ``unsupported_version``, ``bad_device_id`` or
+        ``bad_message``, always fatal, with a fixed text.
     """
-    version = msg.get("protocol")
-    if version not in P.SUPPORTED_VERSIONS:
-        raise ProtocolError(
-            "unsupported_version",
-            f"protocol {version!r} not supported; use {list(P.SUPPORTED_VERSIONS)}",
-            fatal=True,
-        )
     device_id = msg.get("device_id")
-    try:
-        layout.validate_device_id(device_id)
-    except InvalidNameError as exc:
-        raise ProtocolError("bad_device_id", str(exc), fatal=True) from None
     if tokens is not None:
-        expected = tokens.get(device_id)
+        expected = tokens.get(device_id) if isinstance(device_id, str) else None
         token = msg.get("token")
         # constant-time comparison: the token is the only secret on this port
         if (
@@ -49,16 +54,38 @@ def validate_hello(msg: Message, tokens: Mapping[str, str] | None) -> list[str]:
             or not isinstance(token, str)
             or not hmac.compare_digest(expected.encode(), token.encode())
         ):
-            raise ProtocolError(
-                "auth_failed",
-                f"unknown device {device_id!r} or wrong token",
-                fatal=True,
-            )
+            raise _fail("auth_failed")
+    if msg.get("protocol") not in P.SUPPORTED_VERSIONS:
+        raise _fail("unsupported_version")
+    try:
+        layout.validate_device_id(device_id)
+    except InvalidNameError:
+        raise _fail("bad_device_id") from None
     caps = msg.get("capabilities", list(CAPABILITIES))
-    if not isinstance(caps, list) or not all(c in CAPABILITIES for c in caps):
+    if not isinstance(caps, list) or not all(
+        isinstance(c, str) and c in CAPABILITIES for c in caps
+    ):
         raise ProtocolError(
             "bad_message",
             f"capabilities must be a subset of {list(CAPABILITIES)}",
             fatal=True,
         )
-    return caps
+    return list(dict.fromkeys(caps))
+
+
+def hello_info(msg: Message, capabilities: list[str]) -> dict[str, Any]:
+    """Return the hello fields the relay keeps: whitelisted and cut short.
+
+    The token and unknown fields are dropped; ``model``, ``manufacturer`` and
+    ``app_version`` are kept only as printable strings of at most 64 characters.
+    """
+    info: dict[str, Any] = {
+        "protocol": msg.get("protocol"),
+        "device_id": msg.get("device_id"),
+        "capabilities": capabilities,
+    }
+    for key in HELLO_STRINGS:
+        value = clean_hello_string(msg.get(key))
+        if value is not None:
+            info[key] = value
+    return info

@@ -20,14 +20,20 @@ from typing import Any
 
 import numpy as np
 
+from outlets.phone.limits import MAX_TEXT, cut
+
 logger = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
 #: Largest payload accepted, checked before anything is allocated.
 MAX_FRAME = 16 * 1024 * 1024
-#: Largest JSON header of a binary message.
+#: Largest JSON header of a binary message, and largest JSON message.
 MAX_HEADER = 64 * 1024
+#: Deepest nesting of objects/lists in a JSON message (the message itself is 1).
+MAX_DEPTH = 16
+#: Most digits of a JSON integer (2^64 has 20).
+MAX_INT_DIGITS = 20
 KIND_JSON = 0x4A  # "J"
 KIND_BINARY = 0x42  # "B"
 _LEN = struct.Struct(">I")
@@ -193,13 +199,47 @@ def encode_binary(header: dict[str, Any], body: bytes | memoryview) -> bytes:
     )
 
 
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ProtocolError(
+            "bad_json", f"integer with more than {MAX_INT_DIGITS} digits"
+        )
+    return int(text)
+
+
+def _parse_constant(name: str) -> float:
+    raise ProtocolError("bad_json", f"{name} is not allowed (plain numbers only)")
+
+
+def _too_deep(obj: object, limit: int = MAX_DEPTH) -> bool:
+    """True if ``obj`` nests containers deeper than ``limit`` (iterative walk)."""
+    stack = [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
 def _load_object(raw: bytes | memoryview) -> dict[str, Any]:
+    if len(raw) > MAX_HEADER:
+        raise ProtocolError("bad_json", f"JSON longer than {MAX_HEADER} bytes")
     try:
-        obj = json.loads(bytes(raw).decode("utf-8"))
+        obj = json.loads(
+            bytes(raw).decode("utf-8"),
+            parse_int=_parse_int,
+            parse_constant=_parse_constant,
+        )
     except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError("bad_json", f"invalid JSON: {exc}") from None
+        raise ProtocolError("bad_json", f"invalid JSON: {cut(str(exc), 120)}") from None
+    except RecursionError:
+        raise ProtocolError("bad_json", "JSON nested too deeply") from None
     if not isinstance(obj, dict):
         raise ProtocolError("bad_json", "a message must be a JSON object")
+    if _too_deep(obj):
+        raise ProtocolError("bad_json", f"JSON nested deeper than {MAX_DEPTH}")
     kind = obj.get("type")
     if not isinstance(kind, str) or not kind:
         raise ProtocolError("bad_message", "a message needs a string 'type'")
@@ -280,7 +320,9 @@ def encode_samples(stream: str, times: np.ndarray, values: np.ndarray) -> bytes:
 def decode_samples(message: Message) -> tuple[str, np.ndarray, np.ndarray]:
     """Decode a ``samples`` message into (stream, phone times, values).
 
-    Rows whose time is not finite are dropped. Vectorised: no per-sample work.
+    Rows whose time is not finite are dropped; rows out of time order are sorted
+    (stable), so LSL time never goes backwards inside a batch. Vectorised: no
+    per-sample work.
 
     Raises
     ------
@@ -293,20 +335,21 @@ def decode_samples(message: Message) -> tuple[str, np.ndarray, np.ndarray]:
     spec = STREAMS.get(stream) if isinstance(stream, str) else None
     if spec is None or stream == "events":
         raise ProtocolError(
-            "bad_message", f"unknown sample stream {stream!r}; known: {NUMERIC_STREAMS}"
+            "bad_message",
+            f"unknown sample stream {cut(stream, 40)!r}; known: {NUMERIC_STREAMS}",
         )
     if message.get("channels") != spec.channel_count:
         raise ProtocolError(
             "bad_message",
             f"stream {stream} has {spec.channel_count} channels, "
-            f"got {message.get('channels')!r}",
+            f"got {cut(message.get('channels'), 40)}",
         )
     width = 1 + spec.channel_count
     if not _is_int(n) or n < 1 or len(message.body) != n * width * 8:
         raise ProtocolError(
             "bad_message",
             f"samples body is {len(message.body)} bytes, expected n*{width}*8 "
-            f"with n={n!r}",
+            f"with n={cut(n, 40)}",
         )
     block = np.frombuffer(message.body, dtype=SAMPLE_DTYPE).reshape(n, width)
     times = block[:, 0].astype(np.float64)
@@ -314,6 +357,9 @@ def decode_samples(message: Message) -> tuple[str, np.ndarray, np.ndarray]:
     values = block[:, 1:].astype(np.float64)
     if not ok.all():
         times, values = times[ok], values[ok]
+    if len(times) > 1 and not np.all(times[1:] >= times[:-1]):
+        order = np.argsort(times, kind="stable")
+        times, values = times[order], values[order]
     return stream, times, values
 
 
@@ -376,13 +422,13 @@ def validate(message: Message) -> Message:
             raise ProtocolError(
                 "bad_message",
                 f"{message.type}: field {name!r} must be {kind}, "
-                f"got {str(message.fields.get(name))[:40]!r}",
+                f"got {cut(message.fields.get(name), 40)!r}",
             )
     return message
 
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_EXT = re.compile(r"^[A-Za-z0-9]{1,10}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_EXT = re.compile(r"[A-Za-z0-9]{1,10}")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 #: Allowed upload extensions per destination folder.
 ALLOWED_EXTENSIONS: dict[str, frozenset[str]] = {
@@ -418,16 +464,16 @@ def check_file_name(name: str, folder: str) -> str:
     if bad is None:
         ext = name.rsplit(".", 1)[1].lower()
         allowed = ALLOWED_EXTENSIONS.get(folder, frozenset())
-        if not _EXT.match(ext) or ext not in allowed:
+        if not _EXT.fullmatch(ext) or ext not in allowed:
             bad = f"extension {ext[:12]!r} not allowed here ({', '.join(sorted(allowed))})"
         else:
             return ext
-    raise ProtocolError("bad_name", f"file name {str(name)[:80]!r} refused: {bad}")
+    raise ProtocolError("bad_name", f"file name {cut(name, 80)!r} refused: {bad}")
 
 
 def check_sha256(value: str) -> str:
     """Return ``value`` if it is 64 lower-case hex digits, else raise ``bad_message``."""
-    if not isinstance(value, str) or not _SHA256.match(value):
+    if not isinstance(value, str) or not _SHA256.fullmatch(value):
         raise ProtocolError("bad_message", "sha256 must be 64 lower-case hex digits")
     return value
 
@@ -440,11 +486,11 @@ def error_message(
     fatal: bool = False,
     **extra: Any,
 ) -> dict[str, Any]:
-    """Build an ``error`` message."""
+    """Build an ``error`` message; the text is cut to `MAX_TEXT` characters."""
     msg: dict[str, Any] = {
         "type": "error",
         "code": code,
-        "message": message,
+        "message": cut(message, MAX_TEXT),
         "fatal": fatal,
     }
     if re_id is not None:

@@ -24,11 +24,16 @@ from typing import Any
 
 import pylsl
 
+from lsl_session.control import is_loopback
 from lsl_session.errors import DeviceError
 from lsl_session.session import Session
-from outlets.phone._connection import Connection, DeviceState
+from outlets.phone import protocol as P
+from outlets.phone._connection import Connection
 from outlets.phone.clock import SyncQuality
+from outlets.phone.guard import AuthThrottle, LogLimiter
+from outlets.phone.limits import PREAUTH_TEXT, RelayLimits, cut
 from outlets.phone.protocol import MAX_FRAME
+from outlets.phone.state import DeviceState
 from outlets.phone.uploads import UploadStore
 
 logger = logging.getLogger(__name__)
@@ -43,9 +48,11 @@ class PhoneRelay:
     Parameters
     ----------
     host, port : str, int
-        Where to listen; port 0 picks a free port (see `port`).
+        Where to listen; port 0 picks a free port (see `port`). Anything but
+        loopback needs ``tokens``.
     tokens : dict[str, str] | None
-        Pairing tokens ``{device_id: token}``; None accepts any device (logged).
+        Pairing tokens ``{device_id: token}``; None accepts any device (logged),
+        on a loopback address only.
     session : Session | Path | str | None
         Session that uploads, devices and events go to; without one, uploads are
         refused.
@@ -58,6 +65,14 @@ class PhoneRelay:
         How long a disconnected phone's outlets stay open for a reconnect.
     command_timeout : float
         Seconds to wait for a command acknowledgement.
+    limits : RelayLimits | None
+        Bounds on connections, buffers, logs and uploads (documented defaults).
+
+    Raises
+    ------
+    ValueError
+        For a heartbeat timeout above 3 s, or a non-loopback ``host`` without
+        tokens.
     """
 
     def __init__(
@@ -75,11 +90,18 @@ class PhoneRelay:
         command_timeout: float = 5.0,
         max_frame: int = MAX_FRAME,
         max_errors: int = 20,
+        limits: RelayLimits | None = None,
     ) -> None:
         if not 0 < heartbeat_timeout <= 3.0:
             raise ValueError(
                 f"heartbeat_timeout must be in (0, 3] s, got {heartbeat_timeout}"
             )
+        if tokens is None and not is_loopback(host):
+            raise ValueError(
+                f"refusing to accept phones on non-loopback {host!r} without "
+                "tokens: anyone on the network could claim a device id"
+            )
+        self.limits = limits or RelayLimits()
         self.host, self._port = host, int(port)
         self.tokens = (
             None if tokens is None else {str(k): str(v) for k, v in tokens.items()}
@@ -109,6 +131,21 @@ class PhoneRelay:
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[Connection] = set()
+        self._preauth: dict[Connection, str] = {}
+        lim = self.limits
+        self._limiter = LogLimiter(
+            burst=lim.error_burst,
+            total=lim.error_total,
+            window_s=lim.error_window_s,
+            max_keys=lim.max_limiter_keys,
+        )
+        self._throttle = AuthThrottle(
+            free=lim.auth_free_failures,
+            window_s=lim.auth_window_s,
+            delay=lim.auth_delay_s,
+            max_delay=lim.auth_max_delay_s,
+            max_keys=lim.max_limiter_keys,
+        )
         self._stopped = False
         self.set_session(session)
         if self.tokens is None:
@@ -186,7 +223,17 @@ class PhoneRelay:
             session = Session.open(session)
             self._owns_session = True
         self.session = session
-        self.uploads = UploadStore(session) if session is not None else None
+        lim = self.limits
+        self.uploads = (
+            None
+            if session is None
+            else UploadStore(
+                session,
+                max_per_device=lim.max_uploads_per_device,
+                max_parts=lim.max_parts_per_device,
+                part_max_age_s=lim.part_max_age_s,
+            )
+        )
 
     # ---------------------------------------------------------------- status
     def add_observer(self, callback: Callable[[dict[str, Any]], None]) -> None:
@@ -222,6 +269,18 @@ class PhoneRelay:
                 "recording": dev.recording,
             }
         return out
+
+    def held_bytes(self) -> dict[str, int]:
+        """Bytes each open connection holds (received, unsynced, unsent data).
+
+        Keys are peer addresses; this is what the per-connection memory bounds
+        in docs/phone-protocol.md are about.
+        """
+
+        async def collect() -> dict[str, int]:
+            return {c.address: c.held_bytes() for c in list(self._connections)}
+
+        return self._call(collect(), timeout=5)
 
     def wait_ready(self, device_id: str, timeout: float = 10.0) -> bool:
         """Block until a phone is connected and its clock fit is ready."""
@@ -324,23 +383,87 @@ class PhoneRelay:
             self.host,
             self._port,
             ssl=self.ssl_context,
-            limit=self.max_frame + 8,
+            limit=self.limits.read_buffer,
             **extra,
         )
         self._port = self._server.sockets[0].getsockname()[1]
+        self._summaries = asyncio.create_task(self._summarise())
 
     async def _accept(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         conn = Connection(self, reader, writer)
+        host, lim = conn.host, self.limits
+        if (
+            len(self._connections) >= lim.max_connections
+            or sum(h == host for h in self._preauth.values())
+            >= lim.max_preauth_per_host
+        ):
+            self._refuse(conn)
+            return
         self._connections.add(conn)
+        self._preauth[conn] = host
         try:
             await conn.run()
         except Exception:  # pragma: no cover - a bug, never a phone's fault
             logger.exception("phone connection handler failed")
         finally:
             self._connections.discard(conn)
+            self._preauth.pop(conn, None)
             await conn.close("closed")
+
+    def _refuse(self, conn: Connection) -> None:
+        """Answer ``busy`` and close a connection over the caps (nothing read)."""
+        conn.writer.write(
+            P.encode_json(P.error_message("busy", PREAUTH_TEXT["busy"], fatal=True))
+        )
+        conn.writer.close()
+        self.log_error(
+            conn.host,
+            {
+                "category": "device",
+                "device_id": None,
+                "code": "busy",
+                "message": PREAUTH_TEXT["busy"],
+                "address": conn.address,
+                "fatal": True,
+            },
+        )
+
+    def authenticated(self, conn: Connection) -> None:
+        """Free the pre-authentication slot of ``conn`` (its hello was accepted)."""
+        self._preauth.pop(conn, None)
+
+    def auth_failure(self, host: str) -> float:
+        """Count a failed hello from ``host``; return the seconds to wait first."""
+        return self._throttle.failure(host, pylsl.local_clock())
+
+    async def _summarise(self) -> None:
+        while True:
+            await asyncio.sleep(self.limits.error_window_s)
+            self._log_summaries(everything=False)
+
+    def _log_summaries(self, *, everything: bool) -> None:
+        """Log one ``error_summary`` per code for the errors held back."""
+        per_code: dict[str, list[int]] = {}
+        for (code, _host), n in self._limiter.due(
+            pylsl.local_clock(), everything=everything
+        ):
+            entry = per_code.setdefault(code, [0, 0])
+            entry[0] += n
+            entry[1] += 1
+        for code, (n, hosts) in sorted(per_code.items()):
+            logger.warning("%d more %s errors from %d hosts not shown", n, code, hosts)
+            self.log(
+                "error_summary",
+                {
+                    "category": "device",
+                    "code": code,
+                    "suppressed": n,
+                    "hosts": hosts,
+                    "window_s": self.limits.error_window_s,
+                },
+            )
 
     async def _shutdown(self) -> None:
         if self._server is not None:
@@ -350,6 +473,39 @@ class PhoneRelay:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
+        self._log_summaries(everything=True)
+        # Handshakes, lingering closes and heartbeats still pending: cancel them
+        # so the loop stops with nothing left half-done.
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        if others:
+            await asyncio.wait(others, timeout=2)
+
+    def log_error(self, host: str, details: dict[str, Any]) -> bool:
+        """Record an ``error`` event unless rate-limited (per code and host).
+
+        The text is cut to 200 characters; errors held back are counted and
+        logged as ``error_summary`` once their window ends.
+
+        Returns
+        -------
+        bool
+            True if the error was recorded.
+        """
+        code = cut(details.get("code"), 40)
+        if not self._limiter.admit((code, host), pylsl.local_clock()):
+            return False
+        details = {**details, "message": cut(details.get("message", ""))}
+        logger.warning(
+            "%s (%s): %s %s",
+            details.get("address", host),
+            details.get("device_id"),
+            code,
+            details["message"],
+        )
+        self.log("error", details)
+        return True
 
     def log(self, event: str, details: dict[str, Any]) -> None:
         """Record a relay event: history, observers, and the session's log."""

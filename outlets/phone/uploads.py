@@ -4,7 +4,10 @@ Blocking code: the relay calls it from worker threads. A phone-supplied name is
 never a path: the stored file is ``devices/<id>/<kind>/<device_id>_<file_type>_
 <YYYYMMDD_HHMMSS>.<ext>``, where only the extension comes from the phone (after
 validation). Bytes go to a hidden ``.part`` file named after the declared sha256,
-so an interrupted upload resumes from what the relay already has.
+so an interrupted upload resumes from what the relay already has. The ``.part``
+is opened with ``O_NOFOLLOW`` inside a folder checked to resolve inside the
+session; uploads in progress are capped per device and their remaining bytes are
+reserved against the free disk space; stale ``.part`` files are deleted.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +36,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_UPLOAD = 8 * 1024**3
 #: Free space kept in reserve when accepting an upload.
 SPACE_RESERVE = 64 * 1024**2
+_PART_GLOB = ".upload_*.part"
 
 
 @dataclass
@@ -61,6 +66,12 @@ class UploadStore:
         Where files land and are registered.
     max_size : int
         Largest declared size accepted.
+    max_per_device : int
+        Uploads in progress per device id.
+    max_parts : int
+        Unowned ``.part`` files kept per device folder (the oldest go first).
+    part_max_age_s : float
+        Unowned ``.part`` files untouched this long are deleted.
 
     Notes
     -----
@@ -68,12 +79,28 @@ class UploadStore:
     touched by the connection (``owner``) that offered it.
     """
 
-    def __init__(self, session: Session, *, max_size: int = DEFAULT_MAX_UPLOAD) -> None:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        max_size: int = DEFAULT_MAX_UPLOAD,
+        max_per_device: int = 4,
+        max_parts: int = 16,
+        part_max_age_s: float = 6 * 3600.0,
+    ) -> None:
         self.session = session
         self.max_size = int(max_size)
+        self.max_per_device = int(max_per_device)
+        self.max_parts = int(max_parts)
+        self.part_max_age_s = float(part_max_age_s)
         self._lock = threading.Lock()
         self._uploads: dict[str, Upload] = {}
         self._ids = itertools.count(1)
+        devices = self.session.paths.devices
+        root = self.session.paths.root.resolve()
+        for folder in {p.parent for p in devices.glob(f"*/*/{_PART_GLOB}")}:
+            if folder.resolve().is_relative_to(root):  # never outside the session
+                self.prune(folder)
 
     def offer(
         self,
@@ -91,7 +118,8 @@ class UploadStore:
         ------
         ProtocolError
             ``bad_file_type``, ``bad_name``, ``bad_size``, ``bad_message``,
-            ``no_space`` or ``upload_busy``.
+            ``too_many_uploads``, ``no_space``, ``upload_busy`` or
+            ``storage_error``.
         """
         try:
             folder = layout.folder_for_file_type(file_type)
@@ -103,7 +131,7 @@ class UploadStore:
             ) from None
         ext = check_file_name(name, folder)
         sha256 = check_sha256(sha256)
-        if not 1 <= size <= self.max_size:
+        if not isinstance(size, int) or not 1 <= size <= self.max_size:
             raise ProtocolError("bad_size", f"size must be 1..{self.max_size} bytes")
         for entry in self.session.metadata().get("files", {}).get(device_id, []):
             if entry.get("sha256") == sha256 and entry.get("file_type") == file_type:
@@ -113,24 +141,48 @@ class UploadStore:
                     "size": size,
                     "sha256": sha256,
                 }
-        target = self.session.paths.device_folder(device_id, file_type)
-        target.mkdir(parents=True, exist_ok=True)
+        target = self._folder(device_id, file_type)
         part = target / f".upload_{file_type}_{sha256[:32]}_{size}.part"
         with self._lock:
+            again = None
             for up in self._uploads.values():
-                if up.part == part and up.owner is not owner:
+                if up.part == part:
+                    if up.owner is not owner:
+                        raise ProtocolError(
+                            "upload_busy",
+                            "this file is being uploaded on another connection",
+                        )
+                    again = up
+            if again is not None:  # offered again on the same connection
+                self._forget(again)
+            active = [u for u in self._uploads.values() if u.device_id == device_id]
+            if len(active) >= self.max_per_device:
+                raise ProtocolError(
+                    "too_many_uploads",
+                    f"at most {self.max_per_device} uploads in progress per device;"
+                    " finish one first",
+                )
+            fh = self._open_part(part)
+            have = 0
+            try:
+                have = os.fstat(fh.fileno()).st_size
+                if have > size:
+                    have = 0
+                reserved = sum(u.size - u.received for u in self._uploads.values())
+                free = shutil.disk_usage(target).free
+                if free - reserved < size - have + SPACE_RESERVE:
                     raise ProtocolError(
-                        "upload_busy",
-                        "this file is being uploaded on another connection",
+                        "no_space",
+                        f"not enough free disk space ({free >> 20} MiB free, "
+                        f"{reserved >> 20} MiB promised to uploads in progress)",
                     )
-            have = part.stat().st_size if part.exists() else 0
-            if have > size:
-                have = 0
-            if shutil.disk_usage(target).free < size - have + SPACE_RESERVE:
-                raise ProtocolError("no_space", "not enough free disk space")
-            fh = open(part, "r+b" if part.exists() else "w+b")
-            fh.truncate(have)
-            fh.seek(have)
+                fh.truncate(have)
+                fh.seek(have)
+            except BaseException:
+                fh.close()
+                if have == 0:
+                    part.unlink(missing_ok=True)
+                raise
             upload_id = f"u{next(self._ids)}"
             self._uploads[upload_id] = Upload(
                 upload_id,
@@ -153,6 +205,61 @@ class UploadStore:
             have,
         )
         return {"upload_id": upload_id, "have": have}
+
+    def _folder(self, device_id: str, file_type: str) -> Path:
+        """Create the device folder, refusing one that resolves outside the session."""
+        target = self.session.paths.device_folder(device_id, file_type)
+        root = self.session.paths.root.resolve()
+        if not target.resolve().is_relative_to(root):
+            raise ProtocolError(
+                "storage_error", "the upload folder is not inside the session"
+            )
+        target.mkdir(parents=True, exist_ok=True)
+        if not target.resolve().is_relative_to(root):
+            raise ProtocolError(
+                "storage_error", "the upload folder is not inside the session"
+            )
+        self.prune(target)
+        return target
+
+    @staticmethod
+    def _open_part(part: Path) -> BinaryIO:
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(part, flags, 0o600)
+        except OSError as exc:
+            logger.warning("cannot open %s: %s", part, exc)
+            raise ProtocolError(
+                "storage_error", "the relay cannot store this upload"
+            ) from None
+        return os.fdopen(fd, "r+b")
+
+    def prune(self, folder: Path) -> int:
+        """Delete stale unowned ``.part`` files in ``folder``; return how many.
+
+        Empty ones and ones untouched for ``part_max_age_s`` go, then the oldest
+        beyond ``max_parts``.
+        """
+        with self._lock:
+            owned = {u.part for u in self._uploads.values()}
+        parts = []
+        for p in folder.glob(_PART_GLOB):
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue
+            if p not in owned:
+                parts.append((st.st_mtime, st.st_size, p))
+        parts.sort()
+        now = time.time()
+        stale = [p for m, n, p in parts if n == 0 or now - m > self.part_max_age_s]
+        keep = [p for _, _, p in parts if p not in stale]
+        stale += keep[: max(0, len(keep) - self.max_parts)]
+        for p in stale:
+            p.unlink(missing_ok=True)
+        if stale:
+            logger.info("deleted %d stale upload parts in %s", len(stale), folder)
+        return len(stale)
 
     def _get(self, upload_id: str, owner: object) -> Upload:
         with self._lock:
@@ -232,7 +339,7 @@ class UploadStore:
             )
         self._drop(up, delete=False)
         dest = self._destination(up, when)
-        os.rename(up.part, dest)
+        os.rename(up.part, dest)  # replaces a planted link, never follows it
         fsync_dir(dest.parent)
         entry = self.session.add_file(
             up.device_id, up.file_type, dest, sha256=up.sha256
@@ -241,11 +348,11 @@ class UploadStore:
         return entry
 
     def release(self, owner: object) -> None:
-        """Close the files of every upload of a closed connection (keep the parts)."""
+        """Close the uploads of a closed connection; keep non-empty parts to resume."""
         with self._lock:
             mine = [u for u in self._uploads.values() if u.owner is owner]
         for up in mine:
-            self._drop(up, delete=False)
+            self._drop(up, delete=up.received == 0)
 
     def _destination(self, up: Upload, when: datetime) -> Path:
         folder = up.part.parent
@@ -253,7 +360,7 @@ class UploadStore:
         dest = folder / name
         stem = name.rsplit(".", 1)[0]
         n = 2
-        while dest.exists():
+        while os.path.lexists(dest):
             dest = folder / f"{stem}_{n}.{up.ext}"
             n += 1
         return dest
@@ -261,6 +368,15 @@ class UploadStore:
     def _drop(self, up: Upload, *, delete: bool) -> None:
         with self._lock:
             self._uploads.pop(up.upload_id, None)
+        self._close(up, delete=delete)
+
+    def _forget(self, up: Upload) -> None:
+        """Drop ``up`` from the table (caller holds the lock) and close its file."""
+        self._uploads.pop(up.upload_id, None)
+        self._close(up, delete=False)
+
+    @staticmethod
+    def _close(up: Upload, *, delete: bool) -> None:
         with up.lock:
             if up.fh is not None:
                 up.fh.close()

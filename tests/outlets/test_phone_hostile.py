@@ -4,75 +4,39 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import struct
 import uuid
 
 import pytest
 from lsl_helpers import wait_until
+from phone_client import RawClient as _RawClient
 
 from lsl_session.session import Session, create_session_folder
 from outlets.phone import PhoneRelay, PhoneSimulator
 from outlets.phone import protocol as P
+from outlets.phone.limits import RelayLimits
 
 GOOD = f"good_{uuid.uuid4().hex[:8]}"
 EVIL = f"evil_{uuid.uuid4().hex[:8]}"
 TOKENS = {GOOD: "good-token", EVIL: "evil-token"}
 
 
-class RawClient:
-    """A hand-driven connection for sending arbitrary bytes."""
+class RawClient(_RawClient):
+    """A raw client that says hello as the paired hostile device by default."""
 
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.dec = P.FrameDecoder()
-        self.inbox: list[P.Message] = []
-        self.eof = False
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def msg(self, **fields) -> None:
-        self.send(P.encode_json(fields))
-
-    def hello(self, device_id: str = EVIL, token: str | None = "evil-token") -> dict:
-        self.msg(type="hello", id=1, protocol=1, device_id=device_id, token=token)
-        return self.wait(lambda m: m.type in ("welcome", "error")).fields
-
-    def wait(self, pred, timeout: float = 5.0) -> P.Message:
-        while True:
-            for m in self.inbox:
-                if pred(m):
-                    self.inbox.remove(m)
-                    return m
-            self.sock.settimeout(timeout)
-            data = self.sock.recv(65536)
-            if not data:
-                self.eof = True
-                raise EOFError("connection closed")
-            self.inbox += list(self.dec.feed(data))
-
-    def error(self, timeout: float = 5.0) -> dict:
-        return self.wait(lambda m: m.type == "error", timeout).fields
-
-    def closed(self, timeout: float = 5.0) -> bool:
-        try:
-            while True:
-                self.wait(lambda m: False, timeout)
-        except (EOFError, ConnectionResetError):
-            return True
-        except (TimeoutError, OSError):
-            return self.eof
-
-    def close(self) -> None:
-        self.sock.close()
+    def hello(
+        self, device_id: str = EVIL, token: str | None = "evil-token", **extra
+    ) -> dict:
+        return super().hello(device_id, token, **extra)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     session_dir = create_session_folder(root / "recordings", "hostile")
-    relay = PhoneRelay(tokens=TOKENS, session=session_dir).start()
+    # Throttling of failed hellos has its own tests (test_phone_limits.py).
+    limits = RelayLimits(auth_free_failures=10**6)
+    relay = PhoneRelay(tokens=TOKENS, session=session_dir, limits=limits).start()
     good = PhoneSimulator(
         "127.0.0.1", relay.port, GOOD, "good-token", jitter_ms=(1, 5)
     ).start()
@@ -160,8 +124,16 @@ def test_wrong_token(client):
 def test_unknown_device_and_bad_device_id(env, client):
     assert client.hello(device_id="stranger", token="x")["code"] == "auth_failed"
     other = RawClient(env[0].port)
-    assert other.hello(device_id="../../x", token="x")["code"] == "bad_device_id"
+    # With tokens the token is checked first: a bad id is just an unknown one.
+    assert other.hello(device_id="../../x", token="x")["code"] == "auth_failed"
     other.close()
+    with PhoneRelay() as open_relay:  # no tokens (loopback only): ids are checked
+        for bad in ("../../x", "phone_1\n", "a" * 65, ""):
+            c = RawClient(open_relay.port)
+            err = c.hello(device_id=bad, token=None)
+            assert err["code"] == "bad_device_id", bad
+            assert bad.strip() == "" or bad[:5] not in err["message"]
+            c.close()
 
 
 def test_wrong_protocol_version(client):

@@ -1,0 +1,57 @@
+"""A hand-driven phone connection over a real socket, for hostile-input tests."""
+
+from __future__ import annotations
+
+import socket
+
+from outlets.phone import protocol as P
+
+
+class RawClient:
+    """A hand-driven connection for sending arbitrary bytes."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.sock = socket.create_connection((host, port), timeout=5)
+        self.dec = P.FrameDecoder()
+        self.inbox: list[P.Message] = []
+        self.eof = False
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def msg(self, **fields) -> None:
+        self.send(P.encode_json(fields))
+
+    def hello(self, device_id: str, token: str | None, **extra) -> dict:
+        self.msg(
+            type="hello", id=1, protocol=1, device_id=device_id, token=token, **extra
+        )
+        return self.wait(lambda m: m.type in ("welcome", "error")).fields
+
+    def wait(self, pred, timeout: float = 5.0) -> P.Message:
+        while True:
+            for m in self.inbox:
+                if pred(m):
+                    self.inbox.remove(m)
+                    return m
+            self.sock.settimeout(timeout)
+            data = self.sock.recv(65536)
+            if not data:
+                self.eof = True
+                raise EOFError("connection closed")
+            self.inbox += list(self.dec.feed(data))
+
+    def error(self, timeout: float = 5.0) -> dict:
+        return self.wait(lambda m: m.type == "error", timeout).fields
+
+    def closed(self, timeout: float = 5.0) -> bool:
+        try:
+            while True:
+                self.wait(lambda m: False, timeout)
+        except (EOFError, ConnectionResetError):
+            return True
+        except (TimeoutError, OSError):
+            return self.eof
+
+    def close(self) -> None:
+        self.sock.close()
