@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import socket
 
+import pylsl
+
 from outlets.phone import protocol as P
 
 
 class RawClient:
     """A hand-driven connection for sending arbitrary bytes."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
-        self.sock = socket.create_connection((host, port), timeout=5)
+    def __init__(
+        self, port: int, host: str = "127.0.0.1", source: str | None = None
+    ) -> None:
+        self.sock = socket.create_connection(
+            (host, port), timeout=5, source_address=(source, 0) if source else None
+        )
         self.dec = P.FrameDecoder()
         self.inbox: list[P.Message] = []
         self.eof = False
@@ -55,3 +61,11 @@ class RawClient:
 
     def close(self) -> None:
         self.sock.close()
+
+    def sync(self, n: int = 64, offset: float = 1000.0) -> None:
+        """Do ``n`` clock-sync exchanges with phone time = LSL time + ``offset``."""
+        for seq in range(n):
+            t1 = pylsl.local_clock() + offset
+            self.msg(type="sync_req", seq=seq, t1=t1)
+            self.wait(lambda m, s=seq: m.type == "sync_resp" and m.get("seq") == s)
+            self.msg(type="sync_done", seq=seq, t1=t1, t4=pylsl.local_clock() + offset)

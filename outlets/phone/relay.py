@@ -270,6 +270,11 @@ class PhoneRelay:
             }
         return out
 
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until every session write queued so far (events, files) is done."""
+        with contextlib.suppress(RuntimeError):  # executor shut down: nothing queued
+            self._io.submit(lambda: None).result(timeout)
+
     def held_bytes(self) -> dict[str, int]:
         """Bytes each open connection holds (received, unsynced, unsent data).
 
@@ -444,7 +449,7 @@ class PhoneRelay:
             self._log_summaries(everything=False)
 
     def _log_summaries(self, *, everything: bool) -> None:
-        """Log one ``error_summary`` per code for the errors held back."""
+        """Log one summary ``error`` event per code for the errors held back."""
         per_code: dict[str, list[int]] = {}
         for (code, _host), n in self._limiter.due(
             pylsl.local_clock(), everything=everything
@@ -453,12 +458,15 @@ class PhoneRelay:
             entry[0] += n
             entry[1] += 1
         for code, (n, hosts) in sorted(per_code.items()):
-            logger.warning("%d more %s errors from %d hosts not shown", n, code, hosts)
+            text = f"{n} more {code} errors from {hosts} hosts not shown"
+            logger.warning("%s", text)
             self.log(
-                "error_summary",
+                "error",
                 {
                     "category": "device",
                     "code": code,
+                    "summary": True,
+                    "message": text,
                     "suppressed": n,
                     "hosts": hosts,
                     "window_s": self.limits.error_window_s,
@@ -486,7 +494,7 @@ class PhoneRelay:
         """Record an ``error`` event unless rate-limited (per code and host).
 
         The text is cut to 200 characters; errors held back are counted and
-        logged as ``error_summary`` once their window ends.
+        logged in one summary ``error`` event per code once their window ends.
 
         Returns
         -------
