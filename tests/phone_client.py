@@ -18,6 +18,7 @@ class RawClient:
         self.sock = socket.create_connection(
             (host, port), timeout=5, source_address=(source, 0) if source else None
         )
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.dec = P.FrameDecoder()
         self.inbox: list[P.Message] = []
         self.eof = False

@@ -8,19 +8,27 @@ relay holds (`PhoneRelay.held_bytes`), never by timing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import subprocess
+import time
+import traceback
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pylsl
 import pytest
+from click.testing import CliRunner
 from lsl_helpers import wait_until
 from phone_client import RawClient
 
 from lsl_session.session import Session, create_session_folder
 from outlets.phone import PhoneRelay, PhoneSimulator
 from outlets.phone import protocol as P
+from outlets.phone.cli import phone_relay_command
 from outlets.phone.limits import MAX_TEXT, RelayLimits
 from outlets.phone.streams import source_id
 
@@ -378,3 +386,212 @@ def test_stored_hello_drops_token_and_cuts_strings(env):
     assert entry["model"] == "M" * 64
     assert "secret-token" not in text
     assert "QQQQ" not in text
+
+
+# ---------------------------------------------------------------------- uploads
+def _device(relay) -> tuple[RawClient, str]:
+    dev = f"up_{uuid.uuid4().hex[:8]}"
+    relay.tokens[dev] = "t"
+    c = RawClient(relay.port)
+    assert c.hello(dev, "t")["type"] == "welcome"
+    return c, dev
+
+
+def _offer(c, rid: int, data: bytes, size: int | None = None) -> dict:
+    c.msg(
+        type="upload_offer",
+        id=rid,
+        name="clip.mp4",
+        size=len(data) if size is None else size,
+        sha256=hashlib.sha256(data).hexdigest(),
+        file_type="rgb",
+    )
+    return c.wait(lambda m: m.get("re") == rid).fields
+
+
+def _open_parts() -> int:
+    return sum(1 for fd in Path("/proc/self/fd").iterdir() if ".part" in _readlink(fd))
+
+
+def _readlink(fd: Path) -> str:
+    try:
+        return os.readlink(fd)
+    except OSError:
+        return ""
+
+
+def test_upload_offers_capped_per_phone_and_reoffers_reuse_the_part(env):
+    relay, session_dir = env
+    lim = relay.limits
+    c, dev = _device(relay)
+    replies = [_offer(c, 10 + k, f"file {k}".encode()) for k in range(10)]
+    codes = [r.get("code", r["type"]) for r in replies]
+    assert codes.count("upload_ready") == lim.max_uploads_per_device
+    assert codes.count("too_many_uploads") == 10 - lim.max_uploads_per_device
+    for k in range(50):  # the same offer again and again: still one open file
+        assert _offer(c, 100 + k, b"file 0")["type"] == "upload_ready"
+    assert _open_parts() <= lim.max_uploads_per_device
+    folder = session_dir / "devices" / dev / "rgb_videos"
+    assert len(list(folder.glob("*.part"))) == lim.max_uploads_per_device
+    c.close()
+    # Nothing was written: the closed connection leaves no empty parts behind.
+    assert wait_until(lambda: not list(folder.glob("*.part")))
+    assert wait_until(lambda: _open_parts() == 0)
+    _good_streams(relay)
+
+
+def test_stale_parts_are_cleaned(env):
+    relay, session_dir = env
+    c, dev = _device(relay)
+    folder = session_dir / "devices" / dev / "rgb_videos"
+    folder.mkdir(parents=True, exist_ok=True)
+    old = time.time() - relay.limits.part_max_age_s - 60
+    for k in range(60):
+        part = folder / f".upload_rgb_{k:032x}_10.part"
+        part.write_bytes(b"x" * (k % 2))  # half empty, half with a byte
+        if k < 10:
+            os.utime(part, (old, old))
+    assert _offer(c, 1, b"fresh file")["type"] == "upload_ready"
+    left = list(folder.glob("*.part"))
+    # Empty and old ones went; of the rest the newest max_parts stay (+ the new one).
+    assert len(left) == relay.limits.max_parts_per_device + 1
+    c.close()
+
+
+def test_part_symlink_and_folder_symlink_never_write_outside(env, tmp_path):
+    relay, session_dir = env
+    c, dev = _device(relay)
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious")
+    data = b"0123456789"
+    folder = session_dir / "devices" / dev / "rgb_videos"
+    folder.mkdir(parents=True, exist_ok=True)
+    sha = hashlib.sha256(data).hexdigest()
+    (folder / f".upload_rgb_{sha[:32]}_10.part").symlink_to(victim)
+    reply = _offer(c, 1, data)
+    assert reply["code"] == "storage_error"
+    assert victim.read_bytes() == b"precious"
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    other = f"{dev}_b"
+    relay.tokens[other] = "t"
+    (session_dir / "devices" / other).mkdir(parents=True)
+    (session_dir / "devices" / other / "rgb_videos").symlink_to(outside)
+    c2 = RawClient(relay.port)
+    assert c2.hello(other, "t")["type"] == "welcome"
+    assert _offer(c2, 2, data)["code"] == "storage_error"
+    assert list(outside.iterdir()) == []
+    c.close()
+    c2.close()
+    _good_streams(relay)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 200 MiB tmpfs (private to this process's mount namespace when in a netns)."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", str(mnt)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"needs root to mount a tmpfs (run as root): {done.stderr!r}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_free_space_accounts_for_accepted_uploads(small_disk, uid):
+    session_dir = create_session_folder(small_disk, "disk")
+    dev = f"disk_{uid}"
+    with PhoneRelay(tokens={dev: "t"}, session=session_dir) as relay:
+        c = RawClient(relay.port)
+        assert c.hello(dev, "t")["type"] == "welcome"
+        size = 60 * 1024 * 1024  # each fits alone (200 MiB - 64 MiB reserve)
+        first = _offer(c, 1, b"a", size=size)
+        second = _offer(c, 2, b"b", size=size)
+        third = _offer(c, 3, b"c", size=size)
+        c.close()
+    assert first["type"] == second["type"] == "upload_ready"
+    assert third["code"] == "no_space"
+    assert "promised" in third["message"]
+
+
+def test_failed_hellos_are_throttled_without_an_fsync_each(
+    session_root, uid, monkeypatch
+):
+    session_dir = create_session_folder(session_root, "throttle")
+    good, paired = f"thr_good_{uid}", f"thr_pair_{uid}"
+    limits = RelayLimits(auth_free_failures=3, auth_delay_s=0.025, auth_max_delay_s=0.1)
+    relay = PhoneRelay(
+        tokens={good: "g", paired: "p"}, session=session_dir, limits=limits
+    ).start()
+    try:
+        sim = PhoneSimulator("127.0.0.1", relay.port, good, "g", jitter_ms=(1, 5))
+        sim.start()
+        assert relay.wait_ready(good)
+        relay.flush()
+        fsyncs = []
+        real_fsync = os.fsync
+
+        def counting_fsync(fd):  # event-log fsyncs (not metadata updates)
+            if any(f.name == "log_event" for f in traceback.extract_stack()):
+                fsyncs.append(fd)
+            return real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", counting_fsync)
+        waits, t0 = [], time.monotonic()
+        for k in range(30):
+            c = RawClient(relay.port)
+            err = c.hello(paired, f"guess-{k}")
+            c.close()
+            assert err["code"] == "auth_failed"
+            waits.append(err.get("retry_after_s", 0.0))
+        elapsed = time.monotonic() - t0
+        relay.flush()
+        guessed_fsyncs = len(fsyncs)
+        monkeypatch.undo()
+        assert waits[:3] == [0.0, 0.0, 0.0]
+        assert waits[3:6] == [0.025, 0.05, 0.1]
+        assert set(waits[6:]) == {0.1}
+        assert elapsed >= sum(waits)  # the replies really waited
+        print(f"\n30 wrong tokens: {guessed_fsyncs} fsyncs, {elapsed:.2f} s")  # noqa: T201
+        assert guessed_fsyncs <= limits.error_burst
+        c = RawClient(relay.port)  # the right token from the same host: at once
+        welcome = c.hello(paired, "p")
+        c.close()
+        assert welcome["type"] == "welcome"
+        count = relay.status()[good]["samples"]["gsr"]
+        assert wait_until(lambda: relay.status()[good]["samples"]["gsr"] > count + 10)
+        sim.stop()
+    finally:
+        relay.stop()
+    events = json.loads(Session.open(session_dir).paths.log.read_text())
+    failed = [e for e in events if e.get("code") == "auth_failed"]
+    assert len([e for e in failed if not e.get("summary")]) == limits.error_burst
+    summary = [e for e in failed if e.get("summary")]
+    assert sum(e["suppressed"] for e in summary) == 30 - limits.error_burst
+
+
+# ------------------------------------------------------------------ safe defaults
+def test_no_tokens_means_loopback_only(tmp_path):
+    with pytest.raises(ValueError, match="non-loopback"):
+        PhoneRelay("0.0.0.0")
+    runner = CliRunner()
+    result = runner.invoke(phone_relay_command, ["--port", "0", "--duration", "0.1"])
+    assert result.exit_code == 0, result.output
+    assert "listening: 127.0.0.1:" in result.output
+    result = runner.invoke(
+        phone_relay_command, ["--host", "0.0.0.0", "--port", "0", "--duration", "0.1"]
+    )
+    assert result.exit_code == 2
+    assert "without tokens" in result.output
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"phone_1": "abc"}))
+    result = runner.invoke(
+        phone_relay_command,
+        ["--tokens", str(tokens), "--port", "0", "--duration", "0.1"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "listening: 0.0.0.0:" in result.output
