@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import socket
 
 import pylsl
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from outlets.phone import protocol as P
 
@@ -70,3 +76,34 @@ class RawClient:
             self.msg(type="sync_req", seq=seq, t1=t1)
             self.wait(lambda m, s=seq: m.type == "sync_resp" and m.get("seq") == s)
             self.msg(type="sync_done", seq=seq, t1=t1, t4=pylsl.local_clock() + offset)
+
+
+def self_signed(tmp_path):
+    """A self-signed certificate for 127.0.0.1/localhost, made with ``cryptography``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    alt = x509.SubjectAlternativeName(
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    )
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(alt, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert, key_path

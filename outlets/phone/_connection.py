@@ -242,6 +242,12 @@ class Connection:
             self.relay.outlet_grace_s, self._expire, dev, gen
         )
 
+    def abort(self) -> None:
+        """Drop the socket at once (no TLS goodbye) and end any pending read."""
+        with contextlib.suppress(Exception):
+            self.writer.transport.abort()
+        self.reader.feed_eof()
+
     @staticmethod
     def _expire(dev: DeviceState, generation: int) -> None:
         if dev.conn is None and dev.generation == generation and dev.outlets:

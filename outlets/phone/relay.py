@@ -132,6 +132,7 @@ class PhoneRelay:
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[Connection] = set()
         self._preauth: dict[Connection, str] = {}
+        self._handlers: set[asyncio.Task] = set()
         lim = self.limits
         self._limiter = LogLimiter(
             burst=lim.error_burst,
@@ -408,6 +409,7 @@ class PhoneRelay:
             return
         self._connections.add(conn)
         self._preauth[conn] = host
+        self._handlers.add(asyncio.current_task())
         try:
             await conn.run()
         except Exception:  # pragma: no cover - a bug, never a phone's fault
@@ -415,6 +417,7 @@ class PhoneRelay:
         finally:
             self._connections.discard(conn)
             self._preauth.pop(conn, None)
+            self._handlers.discard(asyncio.current_task())
             await conn.close("closed")
 
     def _refuse(self, conn: Connection) -> None:
@@ -478,12 +481,15 @@ class PhoneRelay:
             self._server.close()
         for conn in list(self._connections):
             await conn.close("relay_stopped")
+            conn.abort()
+        if self._handlers:  # their sockets are closed: they end by themselves
+            await asyncio.wait(list(self._handlers), timeout=2)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
         self._log_summaries(everything=True)
-        # Handshakes, lingering closes and heartbeats still pending: cancel them
-        # so the loop stops with nothing left half-done.
+        # TLS handshakes and timers still pending: cancel them so the loop stops
+        # with nothing left half-done.
         others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for task in others:
             task.cancel()

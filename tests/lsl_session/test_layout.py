@@ -66,9 +66,12 @@ def test_device_file_names_and_folders(tmp_path):
     assert paths.device_folder("phone_1", "thermal").name == "thermal_videos"
     assert paths.device_folder("phone_1", "gsr").name == "sensor_data"
     assert paths.xdf(2).name == "s_20250731_143022_part002.xdf"
-    for bad in ("../x", "a/b", "", "a\0b", "x" * 65):
+    for bad in ("../x", "a/b", "", "a\0b", "x" * 65, "phone_1\n", None):
         with pytest.raises(InvalidNameError):
             layout.validate_device_id(bad)
+    with pytest.raises(InvalidNameError) as err:
+        layout.validate_device_id("Q" * 100000)
+    assert len(str(err.value)) < 200  # the id is not quoted in full
     with pytest.raises(InvalidNameError, match="unknown file type"):
         layout.folder_for_file_type("bogus")
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import datetime
 import hashlib
-import ipaddress
 import json
 import ssl
 from collections import defaultdict
@@ -12,11 +10,8 @@ from collections import defaultdict
 import numpy as np
 import pylsl
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from lsl_helpers import wait_until
+from phone_client import self_signed as _self_signed
 
 from lsl_session.session import Session, create_session_folder
 from outlets.phone import PhoneRelay, PhoneSimulator
@@ -277,37 +272,6 @@ def test_disconnect_detected_and_reconnect_resumes_same_streams(uid, session_dir
         "device_disconnected",
         "device_connected",
     ]
-
-
-def _self_signed(tmp_path):
-    """A self-signed certificate for 127.0.0.1/localhost, made with ``cryptography``."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    alt = x509.SubjectAlternativeName(
-        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    )
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(alt, critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert, key_path
 
 
 def test_tls(uid, tmp_path):
