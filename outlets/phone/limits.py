@@ -64,7 +64,7 @@ class RelayLimits:
         Unowned ``.part`` files not written for this long are deleted.
     error_burst, error_window_s : int, float
         Per (code, peer host): errors logged per window; the rest are counted
-        and summarised in one ``error_summary`` event per window.
+        and summarised in one summary ``error`` event per code and window.
     error_total : int
         Error entries logged per window per relay, all codes and hosts together.
     max_limiter_keys : int
@@ -91,7 +91,7 @@ class RelayLimits:
     part_max_age_s: float = 6 * 3600.0
     error_burst: int = 5
     error_window_s: float = 10.0
-    error_total: int = 50
+    error_total: int = 20
     max_limiter_keys: int = 1024
     auth_free_failures: int = 3
     auth_window_s: float = 60.0
