@@ -13,8 +13,8 @@ import json
 import logging
 import os
 import subprocess
-import time
 import sys
+import time
 import uuid
 from pathlib import Path
 
