@@ -12,8 +12,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: Cycles still open in another issue (#15, relay hostile input, owns this one).
-KNOWN = {frozenset({"outlets.phone._connection", "outlets.phone.relay"})}
+#: Cycles still open in another issue (none).
+KNOWN: set[frozenset[str]] = set()
 
 
 def _modules() -> dict[str, Path]:
@@ -92,6 +92,12 @@ def test_the_checker_finds_a_cycle() -> None:
 def test_no_import_cycles() -> None:
     cycles = [sorted(c) for c in _cycles(_graph(_modules())) if c not in KNOWN]
     assert cycles == []
+
+
+def test_phone_connection_does_not_import_the_relay() -> None:
+    graph = _graph(_modules())
+    assert "outlets.phone.relay" not in graph["outlets.phone._connection"]
+    assert "outlets.phone._connection" in graph["outlets.phone.relay"]
 
 
 def test_hands_and_sync_check_share_video_helpers_below_them() -> None:

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from lsl_session import layout
-from lsl_session.errors import InvalidNameError
-from lsl_session.fsutil import fsync_dir
+from lsl_session.errors import InvalidNameError, UnsafePathError
+from lsl_session.fsutil import ensure_inside, fsync_dir, open_nofollow
 from lsl_session.session import Session
 from outlets.phone.protocol import ProtocolError, check_file_name, check_sha256
 
@@ -97,10 +97,12 @@ class UploadStore:
         self._uploads: dict[str, Upload] = {}
         self._ids = itertools.count(1)
         devices = self.session.paths.devices
-        root = self.session.paths.root.resolve()
         for folder in {p.parent for p in devices.glob(f"*/*/{_PART_GLOB}")}:
-            if folder.resolve().is_relative_to(root):  # never outside the session
-                self.prune(folder)
+            try:
+                ensure_inside(self.session.paths.root, folder)
+            except UnsafePathError:
+                continue  # never delete through a link out of the session
+            self.prune(folder)
 
     def offer(
         self,
@@ -209,25 +211,26 @@ class UploadStore:
     def _folder(self, device_id: str, file_type: str) -> Path:
         """Create the device folder, refusing one that resolves outside the session."""
         target = self.session.paths.device_folder(device_id, file_type)
-        root = self.session.paths.root.resolve()
-        if not target.resolve().is_relative_to(root):
+        root = self.session.paths.root
+        try:
+            ensure_inside(root, target)  # no symlinked component: before mkdir
+            target.mkdir(parents=True, exist_ok=True)
+            ensure_inside(root, target)
+        except UnsafePathError as exc:
+            logger.warning("upload refused: %s", exc)
             raise ProtocolError(
-                "storage_error", "the upload folder is not inside the session"
-            )
-        target.mkdir(parents=True, exist_ok=True)
-        if not target.resolve().is_relative_to(root):
-            raise ProtocolError(
-                "storage_error", "the upload folder is not inside the session"
-            )
+                "storage_error",
+                "the upload folder is not a plain folder of the session",
+            ) from None
         self.prune(target)
         return target
 
     @staticmethod
     def _open_part(part: Path) -> BinaryIO:
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         try:
-            fd = os.open(part, flags, 0o600)
-        except OSError as exc:
+            fd = open_nofollow(part, flags, 0o600)
+        except (OSError, UnsafePathError) as exc:
             logger.warning("cannot open %s: %s", part, exc)
             raise ProtocolError(
                 "storage_error", "the relay cannot store this upload"
