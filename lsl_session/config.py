@@ -19,7 +19,9 @@ from lsl_session.lsl import validate_query
 
 #: Device types whose connection is authenticated with a pairing token.
 TOKEN_DEVICE_TYPES = frozenset({"android_phone"})
-_TOP_LEVEL = {"session", "record", "relay", "markers", "simulate", "devices"}
+_TOP_LEVEL = {
+    "session", "record", "relay", "markers", "simulate", "devices", "dashboard",
+}  # fmt: skip
 _SESSION_FIELDS = {"name", "root"}
 _RECORD_FIELDS = {
     "streams",
@@ -31,6 +33,7 @@ _RECORD_FIELDS = {
 }
 _RELAY_FIELDS = {"host", "port", "certfile", "keyfile", "heartbeat_timeout_s"}
 _MARKER_FIELDS = {"name", "sync_every_s"}
+_DASHBOARD_FIELDS = {"enabled", "host", "port", "token"}
 _SIMULATE_FIELDS = {"sync_every_s"}
 _COMMON_DEVICE_FIELDS = {"id", "type", "capabilities", "token", "required", "simulate"}
 #: Extra fields per device type (simulated phones also take clock settings).
@@ -82,6 +85,16 @@ class MarkerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DashboardConfig:
+    """The live dashboard (``[dashboard]``; ``record --dashboard`` turns it on)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SessionConfig:
     """A validated session config."""
 
@@ -98,6 +111,7 @@ class SessionConfig:
     relay: RelayConfig = field(default_factory=RelayConfig)
     markers: MarkerConfig | None = None
     sync_every_s: float = 4.0
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
 
     def tokens(self) -> dict[str, str]:
         """``{device_id: token}`` for the phone relay."""
@@ -379,6 +393,23 @@ def load_config(path: Path | str, *, simulate: bool = False) -> SessionConfig:
         sync_every_s=_Fields(
             path, "simulate", data.get("simulate", {}), _SIMULATE_FIELDS
         ).number("sync_every_s", 4.0, low=0.5, high=3600.0),
+        dashboard=_dashboard(path, data.get("dashboard", {})),
+    )
+
+
+def _dashboard(path: Path, raw: Any) -> DashboardConfig:
+    from lsl_session.control.server import is_loopback
+
+    f = _Fields(path, "dashboard", raw, _DASHBOARD_FIELDS)
+    host = f.string("host", "127.0.0.1")
+    token = f.string("token")
+    if not is_loopback(host) and token is None:
+        raise f.fail("host", f"non-loopback {host!r} needs a 'token'")
+    return DashboardConfig(
+        enabled=f.flag("enabled"),
+        host=host,
+        port=f.integer("port", 8765, high=65535),
+        token=token,
     )
 
 

@@ -50,6 +50,16 @@ def _check_demo(proc, folder: Path, phones: int) -> None:
         assert row["within_one_sample"], row
     assert any((folder / "exports" / "csv").iterdir())
     assert any((folder / "exports" / "matlab").iterdir())
+    # one verdict line a user can trust, then the folder as the last line
+    report_path = folder / "processing" / "report.html"
+    assert report_path.is_file()
+    verdict = (
+        f"{len(names)} streams, 0 samples lost, {len(rows)}/{len(rows)} sync-checked"
+        f" streams aligned within one sample period, report: {report_path}"
+    )
+    lines = out.strip().splitlines()
+    assert verdict in lines, out
+    assert lines[-1] == str(folder)
 
 
 @pytest.fixture(scope="module")

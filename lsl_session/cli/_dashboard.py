@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from lsl_session.config import DashboardConfig
+
 
 def dashboard_options(fn: Callable) -> Callable:
     """Add ``--dashboard``, ``--dashboard-host``, ``--dashboard-port``, ``--dashboard-token``."""
@@ -49,13 +51,19 @@ def serve_dashboard(
     if not enabled:
         yield None
         return
-    from lsl_session.dashboard import DashboardServer, LiveState
+    from lsl_session.dashboard.server import serve_recordings
 
-    state = LiveState(lambda: manager.recorder, lambda: manager.session)
-    server = DashboardServer(state, host=host, port=port, token=token)
-    server.start()
-    click.echo(f"dashboard: {server.url}", err=True)
-    try:
+    with serve_recordings(
+        manager, host=host, port=port, token=token,
+        say=lambda line: click.echo(line, err=True),
+    ) as server:  # fmt: skip
         yield server
-    finally:
-        server.stop()
+
+
+def dashboard_config(
+    enabled: bool, host: str, port: int, token: str | None
+) -> DashboardConfig | None:
+    """The command line's dashboard choice (None: the config file decides)."""
+    if not enabled:
+        return None
+    return DashboardConfig(enabled=True, host=host, port=port, token=token)

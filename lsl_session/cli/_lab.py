@@ -10,6 +10,7 @@ from lsl_session.config import SessionConfig
 from lsl_session.errors import LslSessionError
 from lsl_session.lab import LabOptions, LabRun
 from lsl_session.lab.summary import print_summary
+from lsl_session.report.verdict import read_verdict
 from lsl_session.signals import stop_on_signals
 
 
@@ -38,6 +39,9 @@ def run_lab(
         click.echo(f"{result.stopped_by}: stopped early", err=True)
     if result.folder is not None:
         print_summary(result.folder, result.summary, result.metadata)
+        click.echo("")
+        for line in read_verdict(result.folder, result.summary):
+            click.echo(line)
     click.echo(f"total {time.monotonic() - started:.1f} s", err=True)
     if result.missing_uploads:
         click.echo(

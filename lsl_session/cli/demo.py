@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from lsl_session.cli._dashboard import dashboard_config, dashboard_options
 from lsl_session.cli._options import root_option
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,16 @@ logger = logging.getLogger(__name__)
     show_default=True,
     help="Simulated phones (through the real relay).",
 )
-def demo_command(root: Path, duration: float, phones: int) -> None:
+@dashboard_options
+def demo_command(
+    root: Path,
+    duration: float,
+    phones: int,
+    dashboard: bool,
+    dashboard_host: str,
+    dashboard_port: int,
+    dashboard_token: str | None,
+) -> None:
     """Record simulated phones, a Shimmer3, a webcam and markers; process; summarise.
 
     The same orchestration as `record --config configs/demo.toml --simulate`:
@@ -44,5 +54,12 @@ def demo_command(root: Path, duration: float, phones: int) -> None:
 
     run_lab(
         demo_config(phones, duration),
-        LabOptions(root=root, duration=duration, status_interval=5.0),
+        LabOptions(
+            root=root,
+            duration=duration,
+            status_interval=5.0,
+            dashboard=dashboard_config(
+                dashboard, dashboard_host, dashboard_port, dashboard_token
+            ),
+        ),
     )

@@ -7,7 +7,11 @@ from pathlib import Path
 
 import click
 
-from lsl_session.cli._dashboard import dashboard_options, serve_dashboard
+from lsl_session.cli._dashboard import (
+    dashboard_config,
+    dashboard_options,
+    serve_dashboard,
+)
 from lsl_session.cli._labrecorder import (
     allow_missing_option,
     apply_labrecorder,
@@ -176,6 +180,9 @@ def record_command(
                     root=root, name=name, session_dir=session_dir, duration=duration,
                     process=not no_process, status_interval=status_interval,
                     extra_queries=list(queries), recorder_options=options,
+                    dashboard=dashboard_config(
+                        dashboard, dashboard_host, dashboard_port, dashboard_token
+                    ),
                 ),
                 allow_missing=allow_missing,
             )  # fmt: skip

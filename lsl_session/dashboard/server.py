@@ -7,6 +7,7 @@ ones time out, so a viewer cannot hold the recorder's resources.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import http.server
 import json
@@ -14,6 +15,7 @@ import logging
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Iterator
 from importlib import resources
 from typing import Any
 
@@ -214,3 +216,27 @@ class DashboardServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def serve_recordings(
+    manager: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    token: str | None = None,
+    say: Callable[[str], None] = logger.info,
+) -> Iterator[DashboardServer]:
+    """Serve the dashboard of ``manager``'s recordings for the duration of the block.
+
+    ``manager`` is a `SessionManager`: the page follows its current recorder and
+    session, so it carries on across runs (remote control, several recordings).
+    """
+    state = LiveState(lambda: manager.recorder, lambda: manager.session)
+    server = DashboardServer(state, host=host, port=port, token=token)
+    server.start()
+    say(f"dashboard: {server.url}")
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lsl_session.config import SessionConfig
+from lsl_session.config import DashboardConfig, SessionConfig
 from lsl_session.errors import LslSessionError
 from lsl_session.lab.devices import (
     DeviceRunner,
@@ -46,6 +46,7 @@ class LabOptions:
     extra_queries: list[str] = field(default_factory=list)
     recorder_options: dict[str, Any] = field(default_factory=dict)
     live: bool | None = None
+    dashboard: DashboardConfig | None = None
 
 
 @dataclass
@@ -131,7 +132,7 @@ class LabRun:
             self.say(f"session {manager.session_dir}")
             self._register_devices()
             self._start_devices()
-            with self._display():
+            with self._dashboard(), self._display():
                 result.missing_devices = self._wait_for_devices(stopper)
                 self._record(stopper, result)
         except BaseException:
@@ -151,6 +152,18 @@ class LabRun:
         finally:
             manager.close()
         return result
+
+    def _dashboard(self) -> contextlib.AbstractContextManager:
+        """The live dashboard, when the command line or the config asks for it."""
+        chosen = self.options.dashboard or self.config.dashboard
+        if not chosen.enabled:
+            return contextlib.nullcontext()
+        from lsl_session.dashboard.server import serve_recordings
+
+        return serve_recordings(
+            self.manager, host=chosen.host, port=chosen.port, token=chosen.token,
+            say=self.say,
+        )  # fmt: skip
 
     def _shutdown(self) -> None:
         """Stop the recorder first (its tail), then every device."""

@@ -209,3 +209,23 @@ def test_record_refuses_public_dashboard_without_token(session_root, uid):
     assert proc.returncode == 1
     assert "without a token" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_config_dashboard_table(tmp_path):
+    from lsl_session.config import ConfigError, load_config
+
+    good = tmp_path / "lab.toml"
+    good.write_text("[dashboard]\nenabled = true\nport = 9999\n")
+    dash = load_config(good).dashboard
+    assert (dash.enabled, dash.host, dash.port, dash.token) == (
+        True, "127.0.0.1", 9999, None,
+    )  # fmt: skip
+    public = tmp_path / "public.toml"
+    public.write_text('[dashboard]\nenabled = true\nhost = "0.0.0.0"\n')
+    with pytest.raises(ConfigError, match=r"public.toml: dashboard.host: .*token"):
+        load_config(public)
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[dashboard]\nenabeld = true\n")
+    with pytest.raises(ConfigError, match=r"dashboard: unknown field\(s\) 'enabeld'"):
+        load_config(typo)
+    assert load_config(tmp_path / "lab.toml").dashboard.enabled
