@@ -189,7 +189,7 @@ def test_bare_labels_and_montage_prefixed_when_labels_repeat():
     )
     raw = _session([eeg, gsr]).to_mne()
     assert raw.ch_names == ["Fp1", "Fp2", "C3", "C4", "O1", "O2", "GSR"]
-    raw.set_montage("standard_1020", on_missing="ignore")
+    raw.set_montage("standard_1020")
     assert raw.info["chs"][0]["loc"][:3].any()
     twin = _synced("EEG2", ["Fp1", "Fp2"], sid="amp2")
     raw = _session([eeg, twin]).to_mne()
