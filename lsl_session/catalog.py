@@ -11,6 +11,7 @@ from lsl_session import layout
 from lsl_session.errors import MetadataError, SessionNotFoundError
 from lsl_session.layout import SessionPaths
 from lsl_session.lifecycle import UNFINISHED
+from lsl_session.limits import clip_repr
 from lsl_session.metadata import read_metadata
 
 
@@ -127,7 +128,7 @@ def summarize_session(folder: Path | str) -> dict[str, Any]:
                 target = paths.resolve(entry.get("file_path", ""))
             except Exception:
                 problems.append(
-                    f"{device_id}: bad file path {entry.get('file_path')!r}"
+                    f"{device_id}: bad file path {clip_repr(entry.get('file_path'))}"
                 )
                 continue
             if not target.is_file():

@@ -22,6 +22,7 @@ from typing import Any
 
 from lsl_session.errors import LslSessionError
 from lsl_session.fsutil import ensure_inside, fsync_dir
+from lsl_session.limits import clip
 from lsl_session.metadata import now_iso
 from lsl_session.processing import plugins
 from lsl_session.processing.model import ProcessingContext
@@ -89,7 +90,9 @@ def _listing(folder: Path, root: Path) -> list[str]:
 
 
 def _error_text(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
+    """``Type: first line`` of an error, the line cut to 200 characters (it may
+    quote file content)."""
+    text = clip(str(exc).splitlines()[0]) if str(exc) else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -143,39 +143,55 @@ class GridError(LslSessionError):
     """The aligned grid would be implausibly long (stamps far outside the recording)."""
 
 
-def stream_clusters(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sorted finite stamps split at long gaps: first, last stamp and size per cluster.
+def stream_clusters(
+    ts: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted finite stamps split at long gaps.
 
     A gap splits when it is longer than ``MIN_CLUSTER_GAP`` and than 100 times the
     median interval. Works on whole arrays (no per-sample Python).
+
+    Returns
+    -------
+    first, last, sizes : ndarray
+        First and last stamp and sample count per cluster.
+    stamps : ndarray
+        The sorted finite stamps.
     """
     ts = np.sort(ts[np.isfinite(ts)])
     if not len(ts):
-        return np.zeros(0), np.zeros(0), np.zeros(0, np.intp)
+        return np.zeros(0), np.zeros(0), np.zeros(0, np.intp), ts
     diff = np.diff(ts)
     typical = float(np.median(diff)) if len(diff) else 0.0
     cuts = np.flatnonzero(diff > max(MIN_CLUSTER_GAP, 100.0 * typical))
     starts = np.concatenate(([0], cuts + 1))
     ends = np.concatenate((cuts, [len(ts) - 1]))
-    return ts[starts], ts[ends], ends - starts + 1
+    return ts[starts], ts[ends], ends - starts + 1, ts
 
 
-def robust_span(ts: np.ndarray) -> tuple[float, float, float] | None:
+def robust_span(
+    ts: np.ndarray, srate: float = 0.0
+) -> tuple[float, float, float] | None:
     """The span of a stream's data without stray samples: (first, last, covered s).
 
     Clusters (see :func:`stream_clusters`) with fewer than 2 samples, or fewer than
     10 % of the largest cluster's samples, are strays (a stamp 10^7 s late); the
-    span runs from the first to the last other cluster. ``covered`` is the time
-    inside the kept clusters.
+    span runs from the first to the last other cluster. ``covered`` is the time the
+    span holds data that can be interpolated: the sum of the intervals between
+    neighbouring samples no longer than 2 sample periods (``srate`` > 0) or
+    ``MIN_CLUSTER_GAP`` (irregular streams).
     """
-    first, last, sizes = stream_clusters(np.asarray(ts, dtype=np.float64))
+    first, last, sizes, stamps = stream_clusters(np.asarray(ts, dtype=np.float64))
     if not len(sizes):
         return None
     keep = sizes >= max(2.0, 0.1 * float(sizes.max()))
     if not keep.any():
         keep = sizes == sizes.max()
-    covered = float(np.sum(last[keep] - first[keep]))
-    return float(first[keep][0]), float(last[keep][-1]), covered
+    lo, hi = float(first[keep][0]), float(last[keep][-1])
+    diff = np.diff(stamps)
+    limit = 2.0 / srate if srate > 0 else MIN_CLUSTER_GAP
+    inside = (stamps[:-1] >= lo) & (stamps[1:] <= hi) & (diff <= limit)
+    return lo, hi, float(np.sum(diff[inside]))
 
 
 def _window_applies(numeric: list[SyncedStream], window: tuple[float, float]) -> bool:
@@ -220,7 +236,7 @@ def grid_span(
         window = None
     firsts, lasts, covered = [], [], 0.0
     for s in numeric:
-        span = robust_span(s.time_stamps)
+        span = robust_span(s.time_stamps, s.nominal_srate)
         if span is None:
             continue
         first, last, cov = span
@@ -236,14 +252,30 @@ def grid_span(
     first, last = min(firsts), max(lasts)
     k0 = math.ceil((first - t0) * rate - 1e-9)
     k1 = math.floor((last - t0) * rate + 1e-9)
-    rows = k1 - k0 + 1
+    check_grid(k1 - k0 + 1, rate, covered)
+    return k0, k1
+
+
+def covered_seconds(streams: Iterable[SyncedStream]) -> float:
+    """The longest time any numeric stream covers with data (see `robust_span`)."""
+    spans = [
+        robust_span(s.time_stamps, s.nominal_srate) for s in streams if is_numeric(s)
+    ]
+    return max((sp[2] for sp in spans if sp is not None), default=0.0)
+
+
+def check_grid(rows: int, rate: float, covered: float) -> None:
+    """Raise `GridError` if a grid of ``rows`` at ``rate`` is implausibly long.
+
+    Implausible: more than ``MIN_GRID_ROWS`` rows and more than ``MAX_EMPTY_FACTOR``
+    times the longest time a stream covers with data (``covered`` seconds).
+    """
     if rows > max(MIN_GRID_ROWS, MAX_EMPTY_FACTOR * rate * covered):
         raise GridError(
-            f"the aligned grid would span {last - first:.6g} s ({rows} rows at "
+            f"the aligned grid would span {rows / rate:.6g} s ({rows} rows at "
             f"{rate:g} Hz) but the streams hold data for only {covered:.6g} s: "
             "stamps far outside the recording; the per-stream tables are written"
         )
-    return k0, k1
 
 
 class Interpolator:

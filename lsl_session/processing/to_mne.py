@@ -197,14 +197,23 @@ def to_raw(
         raise ValueError("no numeric stream to convert to MNE")
     numeric = [s for s, _ in pairs]
     sfreq = float(sfreq) if sfreq else tables.default_rate(numeric)
-    first = min(float(s.time_stamps.min()) for s in numeric)
-    last = max(float(s.time_stamps.max()) for s in numeric)
+    # robust spans: a stray stamp 10^7 s late does not stretch the grid
+    spans = [
+        sp
+        for s in numeric
+        if (sp := tables.robust_span(s.time_stamps, s.nominal_srate))
+    ]
+    if not spans:
+        raise ValueError("no numeric stream with a finite time stamp")
+    first = min(sp[0] for sp in spans)
+    last = max(sp[1] for sp in spans)
     recorded = events.loc[events["stream"] != "session_log", "lsl_time"]
     if len(recorded):  # extend the grid (NaN data) so that every marker fits
         start = first - np.ceil((first - float(recorded.min())) * sfreq) / sfreq
         first = min(first, start)
         last = max(last, float(recorded.max()))
     n = int(np.floor((last - first) * sfreq + 1e-9)) + 1
+    tables.check_grid(n, sfreq, max(sp[2] for sp in spans))  # before allocating
     grid = first + np.arange(n) / sfreq
     names = mne_channel_names(numeric, channel_names, [k for _, k in pairs])
     kinds, rows, units = [], [], {}

@@ -13,6 +13,7 @@ from typing import Any
 from lsl_session import layout
 from lsl_session.fsutil import fsync_dir
 from lsl_session.layout import SessionPaths
+from lsl_session.limits import clip_repr
 from lsl_session.metadata import new_metadata
 from lsl_session.session import sha256_file
 
@@ -65,7 +66,7 @@ def check_files(folder: Path | str, meta: dict[str, Any]) -> list[str]:
             try:
                 target = paths.resolve(rel)
             except Exception:
-                problems.append(f"{device_id}: bad file path {rel!r}")
+                problems.append(f"{device_id}: bad file path {clip_repr(rel)}")
                 continue
             if not target.is_file():
                 problems.append(f"{device_id}: missing file {rel}")

@@ -329,3 +329,20 @@ def test_csv_formula_cells_are_neutralised(tmp_path):
         if isinstance(v, dict) and v.get("info", {}).get("name") == "=mk"
     ]
     assert list(var["time_series"]) == FORMULAS
+
+
+def test_mne_grid_ignores_a_late_sample_and_refuses_absurd_spans(tmp_path):
+    from lsl_session.processing.session_data import load_session
+    from lsl_session.processing.tables import GridError
+
+    late = _session(tmp_path, "late", _late_sample)
+    raw = load_session(late).to_mne()
+    assert 90 <= raw.n_times <= 101
+
+    def far(w: XdfWriter) -> None:
+        w.write_stream_header(1, stream_xml("eeg", "EEG", "float32", EEG, 100.0))
+        ts = np.array([1000.0, 1000.01, 1000.02, 1e6, 1e6 + 0.01, 1e6 + 0.02])
+        w.write_samples(1, ts, np.ones((6, 2), "f4"))
+
+    with pytest.raises(GridError, match="stamps far outside the recording"):
+        load_session(_session(tmp_path, "far", far)).to_mne()
