@@ -110,6 +110,8 @@ class LabRun:
         self.manager: Any = None
         self._was_streaming: dict[str, bool] = {}
         self._live: Any = None
+        self._joined: list[str] = []
+        self._recording_id: str | None = None
 
     # ------------------------------------------------------------------ run
     def run(self, stopper: StopRequest) -> LabResult:
@@ -187,6 +189,7 @@ class LabRun:
         if self.fleet.phones:
             self.fleet.start(folder)
             self.fleet.add_observer(self.tracker.on_relay_event)
+            self.fleet.add_observer(self._on_relay_event)
             relay = self.fleet.relay
             where = f"{relay.host}:{relay.port}{' (TLS)' if relay.ssl_context else ''}"
             self.say(f"phone relay listening on {where}")
@@ -257,11 +260,14 @@ class LabRun:
         session_id = manager.session.session_id
         self.say(f"devices up: {len(self.queries())} stream queries")
         self.say(f"recording into {manager.session_dir}")
+        self._recording_id = session_id
+        self._joined = []  # connected before: covered by the command below
         acks = self.fleet.command("start_record", session_id)
         result.acks["start_record"] = acks
         self._report_acks("start_record", acks)
         duration = opts.duration or self.config.duration_s
         self._monitor(stopper, duration)
+        self._recording_id = None
         acks = self.fleet.command("stop_record", session_id)
         result.acks["stop_record"] = acks
         self._report_acks("stop_record", acks)
@@ -286,10 +292,26 @@ class LabRun:
             if self.manager.state is not State.RECORDING:
                 return  # the recorder failed (disk full …): stop the devices
             self._watch_devices()
+            if self.fleet.relay is not None:
+                self._start_late_phones()
             if now >= next_table:
                 self._show("recording")
                 next_table = now + self._interval()
             stopper.wait(0.2 if end is None else min(0.2, max(0.0, end - now)))
+
+    def _on_relay_event(self, entry: dict[str, Any]) -> None:
+        # relay thread: only note who (re)connected; the monitor loop commands
+        if entry.get("event") == "device_connected":
+            self._joined.append(str(entry.get("device_id")))
+
+    def _start_late_phones(self) -> None:
+        """A phone that (re)connects during the recording gets ``start_record``."""
+        joined, self._joined = self._joined, []
+        if joined and self._recording_id is not None:
+            acks = self.fleet.relay.start_record(
+                sorted(set(joined)), session_id=self._recording_id
+            )
+            self._report_acks("start_record", acks)
 
     def _watch_devices(self) -> None:
         """Log drops/returns of non-phone devices (the relay logs the phones)."""

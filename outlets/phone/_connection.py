@@ -59,6 +59,7 @@ class Connection:
         self._tasks: list[asyncio.Task] = []
         self.hello: dict[str, Any] = {}
         self.streams: list[str] = []
+        self._fit_stored = False
 
     # ------------------------------------------------------------------ I/O
     def send(self, message: dict[str, Any]) -> None:
@@ -259,6 +260,8 @@ class Connection:
         while not self.closed:
             await asyncio.sleep(self.relay.heartbeat_interval)
             self.send({"type": "heartbeat", "t": pylsl.local_clock()})
+            if self.device is not None and self.device.outlets is not None:
+                self.device.outlets.flush_holds()  # a consumer came, no new sample
 
     async def _watchdog(self) -> None:
         step = min(0.1, self.relay.heartbeat_timeout / 10)
@@ -297,6 +300,15 @@ class Connection:
         self.hello = hello_info(msg, caps)
         self.streams = P.streams_for(caps)
         resume = dict(dev.outlets.last_time) if dev.outlets else {}
+        # outlets exist from hello on, so a running recorder attaches while the
+        # clock fit converges; samples wait for the fit and a consumer (streams.py)
+        if dev.outlets is None:
+            sync = {f"schedule_{k}": v for k, v in relay.sync_schedule.items()}
+            dev.outlets = PhoneOutlets(
+                device_id, self.streams, hello=self.hello, sync=sync
+            )
+        else:
+            dev.outlets.add(self.streams)  # a capability the phone did not have
         self.send(
             {
                 "type": "welcome",
@@ -385,17 +397,12 @@ class Connection:
         if not self.est.add(t1, t2, t3, float(msg.get("t4"))):
             return
         dev = self.device
-        if self.est.ready and (dev.outlets is None or self._pending):
-            if dev.outlets is None:
-                q = self.est.quality()
-                sync = {
-                    **q.as_dict(),
-                    **{f"schedule_{k}": v for k, v in self.relay.sync_schedule.items()},
-                }
-                dev.outlets = PhoneOutlets(
-                    dev.device_id, self.streams, hello=self.hello, sync=sync
-                )
-                self.relay.session_call("clock_sync", dev.device_id, q.as_dict())
+        if self.est.ready and not self._fit_stored:
+            self._fit_stored = True
+            self.relay.session_call(
+                "clock_sync", dev.device_id, self.est.quality().as_dict()
+            )
+        if self.est.ready and dev.outlets is not None and self._pending:
             pending, self._pending = self._pending, []
             self._pending_bytes = 0
             self._check_times(sum(self._push(item) for item in pending))
@@ -414,6 +421,8 @@ class Connection:
         move the duplicate filter (``PhoneOutlets.last_time``).
         """
         outlets = self.device.outlets
+        if item[0] == "samples" and item[1] not in self.streams:
+            return  # not a capability of this connection (docs: ignored)
         if item[0] == "event":
             _, label, t = item
             lsl_t = float(self.est.map(t))

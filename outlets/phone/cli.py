@@ -77,7 +77,8 @@ def _load_tokens(path: Path | None) -> dict[str, str] | None:
 @click.option(
     "--session",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Session folder for uploads and events (uploads refused without).",
+    help="Session folder for uploads and events (uploads refused without); phones"
+    " get start_record/stop_record when a recorder starts/stops in it.",
 )
 @click.option(
     "--certfile",
@@ -115,7 +116,10 @@ def phone_relay_command(
     """Accept phones over TCP and publish their streams to LSL (SPEC §10).
 
     The protocol is described in docs/phone-protocol.md. "listening: HOST:PORT"
-    is written to stderr once the relay accepts connections.
+    is written to stderr once the relay accepts connections. With --session,
+    the relay follows that session: when a recorder in another process starts
+    recording into it (`lsl-session record --session DIR`) every phone gets
+    start_record with the session id, and stop_record when it stops.
     """
     ctx = None
     if certfile is not None:
@@ -139,7 +143,16 @@ def phone_relay_command(
         raise click.UsageError(str(exc)) from None
     with relay:
         click.echo(f"listening: {host}:{relay.port}{' (TLS)' if ctx else ''}", err=True)
-        _wait(duration)
+        follower = None
+        if session is not None:  # record commands follow the session's recorder
+            from outlets.phone.follow import SessionFollower
+
+            follower = SessionFollower(relay, session).start()
+        try:
+            _wait(duration)
+        finally:
+            if follower is not None:
+                follower.stop()
 
 
 def _parse_relay(value: str) -> tuple[str, int]:

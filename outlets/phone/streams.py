@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import time
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,10 @@ _FORMATS = {
     "string": pylsl.cf_string,
 }
 _DTYPES = {"float32": np.float32, "double64": np.float64}
+#: Seconds a new stream holds its samples until an inlet (the recorder) connects.
+CONSUMER_WAIT_S = 5.0
+#: Rows a stream holds at most while waiting; more releases the hold at once.
+MAX_HELD_ROWS = 65536
 
 
 def source_id(device_id: str, stream: str) -> str:
@@ -100,13 +105,24 @@ class PhoneOutlets:
     hello : dict
         The phone's hello (manufacturer, model).
     sync : dict
-        Fit quality at creation, written to ``desc/synchronization``.
+        Written to ``desc/synchronization`` (schedule; fit quality if known).
+    consumer_wait : float
+        Seconds a new stream holds its samples until it has a consumer.
 
     Notes
     -----
     Used from the relay's event loop only. ``last_time`` holds, per stream, the
     newest *phone* time pushed; older samples are dropped as duplicates (a
     resuming phone may resend).
+
+    **No first-second loss.** liblsl delivers nothing pushed before an inlet is
+    connected, and a recorder that is already running needs a resolve cycle to
+    attach to a stream that just appeared. So the outlets are created at
+    ``hello`` (discoverable while the clock fit converges), and each stream
+    holds its samples until its outlet ``have_consumers()`` or
+    ``consumer_wait`` seconds passed (at most `MAX_HELD_ROWS` rows), then pushes
+    them in one chunk: a recorder running before the phone connects gets every
+    sample from the first one on.
     """
 
     def __init__(
@@ -116,24 +132,88 @@ class PhoneOutlets:
         *,
         hello: dict[str, Any],
         sync: dict[str, Any],
+        consumer_wait: float = CONSUMER_WAIT_S,
     ) -> None:
         self.device_id = device_id
+        self.hello, self.sync = hello, sync
+        self.consumer_wait = float(consumer_wait)
         self.outlets: dict[str, pylsl.StreamOutlet] = {}
         self.last_time: dict[str, float] = {}
         self.counts: dict[str, int] = {}
+        self._created: dict[str, float] = {}
+        self._held: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        self._held_rows: dict[str, int] = {}
         try:
-            for key in streams:
-                info = make_info(device_id, STREAMS[key], hello=hello, sync=sync)
-                self.outlets[key] = pylsl.StreamOutlet(info, 0, 360)
-                self.counts[key] = 0
+            self.add(streams)
         except Exception:
             self.close()
             raise
 
+    def add(self, streams: list[str]) -> list[str]:
+        """Create the outlets of ``streams`` not published yet; return the new keys.
+
+        A reconnect announcing a new capability gets its outlet; outlets of
+        capabilities it no longer has stay open (idle) so their streams resume if
+        the capability returns.
+        """
+        new = [key for key in streams if key not in self.outlets]
+        for key in new:
+            info = make_info(
+                self.device_id, STREAMS[key], hello=self.hello, sync=self.sync
+            )
+            self.outlets[key] = pylsl.StreamOutlet(info, 0, 360)
+            self.counts[key] = 0
+            self._created[key] = time.monotonic()
+            self._held[key] = []
+            self._held_rows[key] = 0
+        return new
+
+    def _holding(self, stream: str) -> bool:
+        """Whether ``stream`` still waits for its first consumer."""
+        if stream not in self._held:
+            return False
+        outlet = self.outlets[stream]
+        waited = time.monotonic() - self._created[stream]
+        if (
+            outlet.have_consumers()
+            or waited >= self.consumer_wait
+            or self._held_rows[stream] >= MAX_HELD_ROWS
+        ):
+            self._release(stream, waited)
+            return False
+        return True
+
+    def _release(self, stream: str, waited: float) -> None:
+        held = self._held.pop(stream)
+        rows = self._held_rows.pop(stream)
+        outlet = self.outlets[stream]
+        if stream == "events":  # strings, and rare: one push per marker
+            for labels, stamps in held:
+                outlet.push_sample([str(labels[0])], float(stamps[0]))
+        elif held:
+            data = np.concatenate([d for d, _ in held])
+            stamps = np.concatenate([t for _, t in held])
+            _push_stamped(outlet, data, stamps)
+        logger.info(
+            "%s %s: %d held samples pushed after %.2f s (%s)",
+            self.device_id,
+            stream,
+            rows,
+            waited,
+            "consumer connected" if outlet.have_consumers() else "no consumer",
+        )
+
+    def _emit(self, stream: str, data: np.ndarray, stamps: np.ndarray) -> None:
+        if self._holding(stream):
+            self._held[stream].append((data, stamps))
+            self._held_rows[stream] += len(stamps)
+        else:
+            _push_stamped(self.outlets[stream], data, stamps)
+
     def push(
         self, stream: str, phone_t: np.ndarray, lsl_t: np.ndarray, values: np.ndarray
     ) -> int:
-        """Push samples newer than the last pushed; return how many were pushed."""
+        """Push samples newer than the last pushed; return how many were accepted."""
         outlet = self.outlets.get(stream)
         if outlet is None:
             return 0
@@ -143,20 +223,30 @@ class PhoneOutlets:
             phone_t, lsl_t, values = phone_t[keep], lsl_t[keep], values[keep]
         if len(phone_t) == 0:
             return 0
-        _push_stamped(outlet, values, lsl_t)
+        data = np.ascontiguousarray(values, dtype=outlet.np_dtype)
+        self._emit(stream, data, np.asarray(lsl_t, dtype=np.float64))
         self.last_time[stream] = float(phone_t.max())
         self.counts[stream] += len(phone_t)
         return len(phone_t)
 
     def push_event(self, label: str, phone_t: float, lsl_t: float) -> None:
         """Push one marker on the events stream."""
-        outlet = self.outlets.get("events")
-        if outlet is not None:
-            outlet.push_sample([label], lsl_t)
-            self.counts["events"] += 1
-            self.last_time["events"] = max(
-                self.last_time.get("events", -np.inf), phone_t
+        if "events" not in self.outlets:
+            return
+        if self._holding("events"):
+            self._held["events"].append(
+                (np.array([label], dtype=object), np.array([lsl_t]))
             )
+            self._held_rows["events"] += 1
+        else:
+            self.outlets["events"].push_sample([label], lsl_t)
+        self.counts["events"] += 1
+        self.last_time["events"] = max(self.last_time.get("events", -np.inf), phone_t)
+
+    def flush_holds(self) -> None:
+        """Release every hold whose wait is over (call periodically)."""
+        for stream in list(self._held):
+            self._holding(stream)
 
     def source_ids(self) -> dict[str, str]:
         """Return stream key → source id."""
@@ -165,5 +255,6 @@ class PhoneOutlets:
     def close(self) -> None:
         """Destroy the outlets; safe to call twice."""
         outlets, self.outlets = self.outlets, {}
+        self._held.clear()
         for outlet in outlets.values():
             del outlet
