@@ -422,7 +422,7 @@ class Connection:
         """
         outlets = self.device.outlets
         if item[0] == "samples" and item[1] not in self.streams:
-            return  # not a capability of this connection (docs: ignored)
+            return 0  # not a capability of this connection (docs: ignored)
         if item[0] == "event":
             _, label, t = item
             lsl_t = float(self.est.map(t))
