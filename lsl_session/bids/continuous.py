@@ -28,6 +28,13 @@ from lsl_session.processing.model import SyncedStream
 BLOCK_ROWS = 262_144
 
 
+def safe_labels(stream: SyncedStream) -> list[str]:
+    """Channel names that fit a TSV cell (no tabs or newlines, at most 100 chars)."""
+    return [
+        " ".join(label.split())[:100] or "ch" for label in tables.column_labels(stream)
+    ]
+
+
 def grid_length(stream: SyncedStream) -> int:
     """Rows of the nominal-rate grid spanning the stream."""
     ts = stream.time_stamps
@@ -93,7 +100,7 @@ def write_physio(
     ``StartTime`` is the stream's first sample minus ``base_time`` (the first
     sample of the recording the file accompanies).
     """
-    names = [tables.column_labels(stream)[k] for k in channels]
+    names = [safe_labels(stream)[k] for k in channels]
     stem = f"{prefix}_recording-{label}_physio"
     rows = write_table(folder / f"{stem}.tsv.gz", stream, channels)
     sidecar: dict[str, Any] = {
@@ -127,7 +134,7 @@ def write_motion(
 
     ``prefix`` already holds ``tracksys-<label>``; the tracked point is the device.
     """
-    labels = tables.column_labels(stream)
+    labels = safe_labels(stream)
     rows_meta = []
     counts: dict[str, int] = {}
     for k in channels:
@@ -136,7 +143,7 @@ def write_motion(
         rows_meta.append({
             "name": labels[k], "component": mapping.component(labels[k], kind),
             "type": kind, "tracked_point": label,
-            "units": stream.channel_units[k] or "n/a",
+            "units": " ".join(stream.channel_units[k].split())[:50] or "n/a",
             "sampling_frequency": stream.nominal_srate,
         })  # fmt: skip
     pd.DataFrame(rows_meta).to_csv(

@@ -21,7 +21,6 @@ import numpy as np
 from lsl_session.bids import continuous
 from lsl_session.bids.entities import Entities
 from lsl_session.bids.mapping import EEG_STREAM_TYPES
-from lsl_session.processing import tables
 from lsl_session.processing.model import SyncedStream
 from lsl_session.processing.to_mne import unit_scale
 
@@ -63,7 +62,7 @@ def build_raw(
         data[k] *= scale
     missing = ~np.isfinite(data).all(axis=0)
     data[:, missing] = 0.0
-    names = tables.column_labels(stream)
+    names = continuous.safe_labels(stream)
     info = mne.create_info(names, stream.nominal_srate, kinds)
     if line_freq:
         info["line_freq"] = float(line_freq)

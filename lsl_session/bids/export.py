@@ -96,7 +96,8 @@ def source_files(data: SessionData) -> list[tuple[Path, str]]:
     root = data.root
     names = {rel for _, rel in files}
     for path in sorted(root.iterdir()):
-        if path.is_file() and not path.name.startswith(".") and path.name != LOCK_FILE:
+        if (path.is_file() and not path.is_symlink() and not path.name.startswith(".")
+                and path.name != LOCK_FILE):  # fmt: skip
             if path.name not in names:
                 files.append((path, path.name))
     for sub in SOURCE_FOLDERS:

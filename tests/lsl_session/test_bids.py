@@ -313,3 +313,33 @@ def test_interpolator_keeps_the_samples_before_a_gap():
     assert np.allclose(out[:10], grid[:10])
     assert np.isnan(out[10:29]).all()
     assert np.allclose(out[30:], grid[30:])
+
+
+def test_hostile_names_and_a_symlink_stay_inside_the_dataset(tmp_path):
+    from test_processing_support import stream_xml
+
+    from lsl_session.session import create_session_folder
+    from lsl_session.xdf import XdfWriter
+
+    folder = create_session_folder(tmp_path / "rec", "hostile")
+    xml = stream_xml("../../evil&lt;x&gt;\tname", "GSR", "float32",
+                     [("a\tb", "u\tS", "GSR"), ("c\nd", "", "GSR")], 10,
+                     source_id="s1")  # fmt: skip
+    stamps = 100.0 + np.arange(30) / 10.0
+    with XdfWriter(folder / f"{folder.name}.xdf") as w:
+        w.write_stream_header(1, xml)
+        w.write_samples(1, stamps, np.ones((30, 2), np.float32))
+        w.write_stream_footers()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the dataset")
+    (folder / "notes.txt").symlink_to(secret)
+    ds = tmp_path / "ds"
+    proc = cli_here("export", folder, "--bids", ds)
+    assert proc.exit_code == 0, proc.stderr
+    files = [p for p in ds.rglob("*") if p.is_file()]
+    assert all(p.resolve().is_relative_to(ds.resolve()) for p in files)
+    assert not any(p.name == "notes.txt" for p in files)
+    physio = next(ds.rglob("*_physio.json"))
+    assert "recording-evilxname" in physio.name
+    assert json.loads(physio.read_text())["Columns"] == ["a b", "c d"]
+    assert errors(validate(ds)) == []
