@@ -8,7 +8,9 @@ import logging
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lsl_session.control.finisher import SessionFinisher
@@ -24,6 +26,27 @@ logger = logging.getLogger(__name__)
 #: Socket timeout of a connection: how often it checks for shutdown, and the
 #: longest a reply may wait for a client that does not read.
 POLL_INTERVAL = 0.5
+
+#: With a token: seconds a connection has to send its ``auth`` line.
+AUTH_TIMEOUT = 10.0
+
+#: When every slot is taken, a connection silent for this long may be closed
+#: to make room (one that never sent a line goes first, whatever its age).
+EVICT_IDLE_AFTER = 30.0
+
+#: At most one "refusing" log line per this many seconds (a flood is summarised).
+REFUSE_LOG_INTERVAL = 10.0
+
+
+@dataclass
+class _Client:
+    sock: socket.socket
+    peer: tuple[Any, ...]
+    connected: float = field(default_factory=time.monotonic)
+    last_line: float | None = None
+
+    def idle(self, now: float) -> float:
+        return now - (self.connected if self.last_line is None else self.last_line)
 
 
 def is_loopback(host: str) -> bool:
@@ -81,7 +104,14 @@ class ControlServer:
     recorder_options : dict | None
         Passed to `SessionManager.start_recording`.
     max_clients : int
-        Connections beyond this are closed at once (and logged).
+        Connections held at once. When all are taken, a new connection
+        replaces the one that never sent a line (oldest first) or, failing
+        that, the one idle longest if idle ≥ ``evict_idle_after``; else it is
+        closed at once (logged, at most once per 10 s).
+    auth_timeout : float
+        With a token: seconds a connection has to send its ``auth`` line.
+    evict_idle_after : float
+        See ``max_clients``.
     create_session : callable | None
         ``create_session(name)`` used by ``start``; default
         ``manager.create_session``.
@@ -114,6 +144,8 @@ class ControlServer:
         max_clients: int = 32,
         create_session: Callable[[str | None], object] | None = None,
         finisher: SessionFinisher | None = None,
+        auth_timeout: float = AUTH_TIMEOUT,
+        evict_idle_after: float = EVICT_IDLE_AFTER,
     ) -> None:
         if not is_loopback(host) and not token:
             raise LslSessionError(
@@ -123,7 +155,11 @@ class ControlServer:
         self.host = host
         self.port = int(port)
         self.token = token or None
-        self.max_clients = int(max_clients)
+        self.max_clients = max(1, int(max_clients))
+        self.auth_timeout = float(auth_timeout)
+        self.evict_idle_after = float(evict_idle_after)
+        self._refused = 0
+        self._refused_logged = -REFUSE_LOG_INTERVAL
         self.handler = ControlHandler(
             manager,
             default_streams=default_streams,
@@ -137,7 +173,7 @@ class ControlServer:
         self._server: _TcpServer | None = None
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
-        self._clients: set[socket.socket] = set()
+        self._clients: dict[socket.socket, _Client] = {}
         self._clients_lock = threading.Lock()
 
     def __enter__(self) -> ControlServer:
@@ -183,10 +219,7 @@ class ControlServer:
         server.server_close()
         with self._clients_lock:
             for sock in list(self._clients):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                _shutdown(sock)
         if self._thread is not None:
             self._thread.join(timeout=2.0)
         logger.info("remote control stopped")
@@ -194,31 +227,79 @@ class ControlServer:
     # ------------------------------------------------------------ transport
     def _serve(self, sock: socket.socket, peer: tuple[Any, ...]) -> None:
         """Read lines from one client until it leaves or the server stops."""
+        client = _Client(sock, peer)
         with self._clients_lock:
-            crowded = len(self._clients) >= self.max_clients
-            if not crowded:
-                self._clients.add(sock)
-        if crowded:
-            logger.warning("control: too many clients; refusing %s", peer[:2])
+            victim = None
+            if len(self._clients) >= self.max_clients:
+                victim = self._evictable(client.connected)
+                if victim is not None:
+                    del self._clients[victim.sock]
+            admitted = len(self._clients) < self.max_clients
+            if admitted:
+                self._clients[sock] = client
+        if victim is not None:
+            logger.warning(
+                "control: closing %s (%s for %.0f s) to admit %s",
+                victim.peer[:2],
+                "silent" if victim.last_line is None else "idle",
+                victim.idle(client.connected),
+                peer[:2],
+            )
+            _shutdown(victim.sock)
+        if not admitted:
+            self._log_refused(peer)
             return
         logger.info("control: client %s connected", peer[:2])
         try:
-            self._read_lines(sock, peer)
+            self._read_lines(client)
         except OSError as exc:
             logger.warning("control: client %s dropped: %s", peer[:2], exc)
         except Exception:
             logger.exception("control: connection %s failed", peer[:2])
         finally:
             with self._clients_lock:
-                self._clients.discard(sock)
+                if self._clients.get(sock) is client:
+                    del self._clients[sock]
             logger.info("control: client %s disconnected", peer[:2])
 
-    def _read_lines(self, sock: socket.socket, peer: tuple[Any, ...]) -> None:
+    def _evictable(self, now: float) -> _Client | None:
+        """The connection to close for a new one (hold the clients lock)."""
+        silent = [c for c in self._clients.values() if c.last_line is None]
+        if silent:
+            return min(silent, key=lambda c: c.connected)
+        idle = max(self._clients.values(), key=lambda c: c.idle(now), default=None)
+        if idle is not None and idle.idle(now) >= self.evict_idle_after:
+            return idle
+        return None
+
+    def _log_refused(self, peer: tuple[Any, ...]) -> None:
+        now = time.monotonic()
+        with self._clients_lock:
+            self._refused += 1
+            if now - self._refused_logged < REFUSE_LOG_INTERVAL:
+                return
+            count, self._refused, self._refused_logged = self._refused, 0, now
+        logger.warning(
+            "control: too many clients; refusing %s (%d refused since the last"
+            " such message)",
+            peer[:2],
+            count,
+        )
+
+    def _read_lines(self, client: _Client) -> None:
+        sock, peer = client.sock, client.peer
         sock.settimeout(POLL_INTERVAL)
         authenticated = self.token is None
         buffer = bytearray()
         discarding = 0  # bytes dropped of the current over-long line
         while not self._closing.is_set():
+            if not authenticated and client.idle(time.monotonic()) > self.auth_timeout:
+                logger.warning(
+                    "control: client %s sent no auth line within %.0f s; closing",
+                    peer[:2],
+                    self.auth_timeout,
+                )
+                return
             try:
                 data = sock.recv(65536)
             except TimeoutError:
@@ -241,6 +322,7 @@ class ControlServer:
                     break
                 raw = bytes(buffer[:end])
                 del buffer[: end + 1]
+                client.last_line = time.monotonic()
                 if discarding or len(raw) > MAX_LINE:
                     logger.warning(
                         "control: line of %d bytes from %s exceeds %d; discarded",
@@ -285,3 +367,10 @@ class ControlServer:
             return (self.host, self.port)
         host, port = self._server.server_address[:2]
         return (str(host), int(port))
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

@@ -7,6 +7,7 @@ import logging
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -391,3 +392,91 @@ def test_quit_calls_on_quit_and_stop_is_idempotent(manager):
     client.close()
     srv.stop()
     srv.stop()
+
+
+# ------------------------------------------- silent connections (#15 item 6)
+
+
+def _closed_by_server(sock: socket.socket, timeout: float = 10.0) -> bool:
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_silent_connections_cannot_hold_every_slot(manager, caplog):
+    caplog.set_level(logging.INFO, logger="lsl_session.control")
+    srv = ControlServer(manager, port=0).start()  # the default 32 slots
+    silent = [socket.create_connection(srv.address) for _ in range(32)]
+    try:
+        # wait until all 32 hold a slot, so the next ones find the server full
+        assert wait_until(lambda: len(srv._clients) == 32, 10)
+        served = []
+        for _ in range(5):  # each stays connected, so each needs a slot
+            client = Client(srv.address)
+            assert client.status()["state"] == "idle"  # served, not refused
+            served.append(client)
+        closed = [s for s in silent if _closed_by_server(s, timeout=0.05)]
+        assert len(closed) == 5  # five silent ones made room; the rest stay
+        assert all(c.send("") == b"OK" for c in served)
+    finally:
+        for sock in silent:
+            sock.close()
+        srv.stop()
+    assert caplog.text.count("(silent for") == 5
+    assert "too many clients" not in caplog.text
+
+
+def test_active_clients_are_kept_until_idle(manager, caplog):
+    caplog.set_level(logging.INFO, logger="lsl_session.control")
+    srv = ControlServer(manager, port=0, max_clients=2, evict_idle_after=1.0).start()
+    try:
+        first, second = Client(srv.address), Client(srv.address)
+        assert first.send("") == second.send("") == b"OK"
+        third = Client(srv.address)
+        assert _closed_by_server(third.sock)  # both are active: refused
+        assert second.send("") == b"OK"  # first is now the longer idle
+        time.sleep(1.1)  # first idle > evict_idle_after; second just a bit less
+        assert second.send("") == b"OK"
+        fourth = Client(srv.address)
+        assert fourth.status()["state"] == "idle"
+        assert _closed_by_server(first.sock)
+        assert second.send("") == b"OK"
+    finally:
+        srv.stop()
+    assert "too many clients; refusing" in caplog.text
+    assert "(idle for" in caplog.text
+
+
+def test_unauthenticated_connection_times_out(manager, caplog):
+    srv = ControlServer(manager, port=0, token="t0k", auth_timeout=0.5).start()
+    try:
+        silent = socket.create_connection(srv.address)
+        slow = socket.create_connection(srv.address)
+        slow.sendall(b"auth t0")  # never finishes its line
+        assert _closed_by_server(silent)
+        assert _closed_by_server(slow)
+        good = Client(srv.address)
+        assert good.send("auth t0k") == b"OK"
+        assert good.status()["state"] == "idle"
+    finally:
+        srv.stop()
+    assert caplog.text.count("sent no auth line within") == 2
+
+
+def test_refused_flood_is_logged_in_summary(manager, caplog):
+    caplog.set_level(logging.INFO, logger="lsl_session.control")
+    srv = ControlServer(manager, port=0, max_clients=1).start()
+    try:
+        holder = Client(srv.address)
+        assert holder.send("") == b"OK"
+        for _ in range(50):
+            extra = socket.create_connection(srv.address)
+            assert _closed_by_server(extra)
+            extra.close()
+    finally:
+        srv.stop()
+    assert caplog.text.count("too many clients; refusing") == 1
