@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 
 import click
 
@@ -16,6 +19,11 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            _stdout_closed()
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            ctx.exit(130)
         except LslSessionError as exc:
             raise click.ClickException(
                 str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -24,6 +32,14 @@ class _Group(click.Group):
             raise click.ClickException(
                 f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
             ) from None
+
+
+def _stdout_closed() -> None:
+    """The reader of stdout went away (``| head``): exit quietly with 0."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,6 +54,9 @@ def main(verbose: int, quiet: bool) -> None:
         else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from lsl_session.liblsl_log import route_liblsl_log
+
+    route_liblsl_log()
 
 
 def _register() -> None:

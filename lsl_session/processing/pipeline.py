@@ -104,6 +104,9 @@ def _step(run: dict[str, Any], name: str, fn: Callable[[], Any]) -> Any:
     try:
         entry["report"] = fn()
         return entry["report"]
+    except KeyboardInterrupt:
+        entry["status"] = "interrupted"
+        raise
     except Exception as exc:
         entry.update(status="error", error=_error_text(exc))
         logger.warning("processing step %s failed: %s", name, entry["error"])
@@ -226,12 +229,17 @@ def _load(session: Any, run: dict[str, Any]) -> Any:
     return run.pop("_data", None)
 
 
-def _finish(session: Any, run: dict[str, Any], started: float) -> dict[str, Any]:
+def _finish(
+    session: Any, run: dict[str, Any], started: float, *, interrupted: bool = False
+) -> dict[str, Any]:
     run["finished"] = now_iso()
     run["duration_s"] = round(time.perf_counter() - started, 3)
     failed = [k for k, v in run["steps"].items() if v["status"] == "error"]
     ok = [k for k, v in run["steps"].items() if v["status"] == "ok"]
     run["status"] = "ok" if not failed else ("partial" if ok else "error")
+    if interrupted:  # Ctrl-C: the outputs of the unfinished step were not swapped in
+        run["status"] = "interrupted"
+        run["errors"].append("interrupted")
     run["outputs"] = sorted(
         {
             o
@@ -293,6 +301,19 @@ def process_session(
         "steps": {}, "errors": [],
     }  # fmt: skip
     session.log_event("processing_start", {"options": run["options"]})
+    try:
+        _process_steps(session, run, rate=rate, hand_segmentation=hand_segmentation,
+                       processors=processors, options=options)  # fmt: skip
+    except KeyboardInterrupt:
+        _finish(session, run, started, interrupted=True)
+        raise
+    return _finish(session, run, started)
+
+
+def _process_steps(
+    session: Any, run: dict[str, Any], *, rate: float | None, hand_segmentation: bool,
+    processors: list[str] | None, options: dict[str, Any] | None,
+) -> None:  # fmt: skip
     paths = session.paths
     data = _load(session, run)
     if data is not None:
@@ -314,7 +335,6 @@ def process_session(
         from lsl_session.report import write_report
 
         _step(run, "report", lambda: write_report(paths.root, data=data, run=run))
-    return _finish(session, run, started)
 
 
 def export_session(

@@ -24,6 +24,27 @@ from lsl_session.errors import DeviceError
 logger = logging.getLogger(__name__)
 
 
+def _quiet_pyshimmer() -> None:
+    """Send pyshimmer's bare ``print`` calls to our log instead of stdout.
+
+    pyshimmer 1.0.0 prints ``Read loop exciting after cancel request`` (and a
+    serial-timeout warning) to stdout, where they would corrupt a command's
+    output (its last stdout line is a path). A module-level ``print`` in those
+    modules shadows the built-in for them only.
+    """
+    import pyshimmer.bluetooth.bt_api as bt_api
+    import pyshimmer.serial_base as serial_base
+
+    def log_print(*args: object, **_kwargs: object) -> None:
+        logger.debug("pyshimmer: %s", " ".join(str(a) for a in args)[:300])
+
+    for module in (bt_api, serial_base):
+        module.print = log_print  # type: ignore[attr-defined]
+
+
+_quiet_pyshimmer()
+
+
 class ShimmerError(DeviceError):
     """A Shimmer could not be reached or stopped answering."""
 
