@@ -171,6 +171,12 @@ class ControlHandler:
         if manager.state is State.ERROR:
             logger.warning("control: leaving the failed session before starting")
             manager.reset()
+        pending = self.finisher.pending
+        if pending:
+            logger.info(
+                "control: start records now; the processing of %s continues meanwhile",
+                ", ".join(p.name for p in pending),
+            )
         if manager.state is not State.ACTIVE:
             name = session_name_from_fields(self.fields) or self.default_name
             self._create_session(name)
