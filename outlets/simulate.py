@@ -23,8 +23,18 @@ logger = logging.getLogger(__name__)
 START_TIMEOUT = 20.0
 
 
-@click.command("simulate")
-@click.option("--phones", type=click.IntRange(0, 64), default=2, show_default=True)
+@click.command(
+    "simulate",
+    epilog="\b\nExamples:\n  lsl-session outlet simulate --phones 1 --no-webcam\n"
+    "  lsl-session outlet simulate --session recordings/pilot_20250731_143022",
+)
+@click.option(
+    "--phones",
+    type=click.IntRange(0, 64),
+    default=2,
+    show_default=True,
+    help="Simulated phones (each through a real relay).",
+)
 @click.option("--no-shimmer", is_flag=True, help="No Shimmer3 emulator.")
 @click.option("--no-webcam", is_flag=True, help="No synthetic webcam.")
 @click.option("--no-markers", is_flag=True, help="No stimulus marker stream.")
@@ -36,9 +46,18 @@ START_TIMEOUT = 20.0
     help="Register devices, uploads and the video in this session.",
 )
 @click.option(
-    "--sync-every", type=click.FloatRange(min=0.5), default=4.0, show_default=True
+    "--sync-every",
+    type=click.FloatRange(min=0.5),
+    default=4.0,
+    show_default=True,
+    help="Seconds between sync pulses injected into every device.",
 )
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop after this many seconds (default: until Ctrl-C).",
+)
 def simulate_command(
     phones: int,
     no_shimmer: bool,

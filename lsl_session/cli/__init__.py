@@ -42,7 +42,13 @@ def _stdout_closed() -> None:
     sys.exit(0)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="\b\nExamples:\n  lsl-session demo\n  lsl-session streams\n"
+    "  lsl-session record --name pilot --duration 60\n"
+    "  lsl-session process recordings/pilot_20250731_143022",
+)
 @click.version_option(__version__, prog_name="lsl-session")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")

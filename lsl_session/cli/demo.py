@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 @click.command(
     "demo",
-    epilog="Examples:\n\n\b\n  lsl-session demo\n  lsl-session demo --duration 60 --phones 4",
+    epilog="\b\nExamples:\n  lsl-session demo\n  lsl-session demo --duration 60 --phones 4",
 )
 @root_option
 @click.option(

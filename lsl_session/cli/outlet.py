@@ -44,6 +44,11 @@ class LazyOutletGroup(click.Group):
         return getattr(module, attr)
 
 
-@click.group("outlet", cls=LazyOutletGroup)
+@click.group(
+    "outlet",
+    cls=LazyOutletGroup,
+    epilog="\b\nExamples:\n  lsl-session outlet simulate --phones 2\n"
+    "  lsl-session outlet shimmer --emulate --duration 60",
+)
 def outlet_group() -> None:
     """Run a device outlet or simulator (markers, webcam, shimmer, phones)."""

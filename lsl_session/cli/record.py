@@ -44,9 +44,10 @@ def format_status(status: dict) -> str:
 @click.command(
     "record",
     epilog=(
-        "Examples:\n\n\b\n"
+        "\b\nExamples:\n"
         "  lsl-session record --name pilot --stream 'type=\"EEG\"' --duration 60\n"
-        "  lsl-session record --stream \"name='Markers'\" --control-port 22345"
+        "  lsl-session record --stream \"name='Markers'\" --control-port 22345\n"
+        "  lsl-session record --labrecorder-config LabRecorder.cfg"
     ),
 )
 @root_option

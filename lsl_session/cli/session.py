@@ -12,7 +12,9 @@ from lsl_session.cli._options import json_option, name_option, root_option
 from lsl_session.errors import SessionNotFoundError
 
 
-@click.command("new", epilog="Example: lsl-session new --root data --name pilot")
+@click.command(
+    "new", epilog="\b\nExamples:\n  lsl-session new --root data --name pilot"
+)
 @root_option
 @name_option
 def new_command(root: Path, name: str | None) -> None:
@@ -26,7 +28,7 @@ def new_command(root: Path, name: str | None) -> None:
     click.echo(str(manager.session_dir))
 
 
-@click.command("list", epilog="Example: lsl-session list --root data --json")
+@click.command("list", epilog="\b\nExamples:\n  lsl-session list --root data --json")
 @root_option
 @json_option
 def list_command(root: Path, as_json: bool) -> None:
@@ -78,7 +80,9 @@ def _echo_xdf(info: dict) -> None:
 
 
 @click.command(
-    "info", epilog="Example: lsl-session info recordings/pilot_20250731_143022"
+    "info",
+    epilog="\b\nExamples:\n  lsl-session info recordings/pilot_20250731_143022\n"
+    "  lsl-session info recording.xdf --json",
 )
 @click.argument("path", type=click.Path(path_type=Path))
 @json_option

@@ -43,7 +43,10 @@ def _register(session_dir: Path, device_id: str) -> None:
 @click.option("--rate", type=float, default=128.0, show_default=True, help="Hz.")
 @click.option("--device-id", default="1", show_default=True, help="shimmer_<ID>.")
 @click.option(
-    "--session", "session_dir", type=click.Path(file_okay=False, path_type=Path)
+    "--session",
+    "session_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Register the device in this session folder.",
 )
 @click.option(
     "--duration", type=float, help="Stop after SECONDS (default: run until a signal)."
@@ -72,7 +75,7 @@ def shimmer_command(
     start_counter: int,
     sync_every: float,
 ) -> None:
-    """Stream a Shimmer3 GSR+ to LSL as ``shimmer_<ID>`` (type GSR).
+    """Stream a Shimmer3 GSR+ to LSL as shimmer_<ID> (type GSR).
 
     Runs until SIGINT/SIGTERM or --duration.
     """
