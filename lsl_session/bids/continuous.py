@@ -28,6 +28,22 @@ from lsl_session.processing.model import SyncedStream
 BLOCK_ROWS = 262_144
 
 
+#: Spelled-out LSL units → the CMIXF-12 symbols BIDS recommends.
+UNITS = {
+    "microsiemens": "uS", "µs": "uS", "millisiemens": "mS", "siemens": "S",
+    "kiloohms": "kOhm", "kiloohm": "kOhm", "ohms": "Ohm", "ohm": "Ohm",
+    "megaohms": "MOhm", "microvolts": "uV", "µv": "uV", "millivolts": "mV",
+    "volts": "V", "degc": "oC", "celsius": "oC", "°c": "oC", "degrees": "deg",
+    "radians": "rad", "m/s2": "m/s^2", "meters": "m", "metres": "m",
+}  # fmt: skip
+
+
+def bids_unit(unit: str) -> str:
+    """``unit`` in BIDS's recommended spelling when we know it; ``n/a`` when empty."""
+    text = " ".join(unit.split())[:50]
+    return UNITS.get(text.lower(), text) or "n/a"
+
+
 def safe_labels(stream: SyncedStream) -> list[str]:
     """Channel names that fit a TSV cell (no tabs or newlines, at most 100 chars)."""
     return [
@@ -114,7 +130,7 @@ def write_physio(
         "SamplingFrequencyEffective": round(stream.effective_srate, 6),
     }
     for name, k in zip(names, channels, strict=True):
-        entry = {"Units": stream.channel_units[k] or "n/a"}
+        entry = {"Units": bids_unit(stream.channel_units[k])}
         if stream.channel_types[k]:
             entry["Description"] = f"LSL channel type {stream.channel_types[k]}"
         sidecar[name] = entry
@@ -143,7 +159,7 @@ def write_motion(
         rows_meta.append({
             "name": labels[k], "component": mapping.component(labels[k], kind),
             "type": kind, "tracked_point": label,
-            "units": " ".join(stream.channel_units[k].split())[:50] or "n/a",
+            "units": bids_unit(stream.channel_units[k]),
             "sampling_frequency": stream.nominal_srate,
         })  # fmt: skip
     pd.DataFrame(rows_meta).to_csv(

@@ -9,6 +9,7 @@ data file's ``acq_time`` (UTC, microseconds) on the same clock.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import logging
@@ -80,7 +81,9 @@ def write_events(folder: Path, prefix: str, frame: pd.DataFrame) -> str:
     for col in ("onset", "lsl_time"):
         out[col] = out[col].map(lambda x: f"{x:.6f}")
     out["duration"] = out["duration"].map(lambda x: f"{x:.6f}" if x > 0 else "0")
-    out.to_csv(folder / name, sep="\t", index=False, lineterminator="\n", na_rep="n/a")
+    # cells hold no tab or newline (`_clean`), so no quoting: BIDS TSV has none
+    out.to_csv(folder / name, sep="\t", index=False, lineterminator="\n", na_rep="n/a",
+               quoting=csv.QUOTE_NONE)  # fmt: skip
     sidecar = {c: {"Description": d} for c, d in _EVENT_COLUMNS.items() if c in out}
     sidecar["onset"] = {"Description": "Seconds from the first sample of the "
                         "recording", "Units": "s"}  # fmt: skip

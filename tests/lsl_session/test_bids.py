@@ -102,6 +102,10 @@ def test_event_onsets_are_lsl_time_minus_first_eeg_sample(eeg_export):
     )
     session_events = [r for r in rows if r["trial_type"] == "marker/start"]
     assert len(session_events) == 1
+    assert json.loads(session_events[0]["value"]) == {
+        "event": "marker",
+        "label": "start",
+    }
     assert abs(float(session_events[0]["onset"]) - (T0 + 0.25 - first)) < 1 / EEG_RATE
 
 
@@ -140,7 +144,7 @@ def test_physio_motion_scans_and_sourcedata(eeg_export):
     stem = _eeg_dir(ds) / "sub-P01_ses-S1_task-Rest_run-1_recording-shimmerx_physio"
     side = json.loads(stem.with_suffix(".json").read_text())
     assert side["Columns"] == ["gsr"]
-    assert side["gsr"]["Units"] == "microsiemens"
+    assert side["gsr"]["Units"] == "uS"  # the stream says "microsiemens"
     assert side["SamplingFrequency"] == 64
     assert side["StartTime"] == pytest.approx(
         float(shimmer.time_stamps[0]) - eeg_first, abs=1e-9
@@ -341,5 +345,35 @@ def test_hostile_names_and_a_symlink_stay_inside_the_dataset(tmp_path):
     assert not any(p.name == "notes.txt" for p in files)
     physio = next(ds.rglob("*_physio.json"))
     assert "recording-evilxname" in physio.name
-    assert json.loads(physio.read_text())["Columns"] == ["a b", "c d"]
+    sidecar = json.loads(physio.read_text())
+    assert sidecar["Columns"] == ["a b", "c d"]
+    assert sidecar["a b"]["Units"] == "u S" and sidecar["c d"]["Units"] == "n/a"
     assert errors(validate(ds)) == []
+
+
+def test_two_eeg_streams_become_two_acquisitions(tmp_path):
+    from bids_support import eeg_specs
+    from test_processing_support import Clock, stream_xml, write_xdf
+
+    from lsl_session.session import create_session_folder
+
+    folder = create_session_folder(tmp_path / "rec", "sub-P5_task-Two")
+    specs, _ = eeg_specs(folder.name)
+    T = T0 + 0.5 + np.arange(2 * 500) / 500.0
+    xml = stream_xml("amp2", "EEG", "float32", [("Fz", "microvolts", "EEG")], 500)
+    specs.append(
+        (5, xml, "float32", T, np.ones((len(T), 1), np.float32), Clock(0, 0), T)
+    )
+    write_xdf(folder / f"{folder.name}.xdf", specs, duration=4.0)
+    proc = cli_here("export", folder, "--bids", tmp_path / "ds")
+    assert proc.exit_code == 0, proc.stderr
+    eeg = tmp_path / "ds/sub-P5/eeg"
+    amp2_first = float(load_session(folder).stream("amp2").time_stamps[0])
+    for acq, first in (("eegamp", None), ("amp2", amp2_first)):
+        assert (eeg / f"sub-P5_task-Two_acq-{acq}_eeg.vhdr").is_file()
+        rows = tsv(eeg / f"sub-P5_task-Two_acq-{acq}_events.tsv")
+        if first is not None:  # each file's events on its own first sample
+            stim = [float(r["onset"]) for r in rows if r["stream"] == "stim"]
+            lsl = [float(r["lsl_time"]) for r in rows if r["stream"] == "stim"]
+            assert np.allclose(stim, np.array(lsl) - first, atol=1e-5)
+    assert errors(validate(tmp_path / "ds")) == []
