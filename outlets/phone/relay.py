@@ -32,6 +32,7 @@ from outlets.phone._connection import Connection
 from outlets.phone.clock import SyncQuality
 from outlets.phone.guard import AuthThrottle, LogLimiter
 from outlets.phone.limits import PREAUTH_TEXT, RelayLimits, cut
+from outlets.phone.listener import Listener, Slot
 from outlets.phone.protocol import MAX_FRAME
 from outlets.phone.state import DeviceState
 from outlets.phone.uploads import UploadStore
@@ -129,9 +130,9 @@ class PhoneRelay:
         self.uploads: UploadStore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._server: asyncio.AbstractServer | None = None
+        self._listener: Listener | None = None
         self._connections: set[Connection] = set()
-        self._preauth: dict[Connection, str] = {}
+        self._slots: dict[Connection, Slot] = {}
         self._handlers: set[asyncio.Task] = set()
         lim = self.limits
         self._limiter = LogLimiter(
@@ -276,6 +277,11 @@ class PhoneRelay:
         with contextlib.suppress(RuntimeError):  # executor shut down: nothing queued
             self._io.submit(lambda: None).result(timeout)
 
+    def connection_count(self) -> int:
+        """Open connections, TLS handshakes in progress included (≤ max_connections)."""
+        listener = self._listener
+        return 0 if listener is None else len(listener.slots)
+
     def held_bytes(self) -> dict[str, int]:
         """Bytes each open connection holds (received, unsynced, unsent data).
 
@@ -381,34 +387,30 @@ class PhoneRelay:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     async def _listen(self) -> None:
-        extra = (
-            {"ssl_handshake_timeout": self.hello_timeout} if self.ssl_context else {}
-        )
-        self._server = await asyncio.start_server(
-            self._accept,
+        lim = self.limits
+        self._listener = Listener(
             self.host,
             self._port,
-            ssl=self.ssl_context,
-            limit=self.limits.read_buffer,
-            **extra,
+            self._accept,
+            ssl_context=self.ssl_context,
+            handshake_timeout=self.hello_timeout,
+            read_limit=lim.read_buffer,
+            max_connections=lim.max_connections,
+            max_preauth_per_host=lim.max_preauth_per_host,
+            on_refused=self._refused,
+            busy_frame=P.encode_json(
+                P.error_message("busy", PREAUTH_TEXT["busy"], fatal=True)
+            ),
         )
-        self._port = self._server.sockets[0].getsockname()[1]
+        self._port = await self._listener.start()
         self._summaries = asyncio.create_task(self._summarise())
 
     async def _accept(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, slot: Slot
     ) -> None:
         conn = Connection(self, reader, writer)
-        host, lim = conn.host, self.limits
-        if (
-            len(self._connections) >= lim.max_connections
-            or sum(h == host for h in self._preauth.values())
-            >= lim.max_preauth_per_host
-        ):
-            self._refuse(conn)
-            return
         self._connections.add(conn)
-        self._preauth[conn] = host
+        self._slots[conn] = slot
         self._handlers.add(asyncio.current_task())
         try:
             await conn.run()
@@ -416,31 +418,29 @@ class PhoneRelay:
             logger.exception("phone connection handler failed")
         finally:
             self._connections.discard(conn)
-            self._preauth.pop(conn, None)
+            self._slots.pop(conn, None)
             self._handlers.discard(asyncio.current_task())
             await conn.close("closed")
 
-    def _refuse(self, conn: Connection) -> None:
-        """Answer ``busy`` and close a connection over the caps (nothing read)."""
-        conn.writer.write(
-            P.encode_json(P.error_message("busy", PREAUTH_TEXT["busy"], fatal=True))
-        )
-        conn.writer.close()
+    def _refused(self, host: str, address: str) -> None:
+        """Log (rate-limited) a connection refused by a cap."""
         self.log_error(
-            conn.host,
+            host,
             {
                 "category": "device",
                 "device_id": None,
                 "code": "busy",
                 "message": PREAUTH_TEXT["busy"],
-                "address": conn.address,
+                "address": address,
                 "fatal": True,
             },
         )
 
     def authenticated(self, conn: Connection) -> None:
         """Free the pre-authentication slot of ``conn`` (its hello was accepted)."""
-        self._preauth.pop(conn, None)
+        slot = self._slots.get(conn)
+        if slot is not None:
+            slot.authenticated = True
 
     def auth_failure(self, host: str) -> float:
         """Count a failed hello from ``host``; return the seconds to wait first."""
@@ -477,16 +477,13 @@ class PhoneRelay:
             )
 
     async def _shutdown(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None:
+            await self._listener.close()
         for conn in list(self._connections):
             await conn.close("relay_stopped")
             conn.abort()
         if self._handlers:  # their sockets are closed: they end by themselves
             await asyncio.wait(list(self._handlers), timeout=2)
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
         self._log_summaries(everything=True)
         # TLS handshakes and timers still pending: cancel them so the loop stops
         # with nothing left half-done.

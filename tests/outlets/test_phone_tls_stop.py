@@ -12,9 +12,11 @@ import sys
 import time
 
 import pytest
+from lsl_helpers import wait_until
 from phone_client import self_signed
 
-from outlets.phone import PhoneSimulator
+from outlets.phone import PhoneRelay, PhoneSimulator
+from outlets.phone.limits import RelayLimits
 
 
 def _start(tmp_path, *extra: str) -> tuple[subprocess.Popen, int, object]:
@@ -92,3 +94,36 @@ def test_tls_relay_stops_with_stuck_clients(tmp_path, how):
     assert rc == 0, err
     assert "Traceback" not in err
     assert "Task was destroyed" not in err
+
+
+def test_tls_handshakes_in_progress_count_against_the_connection_cap(tmp_path, uid):
+    cert, key = self_signed(tmp_path)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    dev = f"tls_cap_{uid}"
+    limits = RelayLimits(max_connections=4)
+    with PhoneRelay(tokens={dev: "t"}, ssl_context=ctx, limits=limits) as relay:
+        sim = PhoneSimulator(
+            "127.0.0.1", relay.port, dev, "t", tls=True, cafile=cert, jitter_ms=(0, 0)
+        ).start()
+        assert relay.wait_ready(dev)
+        client_ctx = ssl.create_default_context(cafile=str(cert))
+
+        def tls_connect() -> ssl.SSLSocket:
+            raw = socket.create_connection(("127.0.0.1", relay.port), timeout=10)
+            return client_ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+
+        silent = [socket.create_connection(("127.0.0.1", relay.port)) for _ in range(3)]
+        # accepted, never starting their handshake: all 4 slots are taken
+        assert wait_until(lambda: relay.connection_count() == 4)
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            tls_connect()  # slots full: refused before any handshake
+        for s in silent:
+            s.close()
+        assert wait_until(lambda: relay.connection_count() == 1)
+        ok = tls_connect()  # slots free again: the handshake completes
+        assert ok.version() is not None
+        ok.close()
+        count = relay.status()[dev]["samples"]["gsr"]
+        assert wait_until(lambda: relay.status()[dev]["samples"]["gsr"] > count + 10)
+        sim.stop()
