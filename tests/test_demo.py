@@ -128,7 +128,7 @@ def test_record_config_simulate_is_the_demo(demo_session, tmp_path):
     config = Path(__file__).resolve().parents[1] / "configs" / "demo.toml"
     proc = subprocess.run(
         [sys.executable, "-m", "lsl_session", "record", "--root", str(tmp_path),
-         "--config", str(config), "--simulate", "--duration", "9"],
+         "--config", str(config), "--simulate", "--duration", "7"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

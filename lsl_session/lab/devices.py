@@ -34,6 +34,8 @@ class SyncClock:
 
     period: float
     t0: float | None = None
+    #: Seconds new outlets hold their first samples until the recorder attached.
+    consumer_wait: float = 0.0
 
     def pulse_times(self, until: float) -> list[float]:
         """LSL times of pulses 1 … n up to ``until``."""
@@ -67,6 +69,10 @@ class DeviceRunner:
 
     def streaming(self) -> bool:
         """Whether the device currently streams."""
+        return False
+
+    def ended(self) -> bool:
+        """Whether the device finished on its own (a video file at its end)."""
         return False
 
     def owns(self, stream_name: str) -> bool:
@@ -110,7 +116,12 @@ class ShimmerRunner(DeviceRunner):
                     rate=rate, clock_offset=12.5, drift_ppm=40.0, seed=7
                 ).start()
                 port = self.emulator.port
-            self.outlet = ShimmerOutlet(port, device_id=self.outlet_id, rate=rate)
+            self.outlet = ShimmerOutlet(
+                port,
+                device_id=self.outlet_id,
+                rate=rate,
+                consumer_wait=clock.consumer_wait,
+            )
             self.outlet.start()
         except (ShimmerError, OSError) as exc:
             self.stop()
@@ -175,7 +186,12 @@ class WebcamRunner(DeviceRunner):
                 if session_dir is not None
                 else {"out_dir": Path.cwd()}
             )
-            self.outlet = WebcamOutlet(source, fps=fps, index=self.index, **place)
+            # a real camera or file starts when the recorder attached: frame 0 is
+            # recorded; the synthetic one runs at once (it anchors the pulses)
+            wait = 0.0 if self.simulated else clock.consumer_wait
+            self.outlet = WebcamOutlet(
+                source, fps=fps, index=self.index, wait_consumer=wait, **place
+            )
             self.outlet.start()
         except (OutletError, ValueError) as exc:
             self.outlet = None
@@ -198,6 +214,12 @@ class WebcamRunner(DeviceRunner):
 
     def streaming(self) -> bool:
         return self.outlet is not None and self.outlet.running
+
+    def ended(self) -> bool:
+        file = self.config.options.get("file")
+        return bool(
+            file and not self.simulated and self.outlet and not self.streaming()
+        )
 
     def owns(self, stream_name: str) -> bool:
         return stream_name == self.stream_name

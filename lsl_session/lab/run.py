@@ -105,7 +105,11 @@ class LabRun:
         self.options = options
         self.say = say
         self.devices, self.fleet = build_devices(config)
-        self.clock = SyncClock(period=config.sync_every_s)
+        # the recorder starts at most wait_s after the devices: nothing they
+        # stream before it attached is lost (held until it has consumers)
+        self.clock = SyncClock(
+            period=config.sync_every_s, consumer_wait=config.wait_s + 10.0
+        )
         self.tracker = UploadTracker()
         self.manager: Any = None
         self._was_streaming: dict[str, bool] = {}
@@ -316,7 +320,7 @@ class LabRun:
     def _watch_devices(self) -> None:
         """Log drops/returns of non-phone devices (the relay logs the phones)."""
         for dev in self.devices:
-            if dev.kind == "android_phone" or dev.error:
+            if dev.kind == "android_phone" or dev.error or dev.ended():
                 continue
             now = dev.streaming()
             before = self._was_streaming.get(dev.device_id, now)

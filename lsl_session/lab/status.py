@@ -25,7 +25,8 @@ def device_rows(
     Returns
     -------
     list of dict
-        ``device``, ``kind``, ``state`` (``streaming``, ``waiting``, ``failed``),
+        ``device``, ``kind``, ``state`` (``streaming``, ``waiting``, ``failed``,
+        ``ended``),
         ``required``, ``streams``, ``samples``, ``detail``.
     """
     streams = (recorder_status or {}).get("streams", [])
@@ -34,6 +35,8 @@ def device_rows(
         mine = [s for s in streams if dev.owns(s["name"])]
         if dev.error:
             state = "failed"
+        elif dev.ended():
+            state = "ended"
         elif dev.streaming():
             state = "streaming"
         else:
@@ -64,7 +67,12 @@ def device_table(rows: list[dict[str, Any]], title: str) -> Table:
         ("", "left"),
     ):
         table.add_column(column, justify=justify)
-    colour = {"streaming": "green", "waiting": "yellow", "failed": "red"}
+    colour = {
+        "streaming": "green",
+        "waiting": "yellow",
+        "failed": "red",
+        "ended": "blue",
+    }
     for r in rows:
         name = r["device"] + (" *" if r["required"] else "")
         table.add_row(

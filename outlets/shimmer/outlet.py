@@ -38,6 +38,9 @@ from outlets.shimmer.conversion import (
 
 logger = logging.getLogger(__name__)
 
+#: Rows held at most while a new outlet waits for its first consumer.
+MAX_HELD_ROWS = 65536
+
 #: (label, unit, type) per channel. Only the conductance channel is typed ``GSR``:
 #: readers that map the lowercased LSL type onto MNE's (mne-lsl, mnextend) load a
 #: ``gsr`` channel as siemens, so the skin resistance in kΩ is typed ``Resistance``
@@ -99,6 +102,10 @@ class ShimmerOutlet:
     on_chunk : callable, optional
         Called after each push with ``(ticks, stamps, data)``: unwrapped device
         ticks, LSL stamps and the float32 samples (monitoring and tests).
+    consumer_wait : float
+        Seconds the first samples are held until an inlet (the recorder) is
+        connected, so a recorder attaching to the new stream loses none (liblsl
+        drops what is pushed before an inlet connects); 0 pushes at once.
 
     Notes
     -----
@@ -121,6 +128,7 @@ class ShimmerOutlet:
         clock_window: float = 60.0,
         push_interval: float = 0.05,
         on_chunk: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None,
+        consumer_wait: float = 0.0,
     ) -> None:
         self.port, self.device_id, self.rate = port, str(device_id), float(rate)
         self.call_timeout, self.stall_timeout = call_timeout, stall_timeout
@@ -130,6 +138,10 @@ class ShimmerOutlet:
             push_interval,
         )
         self.on_chunk = on_chunk
+        self.consumer_wait = float(consumer_wait)
+        self._held: list[tuple[np.ndarray, np.ndarray]] | None = None
+        self._held_rows = 0
+        self._outlet_created = 0.0
         self.stats = ShimmerStats()
         self.clock = ClockMapper(window_s=clock_window)
         self._unwrap = CounterUnwrapper()
@@ -216,6 +228,8 @@ class ShimmerOutlet:
             self._period = round(TICKS_PER_SECOND / rate)
             if self._outlet is None:
                 self._outlet = pylsl.StreamOutlet(self._make_info(rate), 0, 360)
+                self._outlet_created = time.monotonic()
+                self._held = [] if self.consumer_wait > 0 else None
             self._last_packet = time.monotonic()
             conn.call(sh.start_streaming)
         except BaseException as exc:
@@ -299,13 +313,34 @@ class ShimmerOutlet:
         data[:, 1] = kohm
         data[:, 2] = ppg_raw_to_mv(raw[:, 2])
         data[:, 3:6] = accel_raw_to_ms2(raw[:, 3:6])
-        self._outlet.push_chunk(data, stamps)
+        self._emit(data, stamps)
         self.stats.packets += n
         self.stats.pushed += n
         self._last_packet = time.monotonic()
         if self.on_chunk is not None:
             self.on_chunk(ticks, stamps, data)
         return n
+
+    def _emit(self, data: np.ndarray, stamps: np.ndarray) -> None:
+        """Push, or hold while the new outlet waits for its first consumer."""
+        if self._held is not None:
+            waited = time.monotonic() - self._outlet_created
+            if (
+                not self._outlet.have_consumers()
+                and waited < self.consumer_wait
+                and self._held_rows < MAX_HELD_ROWS
+            ):
+                self._held.append((data, stamps))
+                self._held_rows += len(stamps)
+                return
+            held, self._held = self._held, None
+            if held:
+                data = np.concatenate([*(d for d, _ in held), data])
+                stamps = np.concatenate([*(t for _, t in held), stamps])
+            logger.info(
+                "Shimmer: %d held samples pushed after %.2f s", self._held_rows, waited
+            )
+        self._outlet.push_chunk(data, stamps)
 
     # ------------------------------------------------------------ supervisor
     def _health_error(self) -> str | None:

@@ -1,0 +1,195 @@
+"""The real lab from its config, as a lab runs it: ``lsl-session record --config``
+in its own process, two phone simulators as separate processes against the real
+relay, the Shimmer3 emulator's pty as the config's ``port`` (real pyshimmer +
+pyserial), a video file as the webcam."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import pytest
+import pyxdf
+
+from outlets.shimmer import ShimmerEmulator
+from outlets.webcam import SyntheticVideo
+
+CLI = [sys.executable, "-m", "lsl_session"]
+VIDEO_FRAMES = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _video(path: Path) -> Path:
+    video = SyntheticVideo(fps=30.0, flash_every=1.0, flash_frames=2)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), 30.0,
+                             (video.width, video.height))  # fmt: skip
+    for frame in video.frames(VIDEO_FRAMES):
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def _phone(port: int, device: str, token: str) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [*CLI, "outlet", "phone-sim", "--relay", f"127.0.0.1:{port}",
+         "--device-id", device, "--token", token, "--jitter-ms", "5",
+         "--clock-offset", "500", "--drift-ppm", "20"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    return proc
+
+
+def _wait_line(proc: subprocess.Popen, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if text in proc.stderr.readline():
+            return
+    raise AssertionError(f"no {text!r} from {proc.args[3:6]}")
+
+
+@pytest.fixture
+def emulator():
+    emu = ShimmerEmulator(rate=128.0, clock_offset=5.0, drift_ppm=30.0, seed=2).start()
+    yield emu
+    emu.close()
+
+
+def test_record_config_runs_the_real_lab(tmp_path, emulator):
+    port = _free_port()
+    tag = os.getpid()
+    phones = {f"pa_{tag}": "tok-a", f"pb_{tag}": "tok-b"}
+    devices = "".join(
+        f'[[devices]]\nid = "{d}"\ntype = "android_phone"\ntoken = "{t}"\n'
+        'required = true\ncapabilities = ["rgb_video", "thermal_video", "gsr_data",'
+        ' "motion_data"]\n\n'
+        for d, t in phones.items()
+    )
+    config = tmp_path / "lab.toml"
+    config.write_text(
+        '[session]\nname = "lab"\nroot = "rec"\n\n'
+        "[record]\nwait_s = 30\nupload_timeout_s = 30\n\n"
+        f'[relay]\nhost = "127.0.0.1"\nport = {port}\n\n'
+        f'{devices}[[devices]]\nid = "shimmer_{tag}"\ntype = "shimmer_gsr"\n'
+        f'port = "{emulator.port}"\nrequired = true\n\n'
+        f'[[devices]]\nid = "webcam_7"\ntype = "pc_webcam"\n'
+        f'file = "{_video(tmp_path / "trial.mp4")}"\n'
+    )
+    record = subprocess.Popen(
+        [*CLI, "record", "--config", str(config), "--duration", "6",
+         "--status-interval", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    sims = []
+    try:
+        _wait_line(record, "phone relay listening")
+        sims = [_phone(port, d, t) for d, t in phones.items()]
+        _wait_line(record, "recording into")
+        time.sleep(2.0)
+        sims[1].send_signal(signal.SIGKILL)  # a phone drops mid-recording …
+        sims[1].wait(10)
+        time.sleep(0.5)
+        sims[1] = _phone(port, *list(phones.items())[1])  # … and comes back
+        out, err = record.communicate(timeout=180)
+    finally:
+        for sim in sims:
+            sim.terminate()
+            sim.wait(30)
+        if record.poll() is None:
+            record.kill()
+    assert record.returncode == 0, err[-4000:]
+    assert "streaming" in err  # the device table
+    folder = Path(out.strip().splitlines()[-1])
+    meta = json.loads((folder / "session_metadata.json").read_text())
+    events = json.loads((folder / f"{folder.name}_log.json").read_text())
+    assert meta["status"] == "completed"
+
+    streams, _ = pyxdf.load_xdf(str(folder / f"{folder.name}.xdf"))
+    by_name = {s["info"]["name"][0]: s for s in streams}
+    span = float(meta["recording"]["stop_lsl_time"]) - float(
+        meta["recording"]["start_lsl_time"]
+    )
+    for device in phones:
+        for kind, rate in (("motion", 100), ("gsr", 128), ("rgb_frames", 30)):
+            n = len(by_name[f"{device}_{kind}"]["time_stamps"])
+            assert 0.6 * rate * span < n < 1.2 * rate * span, (device, kind, n)
+    # the webcam file is recorded from its first frame to its last
+    frames = by_name["webcam_7_frames"]["time_series"][:, 0]
+    assert list(frames) == list(range(VIDEO_FRAMES))
+    # the Shimmer from its first packet on (held until the recorder attached)
+    gsr = by_name[f"shimmer_{tag}"]
+    first_sent = emulator.truth()["lsl_time"][0]
+    assert abs(gsr["time_stamps"][0] - first_sent) < 0.05
+    assert 0.9 * 128 * span < len(gsr["time_stamps"])
+
+    def acks(command: str) -> dict[str, str]:
+        return {
+            e["device_id"]: e["status"]
+            for e in events
+            if e["event"] == "device_ack" and e.get("command") == command
+        }
+
+    assert acks("start_record") == dict.fromkeys(phones, "ok")
+    assert acks("stop_record") == dict.fromkeys(phones, "ok")
+    stop = next(e["lsl_time"] for e in events if e["event"] == "stop_record")
+    dropped = [
+        e
+        for e in events
+        if e["event"] == "device_disconnected" and e["lsl_time"] < stop
+    ]
+    assert [e["device_id"] for e in dropped] == [list(phones)[1]]  # logged, once
+    back = [
+        e
+        for e in events
+        if e["event"] == "device_connected" and e.get("device_id") == list(phones)[1]
+    ]
+    assert back[-1]["reconnect"] is True  # the same streams continued
+    assert len([s for s in streams if s["info"]["name"][0].startswith(
+        f"{list(phones)[1]}_motion")]) == 1  # fmt: skip
+    for device in phones:
+        files = meta["files"][device]
+        assert sorted(f["file_type"] for f in files) == ["rgb", "thermal"]
+        for f in files:
+            data = (folder / f["file_path"]).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == f["sha256"]
+    assert not [e for e in events if e["event"] == "error"]
+    report = json.loads((folder / "processing/sync_check/sync_check.json").read_text())
+    assert {r["device"] for r in report["streams"]} >= set(phones)
+    assert any((folder / "exports" / "csv").iterdir())
+    assert (folder / "processing" / "synchronized_data").is_dir()
+
+
+def test_missing_required_device_is_named_and_exits_2(tmp_path):
+    config = tmp_path / "lab.toml"
+    config.write_text(
+        '[session]\nroot = "rec"\n[record]\nwait_s = 1\nprocess = false\n'
+        f'[relay]\nhost = "127.0.0.1"\nport = {_free_port()}\n'
+        f'[markers]\nname = "M_{os.getpid()}"\n'
+        '[[devices]]\nid = "absent_phone"\ntype = "android_phone"\ntoken = "t"\n'
+        "required = true\n"
+    )
+    args = [*CLI, "record", "--config", str(config), "--duration", "1"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "required device(s) not streaming after 1 s: absent_phone" in proc.stderr
+    folder = Path(proc.stdout.strip().splitlines()[-1])
+    events = json.loads((folder / f"{folder.name}_log.json").read_text())
+    errors = [e for e in events if e["event"] == "error"]
+    assert any("absent_phone" in e["message"] for e in errors)
+    assert (folder / f"{folder.name}.xdf").exists()  # the others were recorded
+    proc = subprocess.run(
+        [*args, "--allow-missing"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
