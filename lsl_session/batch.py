@@ -19,6 +19,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -211,16 +212,44 @@ def run_tasks(
     if scheduler:
         _run_dask(tasks, scheduler, deliver)
     elif jobs > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(
-            max_workers=min(jobs, len(tasks)), mp_context=get_context("spawn")
-        ) as pool:
-            futures = {pool.submit(run_task, t): t for t in tasks}
-            for future in as_completed(futures):
-                deliver(_collect(future, futures[future]))
+        _run_local(tasks, jobs, deliver)
     else:
         for task in tasks:
             deliver(run_task(task))
     return done
+
+
+def _run_local(tasks: list[Task], jobs: int, deliver: Callable) -> None:
+    """``jobs`` worker processes; a crashed worker fails only its own session.
+
+    A process that dies (killed, out of memory, a crashing extension) breaks
+    the whole pool, failing every unfinished task with it. Those tasks are run
+    again one at a time, each in a fresh process, so that only the session
+    that kills its process is reported failed.
+    """
+    spawn = get_context("spawn")
+    broken: list[Task] = []
+    with ProcessPoolExecutor(
+        max_workers=min(jobs, len(tasks)), mp_context=spawn
+    ) as pool:
+        futures = {pool.submit(run_task, t): t for t in tasks}
+        for future in as_completed(futures):
+            try:
+                deliver(future.result())
+            except BrokenProcessPool:
+                broken.append(futures[future])
+            except Exception:  # could not pickle the task or its result
+                deliver(_collect(future, futures[future]))
+    if broken:
+        logger.warning("a worker process died; running %d session(s) one at a time "
+                       "to isolate it", len(broken))  # fmt: skip
+    for task in broken:
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+            future = pool.submit(run_task, task)
+            result = _collect(future, task)
+        if not result["ok"] and result["worker"] == "?":
+            result["error"] = f"the worker process died ({result['error']})"
+        deliver(result)
 
 
 def _collect(future: Any, task: Task) -> dict[str, Any]:

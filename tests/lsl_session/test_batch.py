@@ -147,3 +147,47 @@ def test_collect_and_bad_batch_input(tmp_path):
     assert "Traceback" not in proc.stderr
     result = batch.run_task(batch.Task("process", str(tmp_path / "missing")))
     assert result["ok"] is False and "no such session folder" in result["error"]
+
+
+CRASHER = """
+import os
+
+class Crash:
+    name = "crash"
+
+    def run(self, context):
+        if "crash" in context.paths.session_id:
+            os._exit(3)  # the worker process dies, as on a segfault or OOM kill
+        return {}
+"""
+
+
+def test_a_session_that_kills_its_worker_fails_alone(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "lsl_session_crash_plugin.py").write_text(CRASHER)
+    dist = site / "lsl_session_crash_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: lsl-session-crash-plugin\nVersion: 0.1\n"
+    )
+    (dist / "entry_points.txt").write_text(
+        "[lsl_session.processors]\ncrash = lsl_session_crash_plugin:Crash\n"
+    )
+    root = tmp_path / "rec"
+    root.mkdir()
+    good = [make_session(root, name=f"ok{k}", duration=2.0)[0] for k in range(2)]
+    crash = make_session(root, name="crash", duration=2.0)[0]
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "lsl_session", "process", "--root", str(root),
+         "--jobs", "2", "--no-hand-segmentation"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    failed = _lines(proc.stderr, "FAILED")
+    assert len(failed) == 1 and crash.name in failed[0] and "died" in failed[0]
+    ok = _lines(proc.stdout, "ok")
+    assert sorted(Path(line.split()[1]).name for line in ok) == sorted(
+        g.name for g in good
+    )
