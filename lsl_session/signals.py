@@ -16,6 +16,8 @@ class StopRequest:
     def __init__(self) -> None:
         self.event = threading.Event()
         self.signal_name: str | None = None
+        #: signals received so far (a second one may mean "do not wait")
+        self.count = 0
 
     def set(self) -> None:
         """Request a stop from code (a remote ``stop``, a duration, …)."""
@@ -48,6 +50,7 @@ def stop_on_signals(
 
     def handle(signum: int, _frame: object) -> None:
         request.signal_name = signal.Signals(signum).name
+        request.count += 1
         request.set()
         if callback is not None:
             callback()

@@ -124,11 +124,20 @@ def serve_runs(
     pending = finisher.pending
     if pending:
         logger.warning(
-            "waiting for the processing of %d session(s): %s",
+            "waiting for the processing of %d session(s) (a second Ctrl-C stops"
+            " waiting): %s",
             len(pending),
             ", ".join(p.name for p in pending),
         )
-    finisher.wait()
+    # ended by one signal: a second one stops waiting; by quit/duration: any one
+    limit = 2 if stopper.count else 1
+    while not finisher.wait(0.2):
+        if stopper.count >= limit:
+            logger.error(
+                "not waiting for processing; run `lsl-session process` on: %s",
+                ", ".join(p.name for p in finisher.pending),
+            )
+            return EXIT_RUN_FAILED
     return exit_code(control.handler.runs)
 
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,24 @@ def test_sigterm_ends_the_server_and_the_running_run(session_root, uid):
         assert meta["status"] == "completed"
         assert not meta.get("processing", {}).get("runs")
         assert len(_stream(folder, name)["time_stamps"]) > 0
+
+
+def test_second_signal_stops_waiting_for_processing(session_root, uid):
+    name = f"wait_{uid}"
+    src = RegularSource(name, f"wait_{uid}", channels=8, srate=500).start()
+    proc, port = start_server(session_root, "--stream", f"source_id='wait_{uid}'")
+    try:
+        client = Client(("127.0.0.1", port))
+        assert client.send("start") == b"OK"
+        assert wait_until(lambda: _samples(client.status(), name) > 500, 20)
+        assert client.send("stop") == b"OK"  # processing starts in the background
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)  # a second Ctrl-C, while processing runs
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        src.stop()
+    assert "not waiting for processing; run `lsl-session process` on:" in err
+    assert proc.returncode == 1
+    assert out == ""  # the unprocessed run is not reported done
