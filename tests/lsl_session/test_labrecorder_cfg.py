@@ -6,8 +6,6 @@ import json
 import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -133,19 +131,23 @@ def test_missing_required_stream_is_named_watched_and_exits_2(tmp_path, uid):
         f'RequiredStreams="Here_{uid} ({HOST})", "Late_{uid} ({HOST})"\n',
     )
     proc = _record(["--labrecorder-config", str(cfg), "--no-process",
-                    "--duration", "4"])  # fmt: skip
-    late = []
-    threading.Timer(
-        2.0, lambda: late.append(RegularSource(f"Late_{uid}", f"late_{uid}",
-                                               channels=1, srate=100).start())
-    ).start()  # fmt: skip
+                    "--duration", "3"])  # fmt: skip
+    late = None
     try:
-        out, err = proc.communicate(timeout=60)
+        seen = []
+        while not any("required stream" in ln for ln in seen):
+            seen.append(proc.stderr.readline())
+            assert seen[-1], "".join(seen)
+        # missing at start, reported: now it appears
+        late = RegularSource(f"Late_{uid}", f"late_{uid}", channels=1, srate=100)
+        late.start()
+        out, rest = proc.communicate(timeout=60)
+        err = "".join(seen) + rest
     finally:
+        proc.kill()
         present.stop()
-        time.sleep(0.1)
-        for src in late:
-            src.stop()
+        if late is not None:
+            late.stop()
     assert proc.returncode == 2, err
     folder = Path(out.splitlines()[-1])
     assert folder.parent == tmp_path / "study"

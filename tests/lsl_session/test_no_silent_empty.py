@@ -13,7 +13,12 @@ from test_control import Client
 from test_control_runs import start_server
 
 from lsl_session.control import ControlServer
-from lsl_session.lsl import closest_streams, edit_distance, query_hints
+from lsl_session.lsl import (
+    closest_streams,
+    edit_distance,
+    explain_unmatched,
+    query_hints,
+)
 from lsl_session.manager import SessionManager
 
 
@@ -49,17 +54,31 @@ def test_edit_distance_and_hints():
 
 
 @pytest.mark.parametrize(
-    ("template", "hint"),
+    ("query", "hint"),
     [
-        ('nme="{name}"', "unknown field 'nme' (did you mean name?)"),
-        ("name={name}", "unquoted value"),
-        ('name="{lower}"', "values are case-sensitive"),
+        ('nme="EEG"', "unknown field 'nme' (did you mean name?)"),
+        ("name=EEG", "unquoted value 'EEG': write name=\"EEG\""),
+        ('name="eeg"', "values are case-sensitive: 'EEG', not 'eeg'"),
     ],
 )
-def test_query_typo_names_closest_stream_and_exits_2(session_root, uid, template, hint):
+def test_explain_unmatched_typos(query, hint):
+    visible = [
+        {"name": "Markers", "type": "Markers", "source_id": "m1", "hostname": "h"},
+        {"name": "EEG", "type": "EEG", "source_id": "e1", "hostname": "h"},
+    ]
+    text = explain_unmatched(query, visible)
+    assert text.startswith(f"query {query!r} matched no stream; ")
+    assert hint in text
+    assert "closest visible: EEG (type EEG, source_id e1, host h); Markers" in text
+    assert explain_unmatched(query, []).endswith("no LSL stream is visible at all")
+
+
+def test_query_typo_names_closest_stream_and_exits_2(session_root, uid):
+    """The CLI end to end, with the issue's first typo (the others: above)."""
     name = f"EEG_{uid}"
     src = RegularSource(name, f"eeg_{uid}", channels=2, srate=100).start()
-    query = template.format(name=name, lower=name.lower())
+    query = f'nme="{name}"'
+    hint = "unknown field 'nme' (did you mean name?)"
     try:
         proc = _record(session_root, "--stream", query, "--duration", "1.5")
     finally:
