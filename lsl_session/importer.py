@@ -254,9 +254,14 @@ def import_xdf(
         logger.info("%s was imported before: %s", path, found)
         return found
     streams, header = _read_headers(files)
+    durations = [s["duration_s"] for s in streams if s["duration_s"] is not None]
+    duration = max(durations, default=0.0)
     when = header_datetime(header)
-    if when is None:
-        when = dt.datetime.fromtimestamp(files[0].stat().st_mtime).astimezone()
+    time_source = "FileHeader datetime"
+    if when is None:  # the last write ended the recording
+        mtime = dt.datetime.fromtimestamp(files[-1].stat().st_mtime).astimezone()
+        when = (mtime - dt.timedelta(seconds=duration)).replace(microsecond=0)
+        time_source = "file modification time minus duration"
     if name is None:
         stem = _PART.sub(r"\g<stem>", files[0].stem)
         parsed = layout.parse_session_id(stem)
@@ -276,8 +281,6 @@ def import_xdf(
             "file": target.name, "original": str(source.resolve()),
             "sha256": digest, "size": source.stat().st_size, "method": method,
         })  # fmt: skip
-    durations = [s["duration_s"] for s in streams if s["duration_s"] is not None]
-    duration = max(durations, default=0.0)
     start = when.isoformat(timespec="microseconds")
     end = (when + dt.timedelta(seconds=duration)).isoformat(timespec="microseconds")
 
@@ -287,7 +290,8 @@ def import_xdf(
         meta["recording"] = {
             "xdf_files": [e["file"] for e in imported], "streams": streams,
             "runs": [], "start_lsl_time": None, "stop_lsl_time": None,
-            "start_time": start, "stop_time": end, "file_header": header,
+            "start_time": start, "stop_time": end, "start_time_source": time_source,
+            "file_header": header,
             "imported": imported, "imported_time": now_iso(),
         }  # fmt: skip
 

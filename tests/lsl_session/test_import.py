@@ -95,6 +95,22 @@ def test_import_copy_and_file_header_datetime(tmp_path):
     stamp = dt.datetime.strptime(header["datetime"], "%Y-%m-%dT%H:%M:%S%z")
     assert folder.name == f"empty_streams_{stamp.strftime('%Y%m%d_%H%M%S')}"
     assert dt.datetime.fromisoformat(meta["start_time"]) == stamp
+    assert meta["recording"]["start_time_source"] == "FileHeader datetime"
+
+
+def test_no_file_header_datetime_start_is_mtime_minus_duration(tmp_path):
+    src = tmp_path / "cr.xdf"
+    shutil.copy2(DATA / "clock_resets.xdf", src)  # its FileHeader has no datetime
+    end = dt.datetime(2024, 5, 6, 7, 8, 9).astimezone()
+    os.utime(src, (end.timestamp(), end.timestamp()))
+    meta = _meta(import_xdf(src, tmp_path / "rec"))
+    assert (
+        meta["recording"]["start_time_source"]
+        == "file modification time minus duration"
+    )
+    start = dt.datetime.fromisoformat(meta["start_time"])
+    assert abs((end - start).total_seconds() - meta["duration_s"]) < 1.0
+    assert 570 < meta["duration_s"] < 575  # across its clock reset
 
 
 def test_split_recording_imported_whole(tmp_path):
