@@ -311,17 +311,19 @@ def test_truncated_file_counts_from_samples(tmp_path):
     assert 0 < counts["BioSemi"] < 27815
 
 
-def test_process_on_a_sessions_own_xdf_uses_that_session(tmp_path):
+def test_a_sessions_own_xdf_resolves_to_that_session(tmp_path):
     from test_processing_support import make_session
 
-    folder, _, _ = make_session(tmp_path / "rec", name="own")
-    proc = _cli(
-        "process", str(folder / f"{folder.name}.xdf"), "--root", str(tmp_path / "other"),
-        "--no-hand-segmentation",
-    )  # fmt: skip
-    assert Path(proc.stdout.strip().splitlines()[-1]) == folder
+    from lsl_session.importer import session_for
+
+    folder, _, _ = make_session(tmp_path / "rec", name="own", parts=2)
+    for name in (f"{folder.name}.xdf", f"{folder.name}_part002.xdf"):
+        assert session_for(folder / name, tmp_path / "other") == folder
     assert not (tmp_path / "other").exists()
-    assert (folder / "processing/synchronized_data/gsr_a.parquet").exists()
+    # a copy outside the session is a foreign file: imported
+    outside = tmp_path / "copy.xdf"
+    shutil.copy2(folder / f"{folder.name}.xdf", outside)
+    assert session_for(outside, tmp_path / "other").parent == tmp_path / "other"
 
 
 def test_same_name_streams_get_distinct_files(tmp_path):
@@ -339,9 +341,12 @@ def test_same_name_streams_get_distinct_files(tmp_path):
             w.write_stream_header(sid, xml)
             w.write_samples(sid, t, np.full((100, 1), sid, np.float32))
         w.write_stream_footers()
-    root = tmp_path / "rec"
-    proc = _cli("process", str(src), "--root", str(root), "--no-hand-segmentation")
-    folder = Path(proc.stdout.strip().splitlines()[-1])
+    from lsl_session.processing.pipeline import process_session
+    from lsl_session.session import Session
+
+    folder = import_xdf(src, tmp_path / "rec")
+    run = process_session(Session(folder), hand_segmentation=False, processors=[])
+    assert run["status"] == "ok", run["errors"]
     sync = folder / "processing/synchronized_data"
     assert {p.name for p in sync.glob("x0*.parquet")} == {
         "x0_amp_left.parquet", "x0_amp_right.parquet"

@@ -149,14 +149,15 @@ def test_speed_loop_and_stream_query_in_process(tmp_path, uid):
     ids=["speed", "bad-query", "no-match"],
 )  # fmt: skip
 def test_replay_bad_options_one_line_error(tmp_path, uid, args, message):
+    from click.testing import CliRunner
+
+    from lsl_session.cli import main
+
     src = _recording(tmp_path / "src.xdf", uid, duration=0.5)
-    proc = subprocess.run(
-        [sys.executable, "-m", "lsl_session", "replay", str(src), *args],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr
-    assert message in proc.stderr.strip().splitlines()[-1]
+    result = CliRunner().invoke(main, ["replay", str(src), *args])
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    assert message in result.output.strip().splitlines()[-1]
 
 
 def test_replay_not_an_xdf_file(tmp_path):
