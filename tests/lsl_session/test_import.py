@@ -148,7 +148,8 @@ def test_import_bad_input_clear_error_and_no_session(tmp_path, content, message)
     proc = _cli("import", str(src), "--root", str(tmp_path / "rec"), check=False)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
-    assert message in proc.stderr.strip().splitlines()[-1]
+    (error,) = [x for x in proc.stderr.splitlines() if x.startswith("Error:")]
+    assert message in error  # one line
     assert not (tmp_path / "rec").exists() or not any(
         p for p in (tmp_path / "rec").iterdir() if not p.name.startswith(".")
     )

@@ -157,7 +157,8 @@ def test_replay_bad_options_one_line_error(tmp_path, uid, args, message):
     result = CliRunner().invoke(main, ["replay", str(src), *args])
     assert result.exit_code != 0
     assert "Traceback" not in result.output
-    assert message in result.output.strip().splitlines()[-1]
+    (error,) = [x for x in result.output.splitlines() if x.startswith("Error:")]
+    assert message in error
 
 
 def test_replay_not_an_xdf_file(tmp_path):
@@ -168,5 +169,5 @@ def test_replay_not_an_xdf_file(tmp_path):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode != 0
-    assert proc.stderr.strip().splitlines()[-1].startswith("Error:")
+    assert len([x for x in proc.stderr.splitlines() if x.startswith("Error:")]) == 1
     assert "Traceback" not in proc.stderr
