@@ -200,7 +200,9 @@ class _Utf16CharWriter(VarWriter5):
 def write_v5(path: Path, variables: dict[str, Any]) -> None:
     """Write ``variables`` as an uncompressed MATLAB v5 MAT-file (UTF-16 text)."""
     with open(path, "wb") as fh:
-        writer = MatFile5Writer(fh, long_field_names=True, oned_as="row")
+        writer = MatFile5Writer(
+            fh, unicode_strings=True, long_field_names=True, oned_as="row"
+        )
         writer.write_file_header()
         chars = _Utf16CharWriter(writer)
         for name, value in variables.items():

@@ -120,3 +120,24 @@ def test_parquet_units_are_plain_key_value_metadata(tmp_path):
         tmp_path / "Hautleitf_higkeit.parquet"
     ).metadata.metadata
     assert json.loads(per_stream[b"units"])["GSR"] == "µS"
+
+
+def test_v5_ascii_only_file_is_scipys_byte_for_byte(tmp_path):
+    import scipy.io
+
+    from lsl_session.processing.to_matlab import write_v5
+
+    variables = {
+        "s": {"name": "gsr", "n": np.arange(3.0),
+              "labels": np.array(["GSR", "PPG"], dtype=object).reshape(1, 2)},
+        "events": {"description": np.array(["go", "stop"], dtype=object).reshape(2, 1)},
+    }  # fmt: skip
+    write_v5(tmp_path / "ours.mat", variables)
+    scipy.io.savemat(
+        tmp_path / "scipy.mat", variables, long_field_names=True, oned_as="row"
+    )
+    ours, theirs = (
+        (tmp_path / "ours.mat").read_bytes(),
+        (tmp_path / "scipy.mat").read_bytes(),
+    )
+    assert ours[128:] == theirs[128:]  # the 128-byte header holds the creation time
