@@ -254,6 +254,8 @@ def dejitter(
     if not np.any(counts > 1):
         return segments, 0.0
     duration = float(np.sum(stamps[ends] - stamps[starts]))
+    if not duration > 0:  # identical (or damaged) stamps: no measurable rate
+        return segments, 0.0
     return segments, float(np.sum(counts - 1)) / duration
 
 

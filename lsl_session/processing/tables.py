@@ -53,7 +53,11 @@ def session_t0(streams: Iterable[SyncedStream], start_lsl_time: float | None) ->
     """The time origin: the recorder's start time, else the earliest stamp (else 0)."""
     if start_lsl_time is not None and math.isfinite(float(start_lsl_time)):
         return float(start_lsl_time)
-    firsts = [float(s.time_stamps[0]) for s in streams if len(s.time_stamps)]
+    firsts = []
+    for s in streams:
+        finite = s.time_stamps[np.isfinite(s.time_stamps)]  # damaged stamps: skip
+        if len(finite):
+            firsts.append(float(finite[0]))
     return min(firsts) if firsts else 0.0
 
 

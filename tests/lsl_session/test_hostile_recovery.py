@@ -276,3 +276,33 @@ def test_info_recover_peak_rss_on_a_320_mb_file(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "below the 150 MB bound" in proc.stdout
+
+
+def test_recorder_never_writes_through_a_planted_xdf_symlink(tmp_path, uid):
+    """A link at the session's XDF path: to a file (left intact, the recording goes
+    to a new part) or dangling (start fails, nothing created at its target)."""
+    from lsl_session.errors import RecorderError
+    from lsl_session.manager import SessionManager
+
+    victim = tmp_path / "victim.bin"
+    victim.write_bytes(b"precious")
+    mgr = SessionManager(tmp_path / "root", lsl_events=False)
+    try:
+        mgr.create_session("planted")
+        paths = mgr.session.paths
+        paths.xdf(1).symlink_to(victim)
+        mgr.start_recording([f"source_id='none_{uid}'"], initial_wait=0.1)
+        summary = mgr.stop_recording()
+        assert summary["xdf_files"] == [paths.xdf(2).name]
+        assert victim.read_bytes() == b"precious"
+        mgr.end_session(process=False)
+        mgr.reset()
+        mgr.create_session("dangling")
+        paths = mgr.session.paths
+        paths.xdf(1).symlink_to(tmp_path / "nowhere.xdf")
+        with pytest.raises(RecorderError, match="cannot create"):
+            mgr.start_recording([f"source_id='none_{uid}'"], initial_wait=0.1)
+        assert not (tmp_path / "nowhere.xdf").exists()
+        assert not (paths.root / ".lsl_session_reserve").exists()
+    finally:
+        mgr.close()
