@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 logger = logging.getLogger(__name__)
+#: Repeated warnings per stream before they are only counted.
+_MAX_WARNINGS = 5
 
 _EPS = np.finfo(float).eps
 
@@ -174,8 +176,17 @@ def fit_clock_offsets(
             )
             fits.append(ClockFit(first, last, a, b))
         except np.linalg.LinAlgError:
-            logger.warning("clock offsets %d..%d cannot be used for sync", first, last)
+            unusable = sum(not f.ok for f in fits)
+            if unusable < _MAX_WARNINGS:  # a damaged file can hold thousands
+                logger.warning(
+                    "clock offsets %d..%d cannot be used for sync", first, last
+                )
             fits.append(ClockFit(first, last, 0.0, 0.0, ok=False))
+    if sum(not f.ok for f in fits) > _MAX_WARNINGS:
+        logger.warning(
+            "%d clock-offset ranges in all cannot be used for sync",
+            sum(not f.ok for f in fits),
+        )
     return fits
 
 
@@ -192,7 +203,7 @@ def apply_clock_sync(
     if len(fits) == 1:
         stamps += fits[0].intercept + fits[0].slope * stamps
         return [(0, n - 1)]
-    segments, start = [], 0
+    segments, start, empty = [], 0, 0
     for fit in fits:
         if fit.last + 1 < len(times):
             rest = stamps[start:]
@@ -201,12 +212,18 @@ def apply_clock_sync(
         else:
             stop = n
         if stop == start:
-            logger.warning("no samples in clock offsets %d..%d", fit.first, fit.last)
+            empty += 1
+            if empty <= _MAX_WARNINGS:  # a damaged file can hold thousands
+                logger.warning(
+                    "no samples in clock offsets %d..%d", fit.first, fit.last
+                )
             continue
         segments.append((start, stop - 1))
         part = stamps[start:stop]
         part += fit.intercept + fit.slope * part
         start = stop
+    if empty > _MAX_WARNINGS:
+        logger.warning("%d clock-offset ranges in all hold no samples", empty)
     return segments
 
 
