@@ -1,5 +1,6 @@
-"""LabRecorder-compatible remote control: line protocol, command handler, TCP server."""
+"""LabRecorder-compatible remote control: line protocol, handler, TCP server, runs."""
 
+from lsl_session.control.finisher import SessionFinisher
 from lsl_session.control.handler import ControlHandler
 from lsl_session.control.protocol import (
     REPLY_OK,
@@ -7,6 +8,7 @@ from lsl_session.control.protocol import (
     parse_line,
     session_name_from_fields,
 )
+from lsl_session.control.runs import RunServerOptions, serve_runs
 from lsl_session.control.server import ControlServer, is_loopback
 
 __all__ = [
@@ -14,7 +16,10 @@ __all__ = [
     "Command",
     "ControlHandler",
     "ControlServer",
+    "RunServerOptions",
+    "SessionFinisher",
     "is_loopback",
     "parse_line",
+    "serve_runs",
     "session_name_from_fields",
 ]
