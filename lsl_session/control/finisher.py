@@ -45,6 +45,15 @@ def process_ended_session(folder: Path, **options: Any) -> str:
         session.close()
 
 
+def _set_status(folder: Path, status: str) -> None:
+    from lsl_session.metadata import update_metadata
+
+    try:
+        update_metadata(folder, lambda meta: meta.__setitem__("status", status))
+    except Exception:
+        logger.exception("could not set %s to %s", folder.name, status)
+
+
 class SessionFinisher:
     """A single background worker that post-processes ended sessions in order.
 
@@ -110,6 +119,7 @@ class SessionFinisher:
         if outcome is not None:
             self._report(folder, outcome)
             return
+        _set_status(folder, "processing")  # queued counts as processing
         with self._lock:
             self._pending.append(folder)
             if self._thread is None:
@@ -129,6 +139,30 @@ class SessionFinisher:
         """Wait until every submitted folder is done; True if none is pending."""
         with self._idle:
             return self._idle.wait_for(lambda: not self._pending, timeout)
+
+    def abandon(self) -> list[Path]:
+        """Give up on the pending folders (the process is exiting); return them.
+
+        Each gets a ``processing_end`` event with status ``interrupted``; its
+        status stays ``processing``, so ``lsl-session list``/``recover`` show it
+        and ``lsl-session process`` can finish it.
+        """
+        from lsl_session.session import Session
+
+        pending = self.pending
+        for folder in pending:
+            try:
+                session = Session(folder)
+                try:
+                    session.log_event(
+                        "processing_end",
+                        {"status": "interrupted", "errors": ["interrupted"]},
+                    )
+                finally:
+                    session.close()
+            except Exception:
+                logger.exception("could not mark %s interrupted", folder)
+        return pending
 
     def _work(self) -> None:
         while True:

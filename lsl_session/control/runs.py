@@ -135,7 +135,7 @@ def serve_runs(
         if stopper.count >= limit:
             logger.error(
                 "not waiting for processing; run `lsl-session process` on: %s",
-                ", ".join(p.name for p in finisher.pending),
+                ", ".join(p.name for p in finisher.abandon()),
             )
             return EXIT_RUN_FAILED
     return exit_code(control.handler.runs)
