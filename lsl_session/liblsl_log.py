@@ -30,6 +30,10 @@ _LIBLSL_BURST = 10
 
 liblsl_logger = logging.getLogger("lsl_session.liblsl")
 
+#: Expected notices liblsl reports as errors, logged at INFO instead (a host or
+#: container with loopback only: streams on this machine still resolve).
+_NOTICES = ("No local network interface addresses found",)
+
 
 class _LiblslLogPump:
     """Tail the file liblsl logs to and re-emit each line through `logging`."""
@@ -79,7 +83,10 @@ class _LiblslLogPump:
         suffix = f" ({skipped} similar messages suppressed)" if skipped else ""
         if len(text) > _LIBLSL_MAX_CHARS:
             text = text[:_LIBLSL_MAX_CHARS] + "…"
-        liblsl_logger.log(_LIBLSL_LEVELS[level], "liblsl: %s%s", text, suffix)
+        level_no = _LIBLSL_LEVELS[level]
+        if text.startswith(_NOTICES):
+            level_no = logging.INFO
+        liblsl_logger.log(level_no, "liblsl: %s%s", text, suffix)
 
 
 _pump: _LiblslLogPump | None = None

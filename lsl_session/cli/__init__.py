@@ -34,6 +34,10 @@ class _Group(click.Group):
             ) from None
 
 
+#: Commands that use liblsl's network side (their liblsl log is routed).
+LSL_COMMANDS = frozenset({"record", "streams", "outlet", "demo", "replay"})
+
+
 def _stdout_closed() -> None:
     """The reader of stdout went away (``| head``): exit quietly with 0."""
     with contextlib.suppress(OSError):
@@ -60,9 +64,11 @@ def main(verbose: int, quiet: bool) -> None:
         else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    from lsl_session.liblsl_log import route_liblsl_log
+    ctx = click.get_current_context()
+    if ctx.invoked_subcommand in LSL_COMMANDS:  # the others never start liblsl
+        from lsl_session.liblsl_log import route_liblsl_log
 
-    route_liblsl_log()
+        route_liblsl_log()
 
 
 def _register() -> None:
