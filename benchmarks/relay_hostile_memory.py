@@ -14,7 +14,9 @@ the relay's open file descriptors:
 5. the same phone offering 1,100 different uploads.
 
 Run: python benchmarks/relay_hostile_memory.py [--dir DIR]
-(``PYTHONPATH=<other checkout>`` measures another version of the relay.)
+To measure another version, run it from outside the repository (``-m lsl_session``
+would import the current directory first) with ``PYTHONPATH=<export of that
+version's lsl_session/ and outlets/>``.
 """
 
 from __future__ import annotations
@@ -187,7 +189,7 @@ def main() -> None:
             }  # fmt: skip
             _send(phone, P.encode_json(offer))
             _drain(phone, 0.002)
-        row("1,100 upload offers (open)")
+        row("1,100 upload offers")
         phone.close()
         row("after the phone left")
         peak = _status(proc.pid, "VmHWM")
