@@ -7,6 +7,7 @@ is forgotten first), so a peer cycling addresses cannot grow them.
 
 from __future__ import annotations
 
+import ipaddress
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -78,6 +79,19 @@ class LogLimiter:
                     out.append((key, win.suppressed))
                 del self._keys[key]
         return out
+
+
+def host_key(host: str) -> str:
+    """The key a peer is counted under: its IPv4 address, or its IPv6 /64."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 class AuthThrottle:

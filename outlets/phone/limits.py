@@ -70,7 +70,10 @@ class RelayLimits:
     max_limiter_keys : int
         Hosts/keys the rate limiters and the auth throttle remember.
     auth_free_failures : int
-        Failed hellos per host and window answered at once; later ones wait.
+        Failed hellos per host (IPv6: per /64) and window answered at once;
+        later ones wait.
+    auth_free_failures_total : int
+        The same over all hosts together.
     auth_window_s : float
         Window of the failed-hello count.
     auth_delay_s, auth_max_delay_s : float
@@ -94,6 +97,7 @@ class RelayLimits:
     error_total: int = 20
     max_limiter_keys: int = 1024
     auth_free_failures: int = 3
+    auth_free_failures_total: int = 30
     auth_window_s: float = 60.0
     auth_delay_s: float = 0.5
     auth_max_delay_s: float = 5.0

@@ -30,7 +30,7 @@ from lsl_session.session import Session
 from outlets.phone import protocol as P
 from outlets.phone._connection import Connection
 from outlets.phone.clock import SyncQuality
-from outlets.phone.guard import AuthThrottle, LogLimiter
+from outlets.phone.guard import AuthThrottle, LogLimiter, host_key
 from outlets.phone.limits import PREAUTH_TEXT, RelayLimits, cut
 from outlets.phone.listener import Listener, Slot
 from outlets.phone.protocol import MAX_FRAME
@@ -140,6 +140,13 @@ class PhoneRelay:
             total=lim.error_total,
             window_s=lim.error_window_s,
             max_keys=lim.max_limiter_keys,
+        )
+        self._throttle_all = AuthThrottle(
+            free=lim.auth_free_failures_total,
+            window_s=lim.auth_window_s,
+            delay=lim.auth_delay_s,
+            max_delay=lim.auth_max_delay_s,
+            max_keys=1,
         )
         self._throttle = AuthThrottle(
             free=lim.auth_free_failures,
@@ -443,8 +450,16 @@ class PhoneRelay:
             slot.authenticated = True
 
     def auth_failure(self, host: str) -> float:
-        """Count a failed hello from ``host``; return the seconds to wait first."""
-        return self._throttle.failure(host, pylsl.local_clock())
+        """Count a failed hello from ``host``; return the seconds to wait first.
+
+        Counted per host (an IPv6 /64 is one host) and over all hosts, so many
+        addresses do not multiply the guessing rate.
+        """
+        now = pylsl.local_clock()
+        return max(
+            self._throttle.failure(host_key(host), now),
+            self._throttle_all.failure("*", now),
+        )
 
     async def _summarise(self) -> None:
         while True:

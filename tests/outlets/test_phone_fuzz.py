@@ -194,7 +194,7 @@ def _fuzz_relay(cases: int, session_root, caplog) -> None:
     session_dir = create_session_folder(session_root, "fuzz")
     good, fuzzer = f"fz_good_{uuid.uuid4().hex[:8]}", f"fz_{uuid.uuid4().hex[:8]}"
     tokens = {good: "g", fuzzer: "f"}
-    limits = RelayLimits(auth_free_failures=10**9)
+    limits = RelayLimits(auth_free_failures=10**9, auth_free_failures_total=10**9)
     relay = PhoneRelay(tokens=tokens, session=session_dir, limits=limits).start()
     sim = PhoneSimulator("127.0.0.1", relay.port, good, "g", jitter_ms=(1, 5))
     rng = random.Random(9)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from outlets.phone import protocol as P
-from outlets.phone.guard import AuthThrottle, LogLimiter
+from outlets.phone.guard import AuthThrottle, LogLimiter, host_key
 from outlets.phone.limits import MAX_TEXT, clean_heartbeat, clean_hello_string, cut
 
 
@@ -100,3 +100,11 @@ def test_sha256_must_match_fully():
     assert P.check_sha256(good) == good
     with pytest.raises(P.ProtocolError):
         P.check_sha256(good + "\n")
+
+
+def test_host_key_groups_an_ipv6_64():
+    assert host_key("192.0.2.7") == "192.0.2.7"
+    assert host_key("2001:db8:1:2:aaaa::1") == host_key("2001:db8:1:2:ffff::9")
+    assert host_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert host_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert host_key("?") == "?"

@@ -35,7 +35,7 @@ def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     session_dir = create_session_folder(root / "recordings", "hostile")
     # Throttling of failed hellos has its own tests (test_phone_limits.py).
-    limits = RelayLimits(auth_free_failures=10**6)
+    limits = RelayLimits(auth_free_failures=10**6, auth_free_failures_total=10**6)
     relay = PhoneRelay(tokens=TOKENS, session=session_dir, limits=limits).start()
     good = PhoneSimulator(
         "127.0.0.1", relay.port, GOOD, "good-token", jitter_ms=(1, 5)

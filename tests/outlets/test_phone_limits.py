@@ -36,7 +36,9 @@ GOOD = f"good_{uuid.uuid4().hex[:8]}"
 EVIL = f"evil_{uuid.uuid4().hex[:8]}"
 FAULTY = f"faulty_{uuid.uuid4().hex[:8]}"
 TOKENS = {GOOD: "good-token", EVIL: "evil-token", FAULTY: "faulty-token"}
-LIMITS = RelayLimits(error_window_s=1.0, auth_free_failures=10**6)
+LIMITS = RelayLimits(
+    error_window_s=1.0, auth_free_failures=10**6, auth_free_failures_total=10**6
+)
 
 
 @pytest.fixture(scope="module")
@@ -599,3 +601,24 @@ def test_no_tokens_means_loopback_only(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "listening: 0.0.0.0:" in result.output
+
+
+def test_guesses_from_many_addresses_are_throttled_together(uid):
+    paired = f"thr_many_{uid}"
+    limits = RelayLimits(
+        auth_free_failures=3, auth_free_failures_total=10, auth_delay_s=0.02,
+        auth_max_delay_s=0.05,
+    )  # fmt: skip
+    with PhoneRelay(tokens={paired: "p"}, limits=limits) as relay:
+        waits = []
+        for k in range(14):  # one guess from each of 14 addresses
+            c = RawClient(relay.port, source=f"127.0.8.{k + 1}")
+            err = c.hello(paired, f"guess-{k}")
+            c.close()
+            assert err["code"] == "auth_failed"
+            waits.append(err.get("retry_after_s", 0.0))
+        c = RawClient(relay.port, source="127.0.8.100")
+        assert c.hello(paired, "p")["type"] == "welcome"  # a right token: at once
+        c.close()
+    assert waits[:10] == [0.0] * 10
+    assert waits[10:] == [0.02, 0.04, 0.05, 0.05]
