@@ -11,8 +11,6 @@ so the event loop never waits for an fsync.
 from __future__ import annotations
 
 import asyncio
-import collections
-import concurrent.futures
 import contextlib
 import logging
 import ssl
@@ -30,10 +28,11 @@ from lsl_session.session import Session
 from outlets.phone import protocol as P
 from outlets.phone._connection import Connection
 from outlets.phone.clock import SyncQuality
-from outlets.phone.guard import AuthThrottle, LogLimiter, host_key
-from outlets.phone.limits import PREAUTH_TEXT, RelayLimits, cut
+from outlets.phone.guard import AuthThrottle, host_key
+from outlets.phone.limits import PREAUTH_TEXT, RelayLimits
 from outlets.phone.listener import Listener, Slot
 from outlets.phone.protocol import MAX_FRAME
+from outlets.phone.relay_log import RelayLog
 from outlets.phone.state import DeviceState
 from outlets.phone.uploads import UploadStore
 
@@ -117,14 +116,9 @@ class PhoneRelay:
         self.max_errors = int(max_errors)
         self.sync_schedule = dict(SYNC_SCHEDULE)
         self.devices: dict[str, DeviceState] = {}
-        self.history: collections.deque[dict[str, Any]] = collections.deque(
-            maxlen=10000
-        )
-        self._observers: list[Callable[[dict[str, Any]], None]] = []
+        self.events = RelayLog(self.limits)
+        self.history = self.events.history
         self.push_observers: list[Callable[..., None]] = []
-        self._io = concurrent.futures.ThreadPoolExecutor(
-            1, thread_name_prefix="relay-io"
-        )
         self._owns_session = False
         self.session: Session | None = None
         self.uploads: UploadStore | None = None
@@ -135,12 +129,6 @@ class PhoneRelay:
         self._slots: dict[Connection, Slot] = {}
         self._handlers: set[asyncio.Task] = set()
         lim = self.limits
-        self._limiter = LogLimiter(
-            burst=lim.error_burst,
-            total=lim.error_total,
-            window_s=lim.error_window_s,
-            max_keys=lim.max_limiter_keys,
-        )
         self._throttle_all = AuthThrottle(
             free=lim.auth_free_failures_total,
             window_s=lim.auth_window_s,
@@ -222,7 +210,7 @@ class PhoneRelay:
             if dev.outlets is not None:
                 dev.outlets.close()
                 dev.outlets = None
-        self._io.shutdown(wait=True)
+        self.events.close()
         if self._owns_session and self.session is not None:
             self.session.close()
 
@@ -231,7 +219,7 @@ class PhoneRelay:
         if session is not None and not isinstance(session, Session):
             session = Session.open(session)
             self._owns_session = True
-        self.session = session
+        self.session = self.events.session = session
         lim = self.limits
         self.uploads = (
             None
@@ -247,7 +235,7 @@ class PhoneRelay:
     # ---------------------------------------------------------------- status
     def add_observer(self, callback: Callable[[dict[str, Any]], None]) -> None:
         """Call ``callback(entry)`` (relay thread) for every relay event."""
-        self._observers.append(callback)
+        self.events.observers.append(callback)
 
     def connected(self) -> list[str]:
         """Device ids with a live connection."""
@@ -281,8 +269,7 @@ class PhoneRelay:
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until every session write queued so far (events, files) is done."""
-        with contextlib.suppress(RuntimeError):  # executor shut down: nothing queued
-            self._io.submit(lambda: None).result(timeout)
+        self.events.flush(timeout)
 
     def connection_count(self) -> int:
         """Open connections, TLS handshakes in progress included (≤ max_connections)."""
@@ -464,32 +451,7 @@ class PhoneRelay:
     async def _summarise(self) -> None:
         while True:
             await asyncio.sleep(self.limits.error_window_s)
-            self._log_summaries(everything=False)
-
-    def _log_summaries(self, *, everything: bool) -> None:
-        """Log one summary ``error`` event per code for the errors held back."""
-        per_code: dict[str, list[int]] = {}
-        for (code, _host), n in self._limiter.due(
-            pylsl.local_clock(), everything=everything
-        ):
-            entry = per_code.setdefault(code, [0, 0])
-            entry[0] += n
-            entry[1] += 1
-        for code, (n, hosts) in sorted(per_code.items()):
-            text = f"{n} more {code} errors from {hosts} hosts not shown"
-            logger.warning("%s", text)
-            self.log(
-                "error",
-                {
-                    "category": "device",
-                    "code": code,
-                    "summary": True,
-                    "message": text,
-                    "suppressed": n,
-                    "hosts": hosts,
-                    "window_s": self.limits.error_window_s,
-                },
-            )
+            self.events.summarise(everything=False)
 
     async def _shutdown(self) -> None:
         if self._listener is not None:
@@ -499,7 +461,7 @@ class PhoneRelay:
             conn.abort()
         if self._handlers:  # their sockets are closed: they end by themselves
             await asyncio.wait(list(self._handlers), timeout=2)
-        self._log_summaries(everything=True)
+        self.events.summarise(everything=True)
         # TLS handshakes and timers still pending: cancel them so the loop stops
         # with nothing left half-done.
         others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -519,51 +481,12 @@ class PhoneRelay:
         bool
             True if the error was recorded.
         """
-        code = cut(details.get("code"), 40)
-        if not self._limiter.admit((code, host), pylsl.local_clock()):
-            return False
-        details = {**details, "message": cut(details.get("message", ""))}
-        logger.warning(
-            "%s (%s): %s %s",
-            details.get("address", host),
-            details.get("device_id"),
-            code,
-            details["message"],
-        )
-        self.log("error", details)
-        return True
+        return self.events.error(host, details)
 
     def log(self, event: str, details: dict[str, Any]) -> None:
         """Record a relay event: history, observers, and the session's log."""
-        entry = {"event": event, "lsl_time": pylsl.local_clock(), **details}
-        self.history.append(entry)
-        for cb in list(self._observers):
-            try:
-                cb(entry)
-            except Exception:  # pragma: no cover - observer bug
-                logger.exception("relay observer failed")
-        self.session_call("log_event", event, details)
+        self.events.log(event, details)
 
     def session_call(self, method: str, *args: Any) -> None:
         """Run ``session.<method>(*args)`` in the ordered session-I/O thread."""
-        if self.session is not None:
-            try:
-                self._io.submit(self._session_call, method, *args)
-            except RuntimeError:  # executor shut down: relay stopping
-                logger.warning("session %s dropped: relay stopped", method)
-
-    def _session_call(self, method: str, *args: Any) -> None:
-        try:
-            if method == "clock_sync":
-                device_id, quality = args
-
-                def change(meta: dict[str, Any]) -> None:
-                    dev = meta.get("devices", {}).get(device_id)
-                    if dev is not None:
-                        dev["clock_sync"] = quality
-
-                self.session.update(change)
-            else:
-                getattr(self.session, method)(*args)
-        except Exception:
-            logger.exception("session %s failed", method)
+        self.events.session_call(method, *args)
