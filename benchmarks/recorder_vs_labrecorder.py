@@ -1,16 +1,17 @@
 """Recorder vs LabRecorder (SPEC §14): CPU, loss, tail loss at stop, stop latency, RSS.
 
-For each load of SPEC §14 —
+For each load of SPEC §14 (and issue #16's fourth) —
   (a) 32 streams x 32 ch x 500 Hz float32,
   (b) 1 stream x 64 ch x 10 kHz float32,
-  (c) 1 stream x 8 ch x 100 kHz float32 —
+  (c) 1 stream x 8 ch x 100 kHz float32,
+  (d) 8 streams x 64 ch x 2 kHz float32 (high-density EEG + aux) —
 one outlet process is started (values = sample index, explicit stamps t0 + i/srate,
 unique source ids per run and load; it saves every pushed stamp and the local clock
 after its push returned to ``<load>_<k>.npy`` on SIGTERM). The same outlets are then
 recorded for ``--duration`` seconds, one recorder after the other (never concurrently):
 
   ours  our ``lsl_session.recorder.Recorder`` in its own process (this script's
-        ``_ours`` mode, /work/venv): ``Recorder(path, streams=[one exact source_id
+        ``_ours`` mode, run with this python): ``Recorder(path, streams=[one exact source_id
         predicate per stream]).start()``, sleep, ``stop()``. Stop latency = stop
         request -> ``stop()`` returned (footers written, fsynced, closed).
   lr    the ``labrecorder==1.0.0rc0`` wheel's Python extension in its own process
@@ -30,12 +31,12 @@ first sample in the file to the last sample whose push had returned before the s
 request. ``lost`` = index gaps inside the window + the missing tail; ``tail`` = pushed
 before the stop request but not in the file (also in ms of data).
 
-The LabRecorder venv is created if missing:
-  python3 -m venv /work/lr-venv && /work/lr-venv/bin/pip install "labrecorder==1.0.0rc0" pylsl pyxdf numpy
+The LabRecorder venv is created on first use under the benchmark cache folder
+(``~/.cache/lsl-session-bench/labrecorder-1.0.0rc0``; see ``_anchors.py``).
 
-Run:
-  /work/venv/bin/python benchmarks/recorder_vs_labrecorder.py [--duration 20]
-      [--loads a,b,c] [--recorders ours,lr] [--lr-venv /work/lr-venv] [--workdir DIR]
+Run (from the repository, with the venv lsl_session is installed in):
+  python benchmarks/recorder_vs_labrecorder.py [--duration 20] [--repeats 3]
+      [--loads a,b,c,d] [--recorders ours,lr] [--lr-venv DIR] [--workdir DIR]
       [--keep] [--json results.json] [--write-docs docs/benchmarks.md]
       [--py-spy OUTDIR]   # also profile our recorder with py-spy (raw collapsed stacks)
   python benchmarks/recorder_vs_labrecorder.py --from-json results.json [--write-docs ...]
@@ -58,19 +59,22 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve()
 REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE.parent))
+from _anchors import ensure_labrecorder, loadavg, machine  # noqa: E402
 
 #: name -> (streams, channels, rate)
 LOADS = {
     "a": (32, 32, 500.0),
     "b": (1, 64, 10_000.0),
     "c": (1, 8, 100_000.0),
+    "d": (8, 64, 2_000.0),
 }
 LOAD_LABEL = {
     "a": "32 streams × 32 ch × 500 Hz",
     "b": "1 stream × 64 ch × 10 kHz",
     "c": "1 stream × 8 ch × 100 kHz",
+    "d": "8 streams × 64 ch × 2 kHz",
 }
-LR_INSTALL = 'python3 -m venv {venv} && {venv}/bin/pip install "labrecorder==1.0.0rc0" pylsl pyxdf numpy'
 DOC_SECTION = "## Recorder vs LabRecorder"
 DOC_BEGIN = "<!-- recorder_vs_labrecorder: generated table begin -->"
 DOC_END = "<!-- recorder_vs_labrecorder: generated table end -->"
@@ -267,18 +271,6 @@ def run_lr(args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------- orchestration
-def ensure_lr_venv(venv: Path) -> Path:
-    py = venv / "bin" / "python"
-    probe = [str(py), "-c", "import labrecorder, pylsl, numpy"]
-    if py.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-        return py
-    cmd = LR_INSTALL.format(venv=venv)
-    print(f"creating the LabRecorder venv: {cmd}", flush=True)
-    subprocess.run(cmd, shell=True, check=True)
-    subprocess.run(probe, check=True)
-    return py
-
-
 def run_child(cmd: list[str], log: Path, env: dict | None = None) -> dict:
     """Run a recorder process; its CPU and peak RSS via wait4."""
     t0 = time.monotonic()
@@ -384,10 +376,6 @@ def git_state() -> str:
     return git("rev-parse", "--short", "HEAD") + (
         " + uncommitted lsl_session/recorder changes" if dirty else ""
     )
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def ours_command(
@@ -622,8 +610,9 @@ def markdown(rows: list[dict], meta: dict) -> str:
     out = []
     out.append(f"Run {meta['date']} — `{meta['command']}`\n")
     out.append(
-        f"- Machine: `{meta['uname']}`; nproc {meta['nproc']}; Python {meta['python']};"
-        f" liblsl via pylsl {meta['pylsl']} (ours) / labrecorder 1.0.0rc0 (liblsl 1.17.5)"
+        f"- Machine: {meta.get('machine') or meta['uname']}; liblsl via pylsl"
+        f" {meta['pylsl']} (ours, numpy {meta.get('numpy', '?')}) / labrecorder"
+        " 1.0.0rc0 (liblsl 1.17.5)"
     )
     if "ours_timing" in meta:
         out.append(
@@ -777,7 +766,7 @@ def main() -> None:
         p.add_argument("--n-streams", type=int)
         p.add_argument("--pull-interval", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--duration", type=float, default=20.0)
-    parser.add_argument("--loads", default="a,b,c")
+    parser.add_argument("--loads", default="a,b,c,d")
     parser.add_argument("--recorders", default="ours,lr")
     parser.add_argument(
         "--repeats",
@@ -785,7 +774,12 @@ def main() -> None:
         default=3,
         help="runs per recorder and load, in alternating order; medians reported",
     )
-    parser.add_argument("--lr-venv", default="/work/lr-venv")
+    parser.add_argument(
+        "--lr-venv",
+        type=Path,
+        default=None,
+        help="LabRecorder venv (default: under ~/.cache/lsl-session-bench)",
+    )
     parser.add_argument("--workdir")
     parser.add_argument("--keep", action="store_true", help="keep the XDF files")
     parser.add_argument("--json", help="write all figures to this JSON file")
@@ -814,7 +808,7 @@ def main() -> None:
 
     args.loads = [x for x in args.loads.split(",") if x]
     args.recorders = [x for x in args.recorders.split(",") if x]
-    lr_py = ensure_lr_venv(Path(args.lr_venv)) if "lr" in args.recorders else None
+    lr_py = ensure_labrecorder(args.lr_venv) if "lr" in args.recorders else None
     if args.py_spy and not (Path(sys.executable).parent / "py-spy").exists():
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "-q", "py-spy"], check=True
@@ -824,6 +818,8 @@ def main() -> None:
         "command": "python benchmarks/recorder_vs_labrecorder.py "
         + " ".join(sys.argv[1:]),
         "uname": " ".join(platform.uname()),
+        "machine": machine(),
+        "numpy": __import__("numpy").__version__,
         "nproc": os.cpu_count(),
         "python": platform.python_version(),
         "pylsl": pylsl.__version__,

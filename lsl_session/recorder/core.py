@@ -24,6 +24,7 @@ from lsl_session.lsl import (
     sort_key,
     stream_key,
 )
+from lsl_session.recorder.loop import PullLoop
 from lsl_session.recorder.output import OutputFailed, XdfOutput
 from lsl_session.recorder.stream import RecordedStream, RecorderTiming
 
@@ -69,7 +70,8 @@ class Recorder:
     initial_wait : float
         Seconds to wait for the initial set of streams.
     flush_interval, boundary_interval, resolve_interval : float
-        Fsync cadence (≤ 1 s), Boundary cadence, late-stream polling cadence.
+        Fsync cadence (≤ 1 s), Boundary cadence, late-stream polling cadence
+        (the results of liblsl's continuous resolver).
     timing : RecorderTiming | None
         Pull, offset and drain cadences.
     file_header_extra : dict | None
@@ -77,6 +79,11 @@ class Recorder:
 
     Notes
     -----
+    Two threads record: one loop pulls every stream, writes the clock offsets
+    and keeps the file (fsync, boundaries, splitting, disk checks; see
+    `~lsl_session.recorder.loop.PullLoop`), and one watches for late streams
+    and opens their inlets, which may block.
+
     Stream ids are assigned in sorted (name, type, source_id, hostname) order
     for the initial streams, then in order of discovery. A stream that drops out
     and returns with the same source_id continues under its stream id (liblsl
@@ -127,7 +134,8 @@ class Recorder:
         self._failure: str | None = None
         self._output: XdfOutput | None = None
         self._resolver: pylsl.ContinuousResolver | None = None
-        self._thread: threading.Thread | None = None
+        self._loop: PullLoop | None = None
+        self._watcher: threading.Thread | None = None
         self.started = False
         self.stopped = False
         self.start_clock: float | None = None
@@ -193,12 +201,19 @@ class Recorder:
             self.start_time = (
                 datetime.now().astimezone().isoformat(timespec="microseconds")
             )
-            for stream in self.streams.values():
-                stream.start()
-            self._thread = threading.Thread(
-                target=self._housekeeping, name="recorder", daemon=True
+            self._loop = PullLoop(
+                self._output,
+                self.timing,
+                flush_interval=self.flush_interval,
+                boundary_interval=self.boundary_interval,
+                check_disk=self._check_disk,
+                on_failure=self._fail,
             )
-            self._thread.start()
+            self._loop.start(list(self.streams.values()))
+            self._watcher = threading.Thread(
+                target=self._watch, name="recorder-watch", daemon=True
+            )
+            self._watcher.start()
         except BaseException:
             self.stop()
             raise
@@ -228,7 +243,7 @@ class Recorder:
             )
             if matched and time.monotonic() - stable_since >= SETTLE_SECONDS:
                 break
-            time.sleep(0.05)
+            time.sleep(0.1)
         missing = [
             q
             for q in self.queries or []
@@ -272,37 +287,25 @@ class Recorder:
             return None
         stream_id = len(self.streams) + 1
         self._output.add_stream(stream_id, full.as_xml(), format_name(full))
-        stream = RecordedStream(
-            stream_id, inlet, full, self._output, self.timing, self._fail
-        )
+        stream = RecordedStream(stream_id, inlet, full, self._output, self.timing)
         self._keys.add(key)
         self.streams[stream_id] = stream
         self._matched.update(q for q in self.queries or [] if matches_query(info, q))
         return stream
 
-    # --------------------------------------------------------- housekeeping
-    def _housekeeping(self) -> None:
-        """Fsync ≤ every second, Boundary chunks, late streams, disk checks."""
-        last_flush = last_boundary = last_resolve = time.monotonic()
-        while not self._stop.wait(0.1):
-            now = time.monotonic()
+    # --------------------------------------------------------- late streams
+    def _watch(self) -> None:
+        """Every ``resolve_interval``: open and add the late streams."""
+        while not self._stop.wait(self.resolve_interval):
             try:
-                if now - last_flush >= self.flush_interval:
-                    self._output.flush()
-                    last_flush = now
-                    self._check_disk()
-                if now - last_boundary >= self.boundary_interval:
-                    self._output.write_boundary()
-                    last_boundary = now
-                if now - last_resolve >= self.resolve_interval:
-                    self._pick_up_late_streams()
-                    last_resolve = now
-                self._output.maybe_split_by_time()
+                self._pick_up_late_streams()
             except OutputFailed as exc:
                 self._fail(str(exc))
+                return
             except Exception as exc:
-                logger.exception("recorder housekeeping failed")
+                logger.exception("watching for late streams failed")
                 self._fail(f"recorder failure: {exc}")
+                return
 
     def _check_disk(self) -> None:
         free = shutil.disk_usage(self.path.parent).free
@@ -332,7 +335,7 @@ class Recorder:
                     return
                 stream = self._register(info, *opened)
                 if stream is not None:
-                    stream.start()
+                    self._loop.add(stream)
                     logger.info(
                         "late stream %s recorded as id %d",
                         stream.name,
@@ -380,14 +383,13 @@ class Recorder:
             return self._summary
         self.stop_clock = pylsl.local_clock()
         self.stop_time = datetime.now().astimezone().isoformat(timespec="microseconds")
-        streams = list(self.streams.values())
-        for stream in streams:
-            stream.request_stop(self.stop_clock)
-        for stream in streams:
-            stream.join(timeout=self.timing.drain_deadline + 0.3)
+        if self._loop is not None:
+            self._loop.halt(self.stop_clock)
+            self._loop.join(timeout=self.timing.drain_deadline + 0.5)
         self._output.close()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(1.0)
+        watcher = self._watcher
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(1.0)
         self._resolver = None
         self._summary = self.summary()
         logger.info("recording stopped: %s", self.path)

@@ -1,11 +1,14 @@
-"""One recorded stream: its inlet, a pull thread and a clock-offset thread."""
+"""One recorded stream: its inlet, its pull buffer and its clock offsets.
+
+A `RecordedStream` owns no thread: the recorder's single loop (``core.py``) calls
+`RecordedStream.pull` and `RecordedStream.poll_offset` for every stream in turn.
+Neither call blocks.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +17,7 @@ from pylsl.util import LostError
 from pylsl.util import TimeoutError as LslTimeoutError
 
 from lsl_session.lsl import format_name
-from lsl_session.recorder.output import OutputFailed, XdfOutput
+from lsl_session.recorder.output import XdfOutput
 
 logger = logging.getLogger(__name__)
 
@@ -25,13 +28,20 @@ MIN_BUFFER_SAMPLES = 1024
 
 @dataclass(slots=True)
 class RecorderTiming:
-    """Cadences of the recorder (seconds)."""
+    """Cadences of the recorder (seconds).
+
+    ``offset_poll`` is how often a clock offset still being measured is looked
+    at; after ``offset_timeout`` without a result the measurement counts as
+    timed out (nothing is written) and the next one is due ``offset_interval``
+    later.
+    """
 
     pull_interval: float = 0.5
     offset_interval: float = 5.0
     offset_timeout: float = 1.0
     drain_quiet: float = 0.15
     drain_deadline: float = 0.6
+    offset_poll: float = 0.05
 
 
 class RecordedStream:
@@ -49,14 +59,14 @@ class RecordedStream:
         Where chunks go.
     timing : RecorderTiming
         Cadences.
-    on_failure : callable
-        ``on_failure(message)`` when the output fails or the thread crashes.
 
     Notes
     -----
     Samples land in a preallocated numpy buffer (``pull_chunk(dest_obj=...)``)
     and are encoded a whole chunk at a time; no Python work per sample except
-    for string streams.
+    for string streams. Clock offsets are measured by liblsl's own time thread
+    (started by the first ``time_correction`` call); asking with a zero timeout
+    returns the latest estimate, so nothing here waits for the network.
     """
 
     def __init__(
@@ -66,14 +76,12 @@ class RecordedStream:
         info: pylsl.StreamInfo,
         output: XdfOutput,
         timing: RecorderTiming,
-        on_failure: Callable[[str], None],
     ) -> None:
         self.stream_id = stream_id
         self.inlet = inlet
         self.info = info
         self.output = output
         self.timing = timing
-        self._on_failure = on_failure
         self.name = info.name()
         self.type = info.type()
         self.source_id = info.source_id()
@@ -89,132 +97,125 @@ class RecordedStream:
             if self.is_string
             else np.empty((cap, self.channel_count), dtype=inlet.np_dtype)
         )
+        self._gap_limit = 2.0 / self.nominal_srate if self.nominal_srate > 0 else 0.0
         self.gaps = 0
         self.lost = False
         self.last_offset = 0.0
-        self.last_pull_clock = pylsl.local_clock()
-        self._stop = threading.Event()
-        self._drain_until: float | None = None
-        self._pull_thread = threading.Thread(
-            target=self._pull_loop, name=f"pull-{self.name}", daemon=True
-        )
-        self._offset_thread = threading.Thread(
-            target=self._offset_loop, name=f"offset-{self.name}", daemon=True
-        )
-
-    def start(self) -> None:
-        """Start the pull and offset threads."""
-        self._pull_thread.start()
-        self._offset_thread.start()
-
-    def request_stop(self, stop_clock: float) -> None:
-        """Drain everything stamped up to ``stop_clock`` (recorder clock), then stop."""
-        self._drain_until = stop_clock
-        self._stop.set()
-
-    def join(self, timeout: float) -> None:
-        """Wait for the pull thread (the offset thread may still be measuring)."""
-        self._pull_thread.join(timeout)
-        self._offset_thread.join(0.05)
+        self._offset_due = 0.0  # recorder clock; 0: measure right away
+        self._offset_asked: float | None = None
 
     # ---------------------------------------------------------------- pulling
-    def _pull_once(self, timeout: float = 0.0) -> int:
-        """Move everything available (waiting up to ``timeout``) into the file."""
+    def pull(self) -> int:
+        """Move everything the inlet holds into the file, without waiting.
+
+        Returns
+        -------
+        int
+            The number of samples written.
+
+        Raises
+        ------
+        OutputFailed
+            If the write failed (the recording has to end).
+        """
+        if self.lost:
+            return 0
         total = 0
-        while True:
-            # min_samples=1: return as soon as data is there instead of waiting
-            # for a full buffer (only matters when draining with a timeout)
-            wait = {"min_samples": 1} if timeout > 0 else {}
-            if self.is_string:
-                values, stamps = self.inlet.pull_chunk(
-                    timeout=timeout, max_samples=self._capacity, **wait
-                )
-                stamps = np.asarray(stamps, dtype=np.float64)
-            else:
-                values, stamps = self.inlet.pull_chunk(
-                    timeout=timeout,
-                    max_samples=self._capacity,
-                    dest_obj=self._buffer,
-                    as_numpy=True,
-                    **wait,
-                )
-            n = len(stamps)
-            if n == 0:
-                return total
-            self._count_gaps(stamps)
-            self.output.write_samples(self.stream_id, stamps, values)
-            total += n
-            timeout = 0.0
-            if n < self._capacity:
-                return total
-
-    def _count_gaps(self, stamps: np.ndarray) -> None:
-        if self.nominal_srate <= 0:
-            return
-        last = self.output.stats(self.stream_id).last
-        limit = 2.0 / self.nominal_srate
-        steps = np.diff(stamps, prepend=stamps[0] if last is None else last)
-        self.gaps += int(np.count_nonzero(steps > limit))
-
-    def _pull_loop(self) -> None:
         try:
-            while not self._stop.wait(self.timing.pull_interval):
-                self._pull_once()
-                self.last_pull_clock = pylsl.local_clock()
-            self._drain()
+            while True:
+                if self.is_string:
+                    values, stamps = self.inlet.pull_chunk(
+                        timeout=0.0, max_samples=self._capacity
+                    )
+                    stamps = np.asarray(stamps, dtype=np.float64)
+                else:
+                    values, stamps = self.inlet.pull_chunk(
+                        timeout=0.0,
+                        max_samples=self._capacity,
+                        dest_obj=self._buffer,
+                        as_numpy=True,
+                    )
+                n = len(stamps)
+                if n == 0:
+                    return total
+                if self._gap_limit:
+                    self._count_gaps(stamps)
+                self.output.write_samples(self.stream_id, stamps, values)
+                total += n
+                if n < self._capacity:
+                    return total
         except LostError:
             self.lost = True
             logger.warning(
                 "stream %s was lost; its footer will still be written", self.name
             )
-        except OutputFailed as exc:
-            self._on_failure(str(exc))
-        except Exception as exc:
-            logger.exception("recording stream %s failed", self.name)
-            self._on_failure(f"stream {self.name}: {exc}")
-        finally:
-            # end the data connection now: a source closing after our stop is
-            # no "transmission broke off" for a lingering inlet
-            with contextlib.suppress(Exception):
-                self.inlet.close_stream()
+        return total
 
-    def _drain(self) -> None:
-        """Pull until the stream has passed the stop time or falls quiet."""
-        if self._drain_until is None:
-            return
-        start = pylsl.local_clock()
-        deadline = start + self.timing.drain_deadline
-        while pylsl.local_clock() < deadline:
-            got = self._pull_once(timeout=self.timing.drain_quiet)
-            last = self.output.stats(self.stream_id).last
-            if last is not None and last + self.last_offset >= self._drain_until:
-                break
-            if got == 0:
-                break  # quiet for drain_quiet seconds: nothing more is in flight
+    def close(self) -> None:
+        """End the data connection (after the drain).
+
+        A source closing after our stop is then no "transmission broke off"
+        for a lingering inlet.
+        """
+        with contextlib.suppress(Exception):
+            self.inlet.close_stream()
+
+    def _count_gaps(self, stamps: np.ndarray) -> None:
+        last = self.output.stats(self.stream_id).last
+        steps = np.diff(stamps, prepend=stamps[0] if last is None else last)
+        self.gaps += int(np.count_nonzero(steps > self._gap_limit))
+
+    def last_stamp(self) -> float | None:
+        """The last recorded stamp on the recorder's clock (None before any sample)."""
+        last = self.output.stats(self.stream_id).last
+        return None if last is None else last + self.last_offset
 
     # ---------------------------------------------------------------- offsets
-    def _offset_loop(self) -> None:
-        while True:
-            try:
-                offset = self.inlet.time_correction(timeout=self.timing.offset_timeout)
-            except LslTimeoutError:
-                logger.warning("clock offset of %s timed out; not written", self.name)
-                offset = None
-            except LostError:
-                offset = None
-            except Exception:
-                logger.exception("clock offset of %s failed", self.name)
-                offset = None
-            if offset is not None and not self._stop.is_set():
-                now = pylsl.local_clock()
-                self.last_offset = offset
-                try:
-                    self.output.write_clock_offset(self.stream_id, now - offset, offset)
-                except OutputFailed as exc:
-                    self._on_failure(str(exc))
-                    return
-            if self._stop.wait(self.timing.offset_interval):
-                return
+    def poll_offset(self, now: float) -> bool:
+        """Write a clock offset if one is due and measured.
+
+        Parameters
+        ----------
+        now : float
+            The recorder's ``local_clock()``.
+
+        Returns
+        -------
+        bool
+            True while a due measurement is still running (poll again soon).
+
+        Raises
+        ------
+        OutputFailed
+            If writing the ClockOffset chunk failed.
+        """
+        if self.lost or now < self._offset_due:
+            return False
+        if self._offset_asked is None:
+            self._offset_asked = now
+        try:
+            offset = self.inlet.time_correction(timeout=0.0)
+        except LslTimeoutError:
+            if now - self._offset_asked < self.timing.offset_timeout:
+                return True  # liblsl's time thread is still measuring
+            logger.warning("clock offset of %s timed out; not written", self.name)
+            self._next_offset(now)
+            return False
+        except LostError:
+            self._next_offset(now)
+            return False
+        except Exception:
+            logger.exception("clock offset of %s failed", self.name)
+            self._next_offset(now)
+            return False
+        self.last_offset = offset
+        self.output.write_clock_offset(self.stream_id, now - offset, offset)
+        self._next_offset(now)
+        return False
+
+    def _next_offset(self, now: float) -> None:
+        self._offset_asked = None
+        self._offset_due = now + self.timing.offset_interval
 
     # ----------------------------------------------------------------- status
     def status(self, now: float) -> dict:
