@@ -10,14 +10,15 @@ Modes:
   pylsl-write  the same plus ``encode_samples`` and ``os.write`` of every chunk
   labrecorder  ``labrecorder.Recording`` (run with the LabRecorder venv's python)
   ours         ``lsl_session.recorder.Recorder``
-  ours-lean    ours without clock-offset threads, housekeeping and late-stream resolver
+  ours-lean    ours without clock offsets, fsync/boundaries and late-stream resolver
                (patched out: an ablation only, not a usable recorder)
   ours-no-offsets, ours-no-housekeeping, ours-no-resolver
                ours without one of the three
 
-Run:
-  /work/venv/bin/python benchmarks/recorder_steady_state.py [--rounds 2]
-      [--modes pylsl,pylsl-write,labrecorder,ours,ours-lean] [--lr-venv /work/lr-venv]
+Run (from the repository, with the venv lsl_session is installed in; the
+LabRecorder venv is created under ~/.cache/lsl-session-bench on first use):
+  python benchmarks/recorder_steady_state.py [--rounds 2]
+      [--modes pylsl,pylsl-write,labrecorder,ours,ours-lean] [--lr-venv DIR]
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE.parent))
+from _anchors import ensure_labrecorder, loadavg, machine  # noqa: E402
+
 N_STREAMS, N_CH = 32, 32
 
 
@@ -80,14 +84,15 @@ def _pylsl_pullers(infos, write: bool, out: Path):
 
 
 def _ours(infos, without: set[str], out: Path):
-    from lsl_session.recorder import Recorder, core, stream
+    from lsl_session.recorder import Recorder, core, output, stream
 
     if "offsets" in without:
-        stream.RecordedStream._offset_loop = lambda self: None
+        stream.RecordedStream.poll_offset = lambda self, now: False
     if "housekeeping" in without:
-        core.Recorder._housekeeping = lambda self: None
+        output.XdfOutput.flush = lambda self: None
+        output.XdfOutput.write_boundary = lambda self: None
     if "resolver" in without:
-        core.Recorder._pick_up_late_streams = lambda self: None
+        core.Recorder._watch = lambda self: None
     queries = [f"source_id='{i.source_id()}'" for i in infos]
     rec = Recorder(out, streams=queries, initial_wait=10.0)
     rec.start()
@@ -147,7 +152,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--window", type=float, default=15.0)
-    parser.add_argument("--lr-venv", default="/work/lr-venv")
+    parser.add_argument("--lr-venv", type=Path, default=None)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--tag", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -155,6 +160,12 @@ def main() -> None:
     if args.mode:
         return run_mode(args)
 
+    lr_python = (
+        str(ensure_labrecorder(args.lr_venv))
+        if "labrecorder" in args.modes.split(",")
+        else ""
+    )
+    print(f"machine: {machine()}; load average {loadavg()}", flush=True)
     tag = f"ss{os.getpid()}"
     work = Path(tempfile.mkdtemp(prefix="steady_"))
     (work / "stamps").mkdir()
@@ -185,11 +196,7 @@ def main() -> None:
         modes = [m for m in args.modes.split(",") if m]
         for k in range(args.rounds):
             for mode in modes if k % 2 == 0 else modes[::-1]:
-                py = (
-                    str(Path(args.lr_venv) / "bin" / "python")
-                    if mode == "labrecorder"
-                    else sys.executable
-                )
+                py = lr_python if mode == "labrecorder" else sys.executable
                 cmd = [py, str(HERE), "--mode", mode, "--tag", tag]
                 cmd += ["--out", str(work / f"{mode}_{k}.xdf")]
                 cmd += ["--warmup", str(args.warmup), "--window", str(args.window)]
@@ -207,6 +214,7 @@ def main() -> None:
     for mode, values in results.items():
         lo, hi = min(values), max(values)
         print(f"| {mode} | {len(values)} | {lo:.2f}–{hi:.2f} |")
+    print(f"\nload average after: {loadavg()}")
 
 
 if __name__ == "__main__":

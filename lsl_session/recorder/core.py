@@ -30,6 +30,11 @@ from lsl_session.recorder.stream import RecordedStream, RecorderTiming
 
 logger = logging.getLogger(__name__)
 
+#: Late-stream rescans once every query has matched: LabRecorder's watch cadence
+#: (``resolve_interval`` of ``recording.h``) and the length of one rescan.
+RESCAN_SECONDS = 5.0
+RESCAN_WAIT = 1.0
+
 #: The initial resolve ends once the set of answers has not changed for this long
 #: (longer than one of liblsl's resolve waves, so a stream that missed one answers).
 SETTLE_SECONDS = 0.6
@@ -69,9 +74,14 @@ class Recorder:
         Refuse to start, or stop cleanly, when the disk has less free space.
     initial_wait : float
         Seconds to wait for the initial set of streams.
-    flush_interval, boundary_interval, resolve_interval : float
-        Fsync cadence (≤ 1 s), Boundary cadence, late-stream polling cadence
-        (the results of liblsl's continuous resolver).
+    flush_interval, boundary_interval : float
+        Fsync cadence (≤ 1 s), Boundary cadence.
+    resolve_interval, rescan_interval : float
+        Late streams: liblsl's continuous resolver is polled every
+        ``resolve_interval`` during the first ``rescan_interval`` and as long
+        as a query has matched no stream; after that (every query matched, or
+        no queries) a one-shot resolve runs every ``rescan_interval``
+        (LabRecorder's cadence) and the continuous resolver is closed.
     timing : RecorderTiming | None
         Pull, offset and drain cadences.
     file_header_extra : dict | None
@@ -104,6 +114,7 @@ class Recorder:
         flush_interval: float = 1.0,
         boundary_interval: float = 10.0,
         resolve_interval: float = 0.5,
+        rescan_interval: float = RESCAN_SECONDS,
         timing: RecorderTiming | None = None,
         file_header_extra: dict | None = None,
         first_part: int = 1,
@@ -120,6 +131,7 @@ class Recorder:
         self.flush_interval = min(float(flush_interval), 1.0)
         self.boundary_interval = boundary_interval
         self.resolve_interval = resolve_interval
+        self.rescan_interval = rescan_interval
         self.timing = timing or RecorderTiming()
         self._extra = {
             "writer": f"lsl_session {__version__}",
@@ -295,10 +307,29 @@ class Recorder:
 
     # --------------------------------------------------------- late streams
     def _watch(self) -> None:
-        """Every ``resolve_interval``: open and add the late streams."""
+        """Find late streams (see ``resolve_interval``) and add them."""
+        # late answers to the initial resolve (a busy machine) still come in
+        # through the continuous resolver during the first rescan interval
+        next_rescan = time.monotonic() + self.rescan_interval
         while not self._stop.wait(self.resolve_interval):
             try:
-                self._pick_up_late_streams()
+                resolver = self._resolver
+                if (
+                    resolver is not None
+                    and time.monotonic() >= next_rescan
+                    and not self._unmatched()
+                ):
+                    # every query has its stream: stop liblsl's continuous
+                    # resolve waves and rescan at LabRecorder's cadence
+                    self._resolver = resolver = None
+                if resolver is not None:
+                    found = resolver.results()
+                elif time.monotonic() >= next_rescan:
+                    found = self._rescan()
+                    next_rescan = time.monotonic() + self.rescan_interval
+                else:
+                    continue
+                self._pick_up_late_streams(found)
             except OutputFailed as exc:
                 self._fail(str(exc))
                 return
@@ -315,11 +346,25 @@ class Recorder:
                 " recording stopped"
             )
 
-    def _pick_up_late_streams(self) -> None:
+    def _unmatched(self) -> list[str]:
+        """The queries no recorded stream matches yet (none without queries)."""
+        infos = [s.info for s in list(self.streams.values())]
+        return [
+            q for q in self.queries or () if not any(matches_query(i, q) for i in infos)
+        ]
+
+    def _rescan(self) -> list[pylsl.StreamInfo]:
+        if self._stop.is_set():
+            return []
+        if self._predicate:
+            return pylsl.resolve_bypred(self._predicate, 0, RESCAN_WAIT)
+        return pylsl.resolve_streams(RESCAN_WAIT)
+
+    def _pick_up_late_streams(self, found: list[pylsl.StreamInfo]) -> None:
         now = time.monotonic()
         new = [
             i
-            for i in self._resolver.results()
+            for i in found
             if stream_key(i) not in self._keys
             and self._retry_after.get(stream_key(i), 0.0) <= now
         ]

@@ -165,6 +165,28 @@ def test_late_stream_is_picked_up(tmp_path, uid, with_source_id):
     }
 
 
+def test_new_stream_of_a_matched_broad_query_is_found_by_the_rescan(tmp_path, uid):
+    """Once every query has matched, late streams come from the periodic rescan."""
+    first = RegularSource(f"bb1_{uid}", f"bb_{uid}_1", channels=1, srate=100).start()
+    rec = Recorder(
+        tmp_path / "bb.xdf",
+        streams=[f"starts-with(source_id, 'bb_{uid}_')"],
+        rescan_interval=1.0,
+    )
+    rec.start()
+    assert wait_until(lambda: rec._resolver is None, timeout=5)  # rescans now
+    second = RegularSource(f"bb2_{uid}", f"bb_{uid}_2", channels=1, srate=100)
+    second.start()
+    try:
+        assert wait_until(lambda: len(rec.streams) == 2, timeout=10)
+        time.sleep(0.5)
+    finally:
+        summary = rec.stop()
+        first.stop(), second.stop()
+    counts = {s["name"]: s["sample_count"] for s in summary["streams"]}
+    assert counts[f"bb1_{uid}"] > 0 and counts[f"bb2_{uid}"] > 0
+
+
 def test_invalid_query_and_unwritable_folder(tmp_path):
     with pytest.raises(QueryError):
         Recorder(tmp_path / "x.xdf", streams=["name='x' and ("])
