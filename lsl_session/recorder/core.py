@@ -347,11 +347,8 @@ class Recorder:
             )
 
     def _unmatched(self) -> list[str]:
-        """The queries no recorded stream matches yet (none without queries)."""
-        infos = [s.info for s in list(self.streams.values())]
-        return [
-            q for q in self.queries or () if not any(matches_query(i, q) for i in infos)
-        ]
+        """Every query (the recorder's own too) that no recorded stream matches yet."""
+        return [q for q in self.queries or () if q not in self._matched]
 
     def _rescan(self) -> list[pylsl.StreamInfo]:
         if self._stop.is_set():
