@@ -13,6 +13,9 @@ text.
 from __future__ import annotations
 
 import logging
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -65,44 +68,63 @@ def with_unit(label: str, unit: str | None) -> str:
     return f"{label} [{unit}]" if unit else label
 
 
+#: Blocks formatted at once (pyarrow formats without the GIL): the CSV step is
+#: bound by float-to-text formatting, so it runs on every core it gets.
+CSV_WORKERS = max(1, min(4, os.cpu_count() or 1))
+
+
+def _format_block(table: pa.Table) -> pa.Buffer:
+    """The CSV rows of one block (no header), as pyarrow writes them."""
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink, write_options=pacsv.WriteOptions(include_header=False))
+    return sink.getvalue()
+
+
+def _block_table(
+    stream: SyncedStream, start: int, stop: int, t0: float, header: list[str]
+) -> pa.Table:
+    ts = stream.time_stamps
+    cols: list = [ts[start:stop] - t0, ts[start:stop]]
+    if stream.is_string:
+        rows = stream.time_series[start:stop]
+        cols += [
+            neutralise_array(
+                pa.array([r[k] if k < len(r) else "" for r in rows], pa.string())
+            )
+            for k in range(len(header) - 2)
+        ]
+    else:
+        block = stream.time_series[start:stop]
+        cols += [np.ascontiguousarray(block[:, k]) for k in range(len(header) - 2)]
+    return pa.Table.from_arrays([pa.array(c) for c in cols], names=header)
+
+
 def write_stream_csv(stream: SyncedStream, path: Path, t0: float) -> int:
-    """Write one stream (``time [s]``, ``lsl_time [s]``, channels); return rows."""
+    """Write one stream (``time [s]``, ``lsl_time [s]``, channels); return rows.
+
+    Blocks of :data:`BLOCK_ROWS` rows are formatted by up to :data:`CSV_WORKERS`
+    threads and written in order; at most ``CSV_WORKERS + 1`` formatted blocks
+    are held at a time.
+    """
     labels = tables.column_labels(stream)
     header = ["time [s]", "lsl_time [s]"] + [
         neutralise(with_unit(lbl, unit))
         for lbl, unit in zip(labels, stream.channel_units, strict=True)
     ]
-    ts = stream.time_stamps
-    n = len(ts)
-    schema = None
-    with open(path, "wb") as fh:
-        writer = None
-        for start in range(0, max(n, 1), BLOCK_ROWS):
-            stop = min(start + BLOCK_ROWS, n)
-            cols: list = [ts[start:stop] - t0, ts[start:stop]]
-            if stream.is_string:
-                rows = stream.time_series[start:stop]
-                cols += [
-                    neutralise_array(
-                        pa.array(
-                            [r[k] if k < len(r) else "" for r in rows], pa.string()
-                        )
-                    )
-                    for k in range(len(labels))
-                ]
-            else:
-                block = stream.time_series[start:stop]
-                cols += [np.ascontiguousarray(block[:, k]) for k in range(len(labels))]
-            table = pa.Table.from_arrays([pa.array(c) for c in cols], names=header)
-            if writer is None:
-                schema = table.schema
-                fh.write(header_line(header))
-                writer = pacsv.CSVWriter(
-                    fh, schema, write_options=pacsv.WriteOptions(include_header=False)
-                )
-            writer.write_table(table.cast(schema))
-        if writer is not None:
-            writer.close()
+    n = len(stream.time_stamps)
+    first = _block_table(stream, 0, min(BLOCK_ROWS, n), t0, header)
+    schema = first.schema
+    starts = range(BLOCK_ROWS, n, BLOCK_ROWS)
+    with open(path, "wb") as fh, ThreadPoolExecutor(CSV_WORKERS) as pool:
+        fh.write(header_line(header))
+        pending: deque[Future[pa.Buffer]] = deque([pool.submit(_format_block, first)])
+        for start in starts:
+            table = _block_table(stream, start, min(start + BLOCK_ROWS, n), t0, header)
+            pending.append(pool.submit(_format_block, table.cast(schema)))
+            while len(pending) > CSV_WORKERS:
+                fh.write(pending.popleft().result())
+        while pending:
+            fh.write(pending.popleft().result())
     return n
 
 
