@@ -8,12 +8,13 @@ Neither call blocks.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 from dataclasses import dataclass
 
 import numpy as np
 import pylsl
-from pylsl.util import LostError
+from pylsl.util import LostError, handle_error
 from pylsl.util import TimeoutError as LslTimeoutError
 
 from lsl_session.lsl import format_name
@@ -97,6 +98,23 @@ class RecordedStream:
             if self.is_string
             else np.empty((cap, self.channel_count), dtype=inlet.np_dtype)
         )
+        self._stamps = np.empty(cap, dtype=np.float64)
+        self._error = ctypes.c_int()
+        # liblsl's chunk pull into the two preallocated buffers, arguments built
+        # once (what pylsl's pull_chunk(dest_obj=...) does on every call)
+        self._pull_args = (
+            None
+            if self.is_string
+            else (
+                inlet.obj,
+                ctypes.c_void_p(self._buffer.ctypes.data),
+                ctypes.c_void_p(self._stamps.ctypes.data),
+                ctypes.c_size_t(self._buffer.size),
+                ctypes.c_size_t(cap),
+                ctypes.c_double(0.0),
+                ctypes.byref(self._error),
+            )
+        )
         self._gap_limit = 2.0 / self.nominal_srate if self.nominal_srate > 0 else 0.0
         self.gaps = 0
         self.lost = False
@@ -129,12 +147,11 @@ class RecordedStream:
                     )
                     stamps = np.asarray(stamps, dtype=np.float64)
                 else:
-                    values, stamps = self.inlet.pull_chunk(
-                        timeout=0.0,
-                        max_samples=self._capacity,
-                        dest_obj=self._buffer,
-                        as_numpy=True,
-                    )
+                    elements = self.inlet.do_pull_chunk(*self._pull_args)
+                    if self._error.value:
+                        handle_error(self._error)
+                    count = elements // self.channel_count
+                    values, stamps = self._buffer[:count], self._stamps[:count]
                 n = len(stamps)
                 if n == 0:
                     return total
@@ -162,8 +179,10 @@ class RecordedStream:
 
     def _count_gaps(self, stamps: np.ndarray) -> None:
         last = self.output.stats(self.stream_id).last
-        steps = np.diff(stamps, prepend=stamps[0] if last is None else last)
-        self.gaps += int(np.count_nonzero(steps > self._gap_limit))
+        gaps = int(np.count_nonzero(np.diff(stamps) > self._gap_limit))
+        if last is not None and stamps[0] - last > self._gap_limit:
+            gaps += 1
+        self.gaps += gaps
 
     def last_stamp(self) -> float | None:
         """The last recorded stamp on the recorder's clock (None before any sample)."""
