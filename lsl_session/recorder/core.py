@@ -24,34 +24,19 @@ from lsl_session.lsl import (
     sort_key,
     stream_key,
 )
+from lsl_session.recorder.discovery import (
+    RESCAN_SECONDS,
+    open_inlet,
+    rescan,
+    settled_results,
+)
 from lsl_session.recorder.loop import PullLoop
 from lsl_session.recorder.output import OutputFailed, XdfOutput
 from lsl_session.recorder.stream import RecordedStream, RecorderTiming
 
 logger = logging.getLogger(__name__)
 
-#: Late-stream rescans once every query has matched: LabRecorder's watch cadence
-#: (``resolve_interval`` of ``recording.h``) and the length of one rescan.
-RESCAN_SECONDS = 5.0
-RESCAN_WAIT = 1.0
-
-#: The initial resolve ends once the set of answers has not changed for this long
-#: (longer than one of liblsl's resolve waves, so a stream that missed one answers).
-SETTLE_SECONDS = 0.6
-
 ErrorCallback = Callable[[str, dict[str, Any]], None]
-
-
-def inlet_buffer_seconds(info: pylsl.StreamInfo) -> int:
-    """liblsl's inlet buffer: 6 min like LabRecorder, but at most ~4 M samples.
-
-    A 100 kHz stream with a 360 s buffer preallocates hundreds of MB and takes
-    seconds to open; 30 s is still far more than any stall the recorder survives.
-    """
-    srate = info.nominal_srate()
-    if srate <= 0:
-        return 360
-    return int(min(360, max(30, 4e6 / srate)))
 
 
 class Recorder:
@@ -243,19 +228,7 @@ class Recorder:
         match of a broad query would leave the rest to the late-stream path, with
         stream ids in arrival order instead of sorted order.
         """
-        deadline = time.monotonic() + self.initial_wait
-        found: list[pylsl.StreamInfo] = []
-        count, stable_since = -1, time.monotonic()
-        while time.monotonic() < deadline:
-            found = self._resolver.results()
-            if len(found) != count:
-                count, stable_since = len(found), time.monotonic()
-            matched = self.queries and all(
-                any(matches_query(i, q) for i in found) for q in self.queries
-            )
-            if matched and time.monotonic() - stable_since >= SETTLE_SECONDS:
-                break
-            time.sleep(0.1)
+        found = settled_results(self._resolver, self.queries, self.initial_wait)
         missing = [
             q
             for q in self.queries or []
@@ -275,20 +248,7 @@ class Recorder:
     def _open_inlet(
         self, info: pylsl.StreamInfo
     ) -> tuple[pylsl.StreamInlet, pylsl.StreamInfo] | None:
-        """Open an inlet and fetch the full info (may block: never under the lock)."""
-        try:
-            inlet = pylsl.StreamInlet(
-                info,
-                max_buflen=inlet_buffer_seconds(info),
-                max_chunklen=0,
-                recover=True,
-            )
-            full = inlet.info(timeout=5.0)
-            inlet.open_stream(timeout=5.0)
-        except Exception as exc:
-            logger.warning("could not open stream %s: %s", info.name(), exc)
-            return None
-        return inlet, full
+        return open_inlet(info)
 
     def _register(
         self, info: pylsl.StreamInfo, inlet: pylsl.StreamInlet, full: pylsl.StreamInfo
@@ -351,11 +311,7 @@ class Recorder:
         return [q for q in self.queries or () if q not in self._matched]
 
     def _rescan(self) -> list[pylsl.StreamInfo]:
-        if self._stop.is_set():
-            return []
-        if self._predicate:
-            return pylsl.resolve_bypred(self._predicate, 0, RESCAN_WAIT)
-        return pylsl.resolve_streams(RESCAN_WAIT)
+        return [] if self._stop.is_set() else rescan(self._predicate)
 
     def _pick_up_late_streams(self, found: list[pylsl.StreamInfo]) -> None:
         now = time.monotonic()
@@ -483,29 +439,3 @@ class Recorder:
             "unmatched_queries": self.unmatched_queries(),
             "streams": [s.summary() for s in self.streams.values()],
         }
-
-
-class SessionRecorder(Recorder):
-    """A `Recorder` writing ``<session_id>.xdf`` into a session folder.
-
-    The session's own event stream is always recorded, so the event timeline is
-    inside the XDF on the data's clock. A second recording in the same session
-    continues in the next free ``_partNNN.xdf``; existing files are never touched.
-    """
-
-    def __init__(
-        self, session, *, streams: list[str] | None = None, **kwargs: Any
-    ) -> None:
-        queries = list(streams) if streams else None
-        own = f"source_id='{session.logger.stream_source_id}'"
-        if queries is not None:
-            queries.append(own)
-        kwargs.setdefault("file_header_extra", {"session_id": session.session_id})
-        part = 1
-        while session.paths.xdf(part).exists():
-            part += 1
-        super().__init__(
-            session.paths.xdf(1), streams=queries, first_part=part, **kwargs
-        )
-        self.internal_queries.add(own)
-        self.session = session

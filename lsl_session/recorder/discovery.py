@@ -1,0 +1,87 @@
+"""Finding and opening the streams to record: the initial resolve, rescans, inlets."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pylsl
+
+from lsl_session.lsl import matches_query
+
+logger = logging.getLogger(__name__)
+
+#: Late-stream rescans once every query has matched: LabRecorder's watch cadence
+#: (``resolve_interval`` of ``recording.h``) and the length of one rescan.
+RESCAN_SECONDS = 5.0
+RESCAN_WAIT = 1.0
+
+#: The initial resolve ends once the set of answers has not changed for this long
+#: (longer than one of liblsl's resolve waves, so a stream that missed one answers).
+SETTLE_SECONDS = 0.6
+
+
+def inlet_buffer_seconds(info: pylsl.StreamInfo) -> int:
+    """liblsl's inlet buffer: 6 min like LabRecorder, but at most ~4 M samples.
+
+    A 100 kHz stream with a 360 s buffer preallocates hundreds of MB and takes
+    seconds to open; 30 s is still far more than any stall the recorder survives.
+    """
+    srate = info.nominal_srate()
+    if srate <= 0:
+        return 360
+    return int(min(360, max(30, 4e6 / srate)))
+
+
+def settled_results(
+    resolver: pylsl.ContinuousResolver, queries: list[str] | None, wait: float
+) -> list[pylsl.StreamInfo]:
+    """Wait until every query matched and the answers settled, or ``wait`` seconds.
+
+    Answers to a resolve arrive over a few tens of ms; stopping at the first
+    match of a broad query would leave the rest to the late-stream path, with
+    stream ids in arrival order instead of sorted order.
+    """
+    deadline = time.monotonic() + wait
+    found: list[pylsl.StreamInfo] = []
+    count, stable_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        found = resolver.results()
+        if len(found) != count:
+            count, stable_since = len(found), time.monotonic()
+        matched = queries and all(
+            any(matches_query(i, q) for i in found) for q in queries
+        )
+        if matched and time.monotonic() - stable_since >= SETTLE_SECONDS:
+            break
+        time.sleep(0.1)
+    return found
+
+
+def rescan(predicate: str | None) -> list[pylsl.StreamInfo]:
+    """One resolve of ``RESCAN_WAIT`` seconds (every visible stream without a predicate)."""
+    if predicate:
+        return pylsl.resolve_bypred(predicate, 0, RESCAN_WAIT)
+    return pylsl.resolve_streams(RESCAN_WAIT)
+
+
+def open_inlet(
+    info: pylsl.StreamInfo,
+) -> tuple[pylsl.StreamInlet, pylsl.StreamInfo] | None:
+    """Open an inlet and fetch the full info (may block: never under a lock).
+
+    Returns None (and logs why) when the stream cannot be opened.
+    """
+    try:
+        inlet = pylsl.StreamInlet(
+            info,
+            max_buflen=inlet_buffer_seconds(info),
+            max_chunklen=0,
+            recover=True,
+        )
+        full = inlet.info(timeout=5.0)
+        inlet.open_stream(timeout=5.0)
+    except Exception as exc:
+        logger.warning("could not open stream %s: %s", info.name(), exc)
+        return None
+    return inlet, full
