@@ -26,7 +26,7 @@ import pyarrow.csv as pacsv
 
 from lsl_session.processing import tables
 from lsl_session.processing.model import SyncedStream
-from lsl_session.processing.to_parquet import BLOCK_ROWS, stream_file_names
+from lsl_session.processing.to_parquet import stream_file_names
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,9 @@ def with_unit(label: str, unit: str | None) -> str:
 #: Blocks formatted at once (pyarrow formats without the GIL): the CSV step is
 #: bound by float-to-text formatting, so it runs on every core it gets.
 CSV_WORKERS = max(1, min(4, os.cpu_count() or 1))
+#: Rows per formatted block: the text of one block of 64 float32 channels is
+#: ~45 MB, so the blocks in flight stay far below the sample data.
+CSV_BLOCK_ROWS = 65_536
 
 
 def _format_block(table: pa.Table) -> pa.Buffer:
@@ -102,7 +105,7 @@ def _block_table(
 def write_stream_csv(stream: SyncedStream, path: Path, t0: float) -> int:
     """Write one stream (``time [s]``, ``lsl_time [s]``, channels); return rows.
 
-    Blocks of :data:`BLOCK_ROWS` rows are formatted by up to :data:`CSV_WORKERS`
+    Blocks of :data:`CSV_BLOCK_ROWS` rows are formatted by up to :data:`CSV_WORKERS`
     threads and written in order; at most ``CSV_WORKERS + 1`` formatted blocks
     are held at a time.
     """
@@ -112,14 +115,15 @@ def write_stream_csv(stream: SyncedStream, path: Path, t0: float) -> int:
         for lbl, unit in zip(labels, stream.channel_units, strict=True)
     ]
     n = len(stream.time_stamps)
-    first = _block_table(stream, 0, min(BLOCK_ROWS, n), t0, header)
+    first = _block_table(stream, 0, min(CSV_BLOCK_ROWS, n), t0, header)
     schema = first.schema
-    starts = range(BLOCK_ROWS, n, BLOCK_ROWS)
+    starts = range(CSV_BLOCK_ROWS, n, CSV_BLOCK_ROWS)
     with open(path, "wb") as fh, ThreadPoolExecutor(CSV_WORKERS) as pool:
         fh.write(header_line(header))
         pending: deque[Future[pa.Buffer]] = deque([pool.submit(_format_block, first)])
         for start in starts:
-            table = _block_table(stream, start, min(start + BLOCK_ROWS, n), t0, header)
+            stop = min(start + CSV_BLOCK_ROWS, n)
+            table = _block_table(stream, start, stop, t0, header)
             pending.append(pool.submit(_format_block, table.cast(schema)))
             while len(pending) > CSV_WORKERS:
                 fh.write(pending.popleft().result())
