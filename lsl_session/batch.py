@@ -219,19 +219,35 @@ def run_tasks(
     return done
 
 
+#: Modules the fork server imports once, so each worker starts without re-importing.
+PRELOAD = [
+    "lsl_session.batch",
+    "lsl_session.processing.pipeline",
+    "lsl_session.bids.export",
+]
+
+
+def _context() -> Any:
+    """A fork server (clean: no threads inherited; imports done once), else spawn."""
+    try:
+        ctx = get_context("forkserver")
+    except ValueError:  # a platform without fork
+        return get_context("spawn")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
 def _run_local(tasks: list[Task], jobs: int, deliver: Callable) -> None:
-    """``jobs`` worker processes; a crashed worker fails only its own session.
+    """``jobs`` worker processes (fork server); a crashed worker fails only its session.
 
     A process that dies (killed, out of memory, a crashing extension) breaks
     the whole pool, failing every unfinished task with it. Those tasks are run
     again one at a time, each in a fresh process, so that only the session
     that kills its process is reported failed.
     """
-    spawn = get_context("spawn")
+    ctx = _context()
     broken: list[Task] = []
-    with ProcessPoolExecutor(
-        max_workers=min(jobs, len(tasks)), mp_context=spawn
-    ) as pool:
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=ctx) as pool:
         futures = {pool.submit(run_task, t): t for t in tasks}
         for future in as_completed(futures):
             try:
@@ -244,7 +260,7 @@ def _run_local(tasks: list[Task], jobs: int, deliver: Callable) -> None:
         logger.warning("a worker process died; running %d session(s) one at a time "
                        "to isolate it", len(broken))  # fmt: skip
     for task in broken:
-        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
             future = pool.submit(run_task, task)
             result = _collect(future, task)
         if not result["ok"] and result["worker"] == "?":
