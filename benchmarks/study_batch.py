@@ -119,7 +119,7 @@ def main() -> None:
             from distributed import LocalCluster
 
             with LocalCluster(n_workers=opts.jobs, threads_per_worker=1, processes=True,
-                              host="127.0.0.1", dashboard_address=None) as cluster:  # fmt: skip
+                              host="127.0.0.1", dashboard_address=":0") as cluster:  # fmt: skip
                 addr = cluster.scheduler_address
                 rows.append((f"`process … --scheduler` (LocalCluster, {opts.jobs} workers)",
                              timed(*proc, "--scheduler", addr)))  # fmt: skip

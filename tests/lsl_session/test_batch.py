@@ -84,7 +84,7 @@ def test_process_and_bids_export_on_a_dask_local_cluster(tmp_path):
     root.mkdir()
     good, bad = _study(root)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      protocol="tcp", host="127.0.0.1", dashboard_address=None) as cluster:  # fmt: skip
+                      protocol="tcp", host="127.0.0.1", dashboard_address=":0") as cluster:  # fmt: skip
         address = cluster.scheduler_address
         assert address.startswith("tcp://127.0.0.1:")
         workers = set(cluster.scheduler.workers)
