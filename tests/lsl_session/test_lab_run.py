@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import pyxdf
 
@@ -126,7 +127,10 @@ def test_record_config_runs_the_real_lab(tmp_path, emulator):
             ts = by_name[f"{device}_{kind}"]["time_stamps"]
             covered = ts[-1] - ts[0]  # from the phone's first sample (before start)
             assert covered > 0.9 * span, (device, kind, covered, span)
-            assert 0.8 * rate * covered < len(ts) < 1.2 * rate * covered
+            assert np.all(np.diff(ts) > 0)  # no duplicates, in order
+            # the dropped phone's new process did not sample while it was away
+            low = 0.8 if device == next(iter(phones)) else 0.3
+            assert low * rate * covered < len(ts) < 1.2 * rate * covered
     # the webcam file is recorded from its first frame to its last
     frames = by_name["webcam_7_frames"]["time_series"][:, 0]
     assert list(frames) == list(range(VIDEO_FRAMES))
