@@ -84,6 +84,7 @@ def test_a_stream_holds_until_it_has_a_consumer():
     """Without a consumer the held samples wait (bounded), then go out."""
     device = f"hold_{os.getpid()}"
     outlets = PhoneOutlets(device, ["gsr"], hello={}, sync={}, consumer_wait=30.0)
+    inlet = None
     try:
         t = np.arange(5, dtype=float)
         outlets.push("gsr", t, t + 100.0, np.ones((5, 1)))
@@ -107,4 +108,7 @@ def test_a_stream_holds_until_it_has_a_consumer():
         assert stamps == [100.0, 101.0, 102.0, 103.0, 104.0]
         assert "gsr" not in outlets._held  # released: later pushes go straight out
     finally:
+        if inlet is not None:  # before the outlet: no reconnect attempts left behind
+            inlet.close_stream()
+            del inlet
         outlets.close()
