@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -19,6 +18,7 @@ from outlets.phone.limits import PREAUTH_TEXT, clean_heartbeat, cut
 from outlets.phone.protocol import Message, ProtocolError
 from outlets.phone.state import DeviceState, RelayHost
 from outlets.phone.streams import PhoneOutlets
+from outlets.phone.upload_messages import handle_upload
 
 logger = logging.getLogger(__name__)
 
@@ -385,7 +385,7 @@ class Connection:
             if entry is not None and not entry[0].done():
                 entry[0].set_result(dict(msg.fields, rx_lsl=t_rx))
         elif kind.startswith("upload_"):
-            await self._upload(msg)
+            await handle_upload(self, msg)
         elif kind == "bye":
             await self.close("bye")
 
@@ -486,65 +486,3 @@ class Connection:
         else:
             self.relay.log("error", {"category": "device", **details})
         return ack
-
-    # --------------------------------------------------------------- uploads
-    async def _upload(self, msg: Message) -> None:
-        store, relay = self.relay.uploads, self.relay
-        re_id = msg.get("id")
-        try:
-            if store is None:
-                raise ProtocolError(
-                    "no_session",
-                    "the relay has no session: uploads "
-                    "are refused (start it with --session)",
-                )
-            run = asyncio.get_running_loop().run_in_executor
-            dev = self.device
-            if msg.type == "upload_offer":
-                res = await run(
-                    None,
-                    lambda: store.offer(
-                        dev.device_id,
-                        name=msg.get("name"),
-                        size=msg.get("size"),
-                        sha256=msg.get("sha256"),
-                        file_type=msg.get("file_type"),
-                        owner=self,
-                    ),
-                )
-                self.send({"type": "upload_ready", "re": re_id, **res})
-            elif msg.type == "upload_chunk":
-                await run(
-                    None,
-                    store.write,
-                    msg.get("upload_id"),
-                    msg.get("offset"),
-                    msg.body,
-                    self,
-                )
-            elif msg.type == "upload_end":
-                when = dev.record_started or datetime.now()
-                entry = await run(None, store.finish, msg.get("upload_id"), self, when)
-                self.send(
-                    {
-                        "type": "upload_done",
-                        "re": re_id,
-                        "upload_id": msg.get("upload_id"),
-                        **entry,
-                    }
-                )
-                relay.log(
-                    "file_received",
-                    {
-                        "device_id": dev.device_id,
-                        "file_type": entry["file_type"],
-                        "file_path": entry["file_path"],
-                        "file_size": entry["file_size"],
-                        "sha256": entry["sha256"],
-                    },
-                )
-        except ProtocolError as exc:
-            exc.re_id = re_id
-            if isinstance(msg.get("upload_id"), str):
-                exc.extra.setdefault("upload_id", msg.get("upload_id"))
-            raise

@@ -622,3 +622,19 @@ def test_guesses_from_many_addresses_are_throttled_together(uid):
         c.close()
     assert waits[:10] == [0.0] * 10
     assert waits[10:] == [0.02, 0.04, 0.05, 0.05]
+
+
+def test_upload_error_replies_stay_short(env):
+    relay, _ = env
+    c, _dev = _device(relay)
+    c.send(
+        P.encode_binary(
+            {"type": "upload_chunk", "upload_id": "Q" * 60000, "offset": 0}, b"x"
+        )
+    )
+    err = c.error()
+    assert err["code"] == "unknown_upload"
+    assert "upload_id" not in err  # not one of the relay's ids: not echoed
+    assert len(json.dumps(err)) < 400
+    c.close()
+    _good_streams(relay)
