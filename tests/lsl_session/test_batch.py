@@ -191,3 +191,17 @@ def test_a_session_that_kills_its_worker_fails_alone(tmp_path):
     assert sorted(Path(line.split()[1]).name for line in ok) == sorted(
         g.name for g in good
     )
+
+
+def test_several_paths_with_an_xdf_file_import_it_and_process_both(tmp_path):
+    root = tmp_path / "rec"
+    root.mkdir()
+    session = make_session(root, name="named", duration=2.0)[0]
+    xdf = tmp_path / "sub-X_task-Y_run-001_eeg.xdf"
+    xdf.write_bytes((session / f"{session.name}.xdf").read_bytes())
+    proc = cli("process", session, xdf, "--root", root, "--no-hand-segmentation")
+    assert proc.returncode == 0, proc.stderr
+    assert "2 done, 0 failed, 0 skipped" in proc.stdout
+    imported = [p for p in root.iterdir() if p != session and p.is_dir()]
+    assert len(imported) == 1 and _processed(imported[0])
+    assert _processed(session)
