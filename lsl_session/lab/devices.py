@@ -75,6 +75,10 @@ class DeviceRunner:
         """Whether the device finished on its own (a video file at its end)."""
         return False
 
+    def connections(self) -> int:
+        """How many times the device (re)connected so far."""
+        return 1 if self.streaming() else 0
+
     def owns(self, stream_name: str) -> bool:
         """Whether ``stream_name`` is one of this device's streams."""
         return False
@@ -141,6 +145,9 @@ class ShimmerRunner(DeviceRunner):
 
     def streaming(self) -> bool:
         return self.outlet is not None and bool(self.outlet.connected)
+
+    def connections(self) -> int:
+        return 0 if self.outlet is None else int(self.outlet.stats.connects)
 
     def owns(self, stream_name: str) -> bool:
         return stream_name == self.stream_name

@@ -113,6 +113,7 @@ class LabRun:
         self.tracker = UploadTracker()
         self.manager: Any = None
         self._was_streaming: dict[str, bool] = {}
+        self._connections: dict[str, int] = {}
         self._live: Any = None
         self._joined: list[str] = []
         self._recording_id: str | None = None
@@ -240,6 +241,7 @@ class LabRun:
             self.say(f"{message}; recording the others")
         for d in self.devices:
             self._was_streaming[d.device_id] = d.streaming()
+            self._connections[d.device_id] = d.connections()
         return missing
 
     # ------------------------------------------------------------ recording
@@ -318,19 +320,31 @@ class LabRun:
             self._report_acks("start_record", acks)
 
     def _watch_devices(self) -> None:
-        """Log drops/returns of non-phone devices (the relay logs the phones)."""
+        """Log drops/returns of non-phone devices (the relay logs the phones).
+
+        A reconnect faster than the poll is still seen: the device's connection
+        count moved (`DeviceRunner.connections`).
+        """
         for dev in self.devices:
             if dev.kind == "android_phone" or dev.error or dev.ended():
                 continue
-            now = dev.streaming()
+            now, count = dev.streaming(), dev.connections()
             before = self._was_streaming.get(dev.device_id, now)
-            if now != before:
-                event = "device_connected" if now else "device_disconnected"
-                self.say(f"{dev.device_id}: {event.removeprefix('device_')}")
-                self.manager.session.log_event(
-                    event, {"device_id": dev.device_id, "reconnect": now}
-                )
+            seen = self._connections.get(dev.device_id, count)
+            if before and (not now or count > seen):
+                self._log_device("device_disconnected", dev.device_id)
+                before = False
+            if now and not before:
+                self._log_device("device_connected", dev.device_id)
             self._was_streaming[dev.device_id] = now
+            self._connections[dev.device_id] = count
+
+    def _log_device(self, event: str, device_id: str) -> None:
+        self.say(f"{device_id}: {event.removeprefix('device_')}")
+        details: dict[str, Any] = {"device_id": device_id}
+        if event == "device_connected":
+            details["reconnect"] = True  # the same outlet: the streams continue
+        self.manager.session.log_event(event, details)
 
     def _wait_uploads(self) -> dict[str, list[str]]:
         total = self.tracker.expected_count()

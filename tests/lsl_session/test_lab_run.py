@@ -199,3 +199,50 @@ def test_missing_required_device_is_named_and_exits_2(tmp_path):
         [*args, "--allow-missing"], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+# the injected byte kills pyshimmer's reader thread on purpose
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_shimmer_drop_is_logged_and_its_reconnect_continues_the_stream(
+    tmp_path, emulator
+):
+    import threading
+
+    from lsl_helpers import wait_until
+
+    from lsl_session.config import load_config
+    from lsl_session.lab import LabOptions, LabRun
+    from lsl_session.signals import StopRequest
+
+    tag = os.getpid()
+    path = tmp_path / "lab.toml"
+    path.write_text(
+        '[session]\nroot = "rec"\n[record]\nprocess = false\n'
+        f'[[devices]]\nid = "shimmer_d{tag}"\ntype = "shimmer_gsr"\n'
+        f'port = "{emulator.port}"\nrequired = true\n'
+    )
+    lines: list[str] = []
+    lab = LabRun(load_config(path), LabOptions(duration=6.0), say=lines.append)
+    result = {}
+    runner = threading.Thread(target=lambda: result.update(r=lab.run(StopRequest())))
+    runner.start()
+    assert wait_until(lambda: any("recording into" in ln for ln in lines), 30)
+    time.sleep(1.0)
+    emulator.inject_status(ack_prefix=True)  # pyshimmer's reader dies: a drop
+    runner.join(60)
+    folder = result["r"].folder
+    events = json.loads((folder / f"{folder.name}_log.json").read_text())
+    mine = [
+        (e["event"], e.get("reconnect"))
+        for e in events
+        if e.get("device_id") == f"shimmer_d{tag}"
+        and e["event"] in ("device_connected", "device_disconnected")
+    ]
+    assert mine == [("device_disconnected", None), ("device_connected", True)]
+    assert any("disconnected" in ln for ln in lines)  # shown, not only logged
+    streams, _ = pyxdf.load_xdf(str(folder / f"{folder.name}.xdf"))
+    gsr = [s for s in streams if s["info"]["name"][0] == f"shimmer_d{tag}"]
+    assert len(gsr) == 1  # one stream across the reconnect
+    meta = json.loads((folder / "session_metadata.json").read_text())
+    stop = float(meta["recording"]["stop_lsl_time"])
+    assert stop - gsr[0]["time_stamps"][-1] < 1.0  # it streams again after the drop
