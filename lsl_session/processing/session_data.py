@@ -218,6 +218,11 @@ def load_session(path: Path | str, *, streams: list[str] | None = None) -> Sessi
         If the path is not a session/XDF, holds no XDF, or nothing is readable.
     """
     path = Path(path)
+    if path.is_file():
+        from lsl_session.importer import owning_session
+
+        # a session's own recording: load the session (its t0 and wall clock)
+        path = owning_session(path) or path
     meta: dict[str, Any] = {}
     log_events: list[dict[str, Any]] = []
     if path.is_file():

@@ -321,6 +321,9 @@ def test_a_sessions_own_xdf_resolves_to_that_session(tmp_path):
     for name in (f"{folder.name}.xdf", f"{folder.name}_part002.xdf"):
         assert session_for(folder / name, tmp_path / "other") == folder
     assert not (tmp_path / "other").exists()
+    direct, whole = load_session(folder / f"{folder.name}.xdf"), load_session(folder)
+    assert direct.root == folder and direct.t0 == whole.t0
+    assert direct.start_wall == whole.start_wall
     # a copy outside the session is a foreign file: imported
     outside = tmp_path / "copy.xdf"
     shutil.copy2(folder / f"{folder.name}.xdf", outside)
