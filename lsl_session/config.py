@@ -32,7 +32,7 @@ _RECORD_FIELDS = {
     "process",
 }
 _RELAY_FIELDS = {"host", "port", "certfile", "keyfile", "heartbeat_timeout_s"}
-_MARKER_FIELDS = {"name", "sync_every_s"}
+_MARKER_FIELDS = {"name", "sync_every_s", "stdin"}
 _DASHBOARD_FIELDS = {"enabled", "host", "port", "token"}
 _SIMULATE_FIELDS = {"sync_every_s"}
 _COMMON_DEVICE_FIELDS = {"id", "type", "capabilities", "token", "required", "simulate"}
@@ -82,6 +82,7 @@ class MarkerConfig:
 
     name: str = "StimulusMarkers"
     sync_every_s: float | None = None
+    stdin: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,4 +435,5 @@ def _markers(path: Path, raw: Any) -> MarkerConfig | None:
     return MarkerConfig(
         name=f.string("name", "StimulusMarkers"),
         sync_every_s=f.number("sync_every_s", low=0.5, high=3600.0),
+        stdin=f.flag("stdin"),
     )

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -247,14 +249,27 @@ class WebcamRunner(DeviceRunner):
 
 
 class MarkerRunner(DeviceRunner):
-    """The stimulus marker outlet; pushes sync pulses when simulated/configured."""
+    """The stimulus marker outlet; pushes sync pulses when simulated/configured.
+
+    With ``stdin``, every line read from standard input is one marker stamped
+    when it is read (type a label and Enter while recording; at most 1024
+    characters per marker are kept).
+    """
 
     kind = "markers"
 
-    def __init__(self, name: str, sync_every: float | None, simulated: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        sync_every: float | None,
+        simulated: bool,
+        *,
+        stdin: bool = False,
+    ) -> None:
         super().__init__(DeviceConfig(name, "markers", simulate=simulated))
         self.name = name
         self.sync_every = sync_every
+        self.stdin = stdin
         self.outlet: Any = None
         self.pulser: Any = None
 
@@ -267,6 +282,26 @@ class MarkerRunner(DeviceRunner):
             if clock.t0 is None:
                 clock.t0 = pylsl.local_clock() + 1.0
             self.pulser = SyncMarkerPulser(self.outlet, clock.t0, period).start()
+        if self.stdin:
+            threading.Thread(
+                target=self._read_stdin,
+                args=(clock.consumer_wait,),
+                name="markers-stdin",
+                daemon=True,
+            ).start()
+
+    def _read_stdin(self, consumer_wait: float) -> None:
+        outlet = self.outlet
+        if outlet is None or not outlet.wait_for_consumers(consumer_wait):
+            logger.warning("markers %s: no consumer, reading stdin anyway", self.name)
+        for line in sys.stdin:
+            outlet = self.outlet
+            if outlet is None:
+                return
+            try:
+                outlet.push(line.removesuffix("\n").removesuffix("\r")[:1024])
+            except Exception:  # the outlet closed under us at stop
+                return
 
     def stop(self) -> None:
         if self.pulser is not None:

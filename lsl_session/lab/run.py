@@ -75,6 +75,7 @@ def build_devices(config: SessionConfig) -> tuple[list[DeviceRunner], PhoneFleet
                 config.markers.name,
                 config.markers.sync_every_s,
                 simulated=any_simulated and config.markers.sync_every_s is None,
+                stdin=config.markers.stdin,
             )
         )
     devices += [ShimmerRunner(d) for d in config.devices_of("shimmer_gsr")]
@@ -261,7 +262,10 @@ class LabRun:
         recorder_options = dict(opts.recorder_options)
         if self.config.split_mb and "split_bytes" not in recorder_options:
             recorder_options["split_bytes"] = self.config.split_mb * 1e6
-        recorder_options.setdefault("initial_wait", 5.0 if self.devices else 1.0)
+        # streaming devices are found within a resolve cycle or two; absent ones
+        # are picked up later as late streams, not waited for here
+        everyone = all(d.streaming() or d.ended() for d in self.devices)
+        recorder_options.setdefault("initial_wait", 5.0 if everyone else 2.0)
         manager.start_recording(self.queries(), **recorder_options)
         session_id = manager.session.session_id
         self.say(f"devices up: {len(self.queries())} stream queries")

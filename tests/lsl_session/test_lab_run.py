@@ -182,19 +182,24 @@ def test_missing_required_device_is_named_and_exits_2(tmp_path):
     config.write_text(
         '[session]\nroot = "rec"\n[record]\nwait_s = 1\nprocess = false\n'
         f'[relay]\nhost = "127.0.0.1"\nport = {_free_port()}\n'
-        f'[markers]\nname = "M_{os.getpid()}"\n'
+        f'[markers]\nname = "M_{os.getpid()}"\nstdin = true\n'
         '[[devices]]\nid = "absent_phone"\ntype = "android_phone"\ntoken = "t"\n'
         "required = true\n"
     )
     args = [*CLI, "record", "--config", str(config), "--duration", "1"]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        args, capture_output=True, text=True, timeout=120, input="block_1\nblock 2\n"
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "required device(s) not streaming after 1 s: absent_phone" in proc.stderr
     folder = Path(proc.stdout.strip().splitlines()[-1])
     events = json.loads((folder / f"{folder.name}_log.json").read_text())
     errors = [e for e in events if e["event"] == "error"]
     assert any("absent_phone" in e["message"] for e in errors)
-    assert (folder / f"{folder.name}.xdf").exists()  # the others were recorded
+    streams, _ = pyxdf.load_xdf(str(folder / f"{folder.name}.xdf"))
+    markers = next(s for s in streams if s["info"]["name"][0] == f"M_{os.getpid()}")
+    # the others are recorded: here the markers typed on stdin, from the first one
+    assert [m[0] for m in markers["time_series"]] == ["block_1", "block 2"]
     proc = subprocess.run(
         [*args, "--allow-missing"], capture_output=True, text=True, timeout=120
     )
