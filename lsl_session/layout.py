@@ -38,6 +38,7 @@ CAPABILITIES: set[str] = {
     "thermal_video",
     "gsr_data",
     "motion_data",
+    "orientation_data",
     "audio_recording",
 }
 #: File type → device sub-folder. Anything registered with ``register_file_type``

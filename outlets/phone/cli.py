@@ -103,6 +103,24 @@ def _load_tokens(path: Path | None) -> dict[str, str] | None:
     default=None,
     help="Stop after this many seconds (default: until Ctrl-C).",
 )
+@click.option(
+    "--web",
+    is_flag=True,
+    help="Also serve the phone page over HTTPS + WebSocket: any phone's browser"
+    " becomes a phone (prints a pairing URL and QR code per device).",
+)
+@click.option(
+    "--web-port",
+    type=click.IntRange(0, 65535),
+    default=9443,
+    show_default=True,
+    help="HTTPS port of the phone page (0 = any free port).",
+)
+@click.option(
+    "--web-plain",
+    is_flag=True,
+    help="Serve the page over plain HTTP (browsers allow sensors only on localhost).",
+)
 def phone_relay_command(
     host: str | None,
     port: int,
@@ -112,6 +130,9 @@ def phone_relay_command(
     keyfile: Path | None,
     heartbeat_timeout: float,
     duration: float | None,
+    web: bool,
+    web_port: int,
+    web_plain: bool,
 ) -> None:
     """Accept phones over TCP and publish their streams to LSL (SPEC §10).
 
@@ -148,11 +169,65 @@ def phone_relay_command(
             from outlets.phone.follow import SessionFollower
 
             follower = SessionFollower(relay, session).start()
+        front = None
+        if web:
+            front = _start_web(relay, host, web_port, certfile, keyfile, web_plain)
+            for line in web_pairing_lines(front, token_map):
+                click.echo(line, err=True)
         try:
             _wait(duration)
         finally:
+            if front is not None:
+                front.stop()
             if follower is not None:
                 follower.stop()
+
+
+def _start_web(
+    relay: PhoneRelay,
+    host: str,
+    port: int,
+    certfile: Path | None,
+    keyfile: Path | None,
+    plain: bool,
+):
+    from outlets.phone.web import WebFront
+    from outlets.phone.web.cert import (
+        default_cert_dir,
+        lan_address,
+        self_signed,
+        server_context,
+    )
+
+    context = None
+    if not plain:
+        if certfile is None:
+            certfile, keyfile = self_signed(default_cert_dir(), [lan_address()])
+        context = server_context(certfile, keyfile)
+    try:
+        return WebFront(relay, host, port, ssl_context=context).start()
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot serve the phone page on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+
+
+def web_pairing_lines(front, tokens: dict[str, str] | None) -> list[str]:
+    """Where phones open the page: one URL (and QR code) per device."""
+    from outlets.phone.web.cert import lan_address
+    from outlets.phone.web.pairing import pairing_url, qr_text
+
+    address = front.host if front.host not in ("0.0.0.0", "::") else lan_address()
+    base = f"{front.scheme}://{address}:{front.port}/"
+    lines = [f"phone page: {base}"]
+    if front.scheme == "https":
+        lines.append(
+            "  (self-signed certificate: each phone accepts it once for this address)"
+        )
+    for device_id, token in (tokens or {"phone_1": ""}).items():
+        url = pairing_url(base, device_id, token or None)
+        lines += [f"pair {device_id}: {url}", qr_text(url)]
+    return lines
 
 
 def _parse_relay(value: str) -> tuple[str, int]:

@@ -17,6 +17,8 @@ from outlets.phone.limits import HELLO_STRINGS, PREAUTH_TEXT, clean_hello_string
 from outlets.phone.protocol import Message, ProtocolError
 
 CAPABILITIES = ("rgb_video", "thermal_video", "gsr_data", "motion_data")
+#: Capabilities a phone may name but does not get by default (the web page's).
+OPTIONAL_CAPABILITIES = ("orientation_data",)
 
 
 def _fail(code: str) -> ProtocolError:
@@ -62,12 +64,13 @@ def validate_hello(msg: Message, tokens: Mapping[str, str] | None) -> list[str]:
     except InvalidNameError:
         raise _fail("bad_device_id") from None
     caps = msg.get("capabilities", list(CAPABILITIES))
+    known = CAPABILITIES + OPTIONAL_CAPABILITIES
     if not isinstance(caps, list) or not all(
-        isinstance(c, str) and c in CAPABILITIES for c in caps
+        isinstance(c, str) and c in known for c in caps
     ):
         raise ProtocolError(
             "bad_message",
-            f"capabilities must be a subset of {list(CAPABILITIES)}",
+            f"capabilities must be a subset of {list(known)}",
             fatal=True,
         )
     return list(dict.fromkeys(caps))

@@ -145,6 +145,18 @@ STREAMS: dict[str, StreamSpec] = {
         "double64",
         "thermal_video",
     ),
+    "orientation": StreamSpec(
+        "orientation",
+        "Orientation",
+        (
+            ("alpha", "deg", "ORNT"),
+            ("beta", "deg", "ORNT"),
+            ("gamma", "deg", "ORNT"),
+        ),
+        60.0,
+        "float32",
+        "orientation_data",
+    ),
     "events": StreamSpec(
         "events", "Markers", (("event", "", "Marker"),), 0.0, "string", None
     ),
