@@ -22,6 +22,13 @@ logger = logging.getLogger(__name__)
 
 #: Bytes of converted input held before the WebSocket is read again.
 READ_AHEAD = 1 << 16
+#: Seconds input is discarded after refusing an oversized message.
+LINGER_SECONDS = 1.0
+
+
+async def _discard(reader: asyncio.StreamReader) -> None:
+    while await reader.read(65536):
+        pass
 
 
 class FrameReader:
@@ -150,6 +157,10 @@ async def pump(
                 msg = await ws.read_message(reader, writer, current)
             except ws.MessageTooBig as exc:
                 frames.feed(struct.pack(">I", min(exc.length + 1, 0xFFFFFFFF)))
+                # discard what is still coming, so the close is a FIN and the
+                # error reply is not wiped out by a TCP reset (as on TCP)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(_discard(reader), LINGER_SECONDS)
                 return
             if msg.opcode == ws.OP_CLOSE:
                 return
