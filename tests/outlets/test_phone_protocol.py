@@ -147,6 +147,8 @@ def test_streams_follow_capabilities():
     assert P.streams_for(["gsr_data"]) == ["gsr", "events"]
     assert set(
         P.streams_for(["rgb_video", "thermal_video", "gsr_data", "motion_data"])
-    ) == set(P.STREAMS)
+    ) == set(P.STREAMS) - {"orientation"}
+    # orientation (the web page's) only for a phone that names it
+    assert P.streams_for(["orientation_data"]) == ["orientation", "events"]
     assert P.STREAMS["motion"].channel_count == 6
     assert P.STREAMS["thermal_frames"].channel_count == 4
