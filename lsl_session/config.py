@@ -31,7 +31,9 @@ _RECORD_FIELDS = {
     "upload_timeout_s",
     "process",
 }
-_RELAY_FIELDS = {"host", "port", "certfile", "keyfile", "heartbeat_timeout_s"}
+_RELAY_FIELDS = {
+    "host", "port", "certfile", "keyfile", "heartbeat_timeout_s", "web", "web_port",
+}  # fmt: skip
 _MARKER_FIELDS = {"name", "sync_every_s", "stdin"}
 _DASHBOARD_FIELDS = {"enabled", "host", "port", "token"}
 _SIMULATE_FIELDS = {"sync_every_s"}
@@ -74,6 +76,8 @@ class RelayConfig:
     certfile: Path | None = None
     keyfile: Path | None = None
     heartbeat_timeout_s: float = 2.5
+    web: bool = False
+    web_port: int = 9443
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,6 +429,8 @@ def _relay(path: Path, raw: Any) -> RelayConfig:
         certfile=certfile,
         keyfile=keyfile,
         heartbeat_timeout_s=f.number("heartbeat_timeout_s", 2.5, low=0.1, high=3.0),
+        web=f.flag("web"),
+        web_port=f.integer("web_port", 9443, high=65535),
     )
 
 

@@ -426,6 +426,7 @@ class PhoneFleet:
     def __init__(self, config: SessionConfig) -> None:
         self.config = config
         self.relay: Any = None
+        self.web: Any = None
         self.phones = [
             PhoneRunner(d, self, i)
             for i, d in enumerate(config.devices_of("android_phone"))
@@ -453,6 +454,33 @@ class PhoneFleet:
             ssl_context=context,
             heartbeat_timeout=cfg.heartbeat_timeout_s,
         ).start()
+        if cfg.web:
+            self.web = self._start_web(host, cfg.web_port if port else 0, context)
+
+    def _start_web(self, host: str, port: int, context: Any) -> Any:
+        """The phone page (HTTPS + WebSocket): any phone's browser is a phone."""
+        from outlets.phone.web import WebFront
+        from outlets.phone.web.cert import (
+            default_cert_dir,
+            lan_address,
+            self_signed,
+            server_context,
+        )
+
+        if context is None:
+            context = server_context(*self_signed(default_cert_dir(), [lan_address()]))
+        try:
+            return WebFront(self.relay, host, port, ssl_context=context).start()
+        except OSError as exc:
+            raise DeviceError(f"phone page on {host}:{port}: {exc}") from None
+
+    def pairing_lines(self) -> list[str]:
+        """The phone page's pairing URLs and QR codes (empty without ``web``)."""
+        if self.web is None:
+            return []
+        from outlets.phone.web.pairing import pairing_lines
+
+        return pairing_lines(self.web, self.config.tokens())
 
     def add_observer(self, callback: Callable[[dict[str, Any]], None]) -> None:
         """Forward relay events (``file_received``, ``device_ack`` …)."""
@@ -469,6 +497,9 @@ class PhoneFleet:
     def stop(self) -> None:
         for phone in self.phones:
             phone.stop()
+        web, self.web = self.web, None
+        if web is not None:
+            web.stop()
         relay, self.relay = self.relay, None
         if relay is not None:
             try:

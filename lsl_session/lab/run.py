@@ -199,6 +199,8 @@ class LabRun:
             relay = self.fleet.relay
             where = f"{relay.host}:{relay.port}{' (TLS)' if relay.ssl_context else ''}"
             self.say(f"phone relay listening on {where}")
+            for line in self.fleet.pairing_lines():
+                self.say(line)
         for dev in self.devices:
             try:
                 dev.start(folder, self.clock)

@@ -172,7 +172,9 @@ def phone_relay_command(
         front = None
         if web:
             front = _start_web(relay, host, web_port, certfile, keyfile, web_plain)
-            for line in web_pairing_lines(front, token_map):
+            from outlets.phone.web.pairing import pairing_lines
+
+            for line in pairing_lines(front, token_map):
                 click.echo(line, err=True)
         try:
             _wait(duration)
@@ -210,24 +212,6 @@ def _start_web(
         raise click.ClickException(
             f"cannot serve the phone page on {host}:{port}: {exc.strerror or exc}"
         ) from None
-
-
-def web_pairing_lines(front, tokens: dict[str, str] | None) -> list[str]:
-    """Where phones open the page: one URL (and QR code) per device."""
-    from outlets.phone.web.cert import lan_address
-    from outlets.phone.web.pairing import pairing_url, qr_text
-
-    address = front.host if front.host not in ("0.0.0.0", "::") else lan_address()
-    base = f"{front.scheme}://{address}:{front.port}/"
-    lines = [f"phone page: {base}"]
-    if front.scheme == "https":
-        lines.append(
-            "  (self-signed certificate: each phone accepts it once for this address)"
-        )
-    for device_id, token in (tokens or {"phone_1": ""}).items():
-        url = pairing_url(base, device_id, token or None)
-        lines += [f"pair {device_id}: {url}", qr_text(url)]
-    return lines
 
 
 def _parse_relay(value: str) -> tuple[str, int]:

@@ -283,3 +283,83 @@ def test_pairing_url_keeps_token_in_fragment():
     url = pairing_url("https://10.0.0.5:9443/", "phone_1", "s3cr3t")
     assert url == "https://10.0.0.5:9443/#device=phone_1&token=s3cr3t"
     assert "█" in qr_text(url) or "▀" in qr_text(url)
+
+
+def test_lab_config_records_a_browser_phone_end_to_end(tmp_path):
+    """`record --config` with ``[relay] web = true``: pair a real Chromium, record."""
+    import os
+    import re
+    import subprocess
+
+    import pyxdf
+    from playwright.sync_api import sync_playwright
+
+    require_chromium()
+    device, token = f"webphone_{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
+    config = tmp_path / "lab.toml"
+    config.write_text(
+        f"""
+[session]
+name = "webphone"
+root = "{tmp_path / "rec"}"
+[record]
+wait_s = 60
+upload_timeout_s = 60
+[relay]
+host = "127.0.0.1"
+port = 0
+web = true
+web_port = 0
+[[devices]]
+id = "{device}"
+type = "android_phone"
+token = "{token}"
+capabilities = ["motion_data", "orientation_data", "rgb_video"]
+required = true
+"""
+    )
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lsl_session", "record", "--config", str(config),
+         "--duration", "6"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    lines: list[str] = []
+    url = None
+    while url is None:
+        line = proc.stderr.readline()
+        assert line, "record ended before pairing:\n" + "".join(lines)
+        lines.append(line)
+        match = re.search(rf"pair {device}: (https://\S+)", line)
+        url = match.group(1) if match else None
+    assert token not in "".join(lines[:-1])  # printed once, in the pairing line
+    clip = write_y4m(tmp_path / "clip.y4m", frames=60)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[*ARGS, "--use-fake-ui-for-media-stream",
+                  "--use-fake-device-for-media-stream",
+                  f"--use-file-for-fake-video-capture={clip}"],
+        )  # fmt: skip
+        context = browser.new_context(ignore_https_errors=True)
+        context.grant_permissions(["camera", "accelerometer", "gyroscope"])
+        page = context.new_page()
+        cdp = context.new_cdp_session(page)
+        cdp.send("Emulation.setSensorOverrideEnabled",
+                 {"enabled": True, "type": "accelerometer"})  # fmt: skip
+        cdp.send("Emulation.setSensorOverrideReadings",
+                 {"type": "accelerometer", "reading": {"xyz": ACCEL}})  # fmt: skip
+        page.goto(url)
+        page.click("#start")
+        out, err = proc.communicate(timeout=180)
+        browser.close()
+    assert proc.returncode == 0, "".join(lines) + err
+    folder = Path(out.strip().splitlines()[-1])
+    streams, _ = pyxdf.load_xdf(str(next(folder.glob("*.xdf"))))
+    by_name = {s["info"]["name"][0]: s for s in streams}
+    assert len(by_name[f"{device}_motion"]["time_stamps"]) > 50
+    assert len(by_name[f"{device}_rgb_frames"]["time_stamps"]) > 30
+    (entry,) = _files(folder, device)
+    video = folder / entry["file_path"]
+    assert hashlib.sha256(video.read_bytes()).hexdigest() == entry["sha256"]
+    assert "samples lost" in out
