@@ -15,6 +15,7 @@ import ssl
 from importlib import resources
 from typing import Any
 
+from outlets.phone.listener import Listener, Slot
 from outlets.phone.web import bridge, ws
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ HEAD_TIMEOUT = 10.0
 #: Page/static requests served at once (WebSockets count against the relay's cap).
 MAX_HTTP = 16
 
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 _STATIC = {
     "/": ("phone.html", "text/html; charset=utf-8"),
     "/phone.js": ("phone.js", "text/javascript; charset=utf-8"),
@@ -78,7 +80,7 @@ class WebFront:
         self.relay = relay
         self.host, self.port = host, int(port)
         self.ssl_context = ssl_context
-        self._server: asyncio.AbstractServer | None = None
+        self._server: Listener | None = None
         self._http = 0
 
     @property
@@ -98,20 +100,25 @@ class WebFront:
                 self.relay._call(self._close(), 5.0)
 
     async def _listen(self) -> None:
-        extra = {"ssl_handshake_timeout": HEAD_TIMEOUT} if self.ssl_context else {}
-        self._server = await asyncio.start_server(
-            self._client, self.host, self.port, ssl=self.ssl_context,
-            limit=MAX_HEAD, **extra,
+        lim = self.relay.limits
+        # the relay's own listener: the same caps (connections, unauthenticated
+        # ones per address) hold before the TLS handshake, for this port too
+        self._server = Listener(
+            self.host, self.port, self._client,
+            ssl_context=self.ssl_context, handshake_timeout=HEAD_TIMEOUT,
+            read_limit=MAX_HEAD, max_connections=lim.max_connections,
+            max_preauth_per_host=lim.max_preauth_per_host,
+            on_refused=self.relay._refused, busy_frame=_BUSY,
         )  # fmt: skip
-        self.port = self._server.sockets[0].getsockname()[1]
+        self.port = await self._server.start()
         logger.info("phone page on %s://%s:%d/", self.scheme, self.host, self.port)
 
     async def _close(self) -> None:
         assert self._server is not None
-        self._server.close()
+        await self._server.close()
 
     async def _client(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, slot: Slot
     ) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
@@ -125,7 +132,7 @@ class WebFront:
             return
         method, path, headers = request
         if path == "/ws" and headers.get("upgrade", "").lower() == "websocket":
-            await self._websocket(reader, writer, headers)
+            await self._websocket(reader, writer, headers, slot)
         elif method != "GET":
             await self._reply(writer, 405, b"method not allowed\n")
         elif path in _STATIC:
@@ -167,6 +174,7 @@ class WebFront:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         headers: dict[str, str],
+        slot: Slot,
     ) -> None:
         key = headers.get("sec-websocket-key", "")
         if headers.get("sec-websocket-version") != "13" or len(key) != 24:
@@ -189,7 +197,7 @@ class WebFront:
             )
         )  # fmt: skip
         try:
-            await self.relay._accept(frames, out)
+            await self.relay._accept(frames, out, slot)
         finally:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

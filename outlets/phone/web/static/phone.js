@@ -24,7 +24,7 @@ const state = {
   kept: { motion: [], orientation: [], rgb_frames: [] },
   counts: { motion: 0, orientation: 0, rgb_frames: 0, events: 0 },
   camera: null, recorder: null, chunks: [], upload: null, waiting: new Map(),
-  frameTimeSource: null, wakeLock: null, timers: [],
+  frameTimeSource: null, wakeLock: null, timers: [], lastFrame: null,
 };
 window.lslPhone = state;  // for the tests and the curious
 
@@ -204,7 +204,18 @@ function frameTime(meta) {
 }
 
 function onFrame(_now, meta) {
-  if (state.recording) push("rgb_frames", [frameTime(meta), state.frameIndex++]);
+  const t = frameTime(meta);
+  if (state.recording) {
+    // a busy page can miss callbacks of frames that were presented (and recorded):
+    // presentedFrames counts them, so number them too, their times interpolated
+    const skipped = state.lastFrame ? meta.presentedFrames - state.lastFrame.n - 1 : 0;
+    for (let k = 1; k <= skipped && k < 30; k += 1) {
+      const tk = state.lastFrame.t + (t - state.lastFrame.t) * k / (skipped + 1);
+      push("rgb_frames", [tk, state.frameIndex++]);
+    }
+    push("rgb_frames", [t, state.frameIndex++]);
+  }
+  state.lastFrame = state.recording ? { n: meta.presentedFrames, t } : null;
   $("camera").requestVideoFrameCallback(onFrame);
 }
 
