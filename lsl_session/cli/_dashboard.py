@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from lsl_session.config import DashboardConfig
+if TYPE_CHECKING:
+    from lsl_session.config import DashboardConfig
 
 
 def dashboard_options(fn: Callable) -> Callable:
@@ -66,4 +67,6 @@ def dashboard_config(
     """The command line's dashboard choice (None: the config file decides)."""
     if not enabled:
         return None
+    from lsl_session.config import DashboardConfig
+
     return DashboardConfig(enabled=True, host=host, port=port, token=token)

@@ -155,4 +155,5 @@ def test_report_command_on_missing_folder_is_one_line(tmp_path):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 1
-    assert proc.stderr.strip().count("\n") == 0 and "Error" in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr
