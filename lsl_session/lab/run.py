@@ -116,6 +116,7 @@ class LabRun:
         self._was_streaming: dict[str, bool] = {}
         self._connections: dict[str, int] = {}
         self._live: Any = None
+        self._last_status: dict[str, Any] | None = None
         self._joined: list[str] = []
         self._recording_id: str | None = None
 
@@ -400,8 +401,9 @@ class LabRun:
 
     def _rows(self) -> list[dict[str, Any]]:
         recorder = self.manager.recorder if self.manager else None
-        status = recorder.status() if recorder is not None else None
-        return device_rows(self.devices, status)
+        if recorder is not None:  # after the stop: the last figures recorded
+            self._last_status = recorder.status()
+        return device_rows(self.devices, self._last_status)
 
     def _show(self, header: str) -> None:
         rows = self._rows()

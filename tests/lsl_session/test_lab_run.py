@@ -227,7 +227,9 @@ def test_shimmer_drop_is_logged_and_its_reconnect_continues_the_stream(
         f'port = "{emulator.port}"\nrequired = true\n'
     )
     lines: list[str] = []
-    lab = LabRun(load_config(path), LabOptions(duration=6.0), say=lines.append)
+    # live=True: the updating rich table a terminal shows (here on stderr)
+    options = LabOptions(duration=6.0, live=True)
+    lab = LabRun(load_config(path), options, say=lines.append)
     result = {}
     runner = threading.Thread(target=lambda: result.update(r=lab.run(StopRequest())))
     runner.start()
