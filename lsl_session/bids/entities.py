@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from lsl_session.errors import LslSessionError
 from lsl_session.layout import parse_session_id
@@ -75,9 +75,6 @@ class Entities:
         """``sub-…[/ses-…]`` relative to the dataset root."""
         sub = f"sub-{self.subject}"
         return f"{sub}/ses-{self.session}" if self.session else sub
-
-    def describe(self) -> str:
-        return self.prefix()
 
 
 def from_name(name: str) -> dict[str, str]:
@@ -150,8 +147,3 @@ def resolve(
         else None,
         run=run_index(chosen["run"]) if chosen.get("run") else None,
     )
-
-
-def with_acquisition(entities: Entities, acquisition: str | None) -> Entities:
-    """A copy with another ``acq`` label."""
-    return replace(entities, acquisition=acquisition)

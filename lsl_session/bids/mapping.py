@@ -123,12 +123,12 @@ def plan_stream(stream: SyncedStream) -> StreamPlan:
 
 
 def plan_streams(streams: list[SyncedStream]) -> list[StreamPlan]:
-    """Plans of all streams, labels made unique (``label``, ``label2`` …)."""
+    """The plan of every stream, in order (see `unique_labels` for their labels)."""
     return [plan_stream(s) for s in streams]
 
 
 def unique_labels(plans: list[StreamPlan]) -> dict[int, str]:
-    """One distinct BIDS label per plan (by position)."""
+    """One distinct BIDS label per plan, by position (``label``, ``label2`` …)."""
     seen: dict[str, int] = {}
     out = {}
     for i, plan in enumerate(plans):
