@@ -102,6 +102,8 @@ class Listener:
         infos = await loop.getaddrinfo(
             self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )
+        # one socket: for a name like "localhost" prefer IPv4, what phones dial
+        infos.sort(key=lambda info: info[0] != socket.AF_INET)
         family, kind, proto, _, addr = infos[0]
         sock = socket.socket(family, kind, proto)
         try:
