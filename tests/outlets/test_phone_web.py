@@ -59,7 +59,8 @@ def web_relay(tmp_path):
     session.close()
 
 
-def _open_page(p, front, device, token, clip):
+def _phone_browser(p, clip: Path):
+    """Chromium with the fake camera playing ``clip``; a context that trusts the relay."""
     browser = p.chromium.launch(
         executable_path=CHROMIUM,
         args=[*ARGS, "--use-fake-ui-for-media-stream",
@@ -67,8 +68,13 @@ def _open_page(p, front, device, token, clip):
               f"--use-file-for-fake-video-capture={clip}"],
     )  # fmt: skip
     context = browser.new_context(ignore_https_errors=True)
+    context.grant_permissions(["camera", "accelerometer", "gyroscope"])
+    return browser, context
+
+
+def _open_page(p, front, device, token, clip):
+    browser, context = _phone_browser(p, clip)
     origin = f"https://127.0.0.1:{front.port}"
-    context.grant_permissions(["camera", "accelerometer", "gyroscope"], origin=origin)
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -335,14 +341,7 @@ required = true
     assert token not in "".join(lines[:-1])  # printed once, in the pairing line
     clip = write_y4m(tmp_path / "clip.y4m", frames=60)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[*ARGS, "--use-fake-ui-for-media-stream",
-                  "--use-fake-device-for-media-stream",
-                  f"--use-file-for-fake-video-capture={clip}"],
-        )  # fmt: skip
-        context = browser.new_context(ignore_https_errors=True)
-        context.grant_permissions(["camera", "accelerometer", "gyroscope"])
+        browser, context = _phone_browser(p, clip)
         page = context.new_page()
         cdp = context.new_cdp_session(page)
         cdp.send("Emulation.setSensorOverrideEnabled",
