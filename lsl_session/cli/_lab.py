@@ -19,8 +19,9 @@ def run_lab(
 ) -> None:
     """Run a lab config; print the summary and, last, the session folder.
 
-    Exits 2 when a required device was missing at the start (unless
-    ``allow_missing``), like a missing LabRecorder ``RequiredStreams`` entry.
+    Exits 2 when a required device was missing at the start or a device could
+    not be started (unless ``allow_missing``), like a missing LabRecorder
+    ``RequiredStreams`` entry: a typo in a port never ends in exit code 0.
 
     Raises
     ------
@@ -51,6 +52,13 @@ def run_lab(
             ),
             err=True,
         )
+    for query in result.summary.get("unmatched_queries") or []:
+        click.echo(
+            f"query {query!r} never matched any stream: nothing recorded from it",
+            err=True,
+        )
+    for error in result.failed_devices.values():
+        click.echo(f"did not start: {error}", err=True)
     click.echo(str(result.folder))
-    if result.missing_devices and not allow_missing:
+    if (result.missing_devices or result.failed_devices) and not allow_missing:
         raise SystemExit(2)

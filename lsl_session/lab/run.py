@@ -58,6 +58,7 @@ class LabResult:
     metadata: dict[str, Any] = field(default_factory=dict)
     acks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     missing_devices: list[str] = field(default_factory=list)
+    failed_devices: dict[str, str] = field(default_factory=dict)
     missing_uploads: dict[str, list[str]] = field(default_factory=dict)
     stopped_by: str | None = None
 
@@ -149,6 +150,7 @@ class LabRun:
             manager.close()
             raise
         self._shutdown()
+        result.failed_devices = {d.device_id: d.error for d in self.devices if d.error}
         result.stopped_by = stopper.signal_name or (
             "stop" if stopper.is_set() else None
         )
@@ -207,7 +209,7 @@ class LabRun:
                 dev.start(folder, self.clock)
             except LslSessionError as exc:
                 dev.error = str(exc)
-                self.say(f"{dev.device_id}: could not start: {exc}")
+                self.say(f"could not start: {exc}")
                 self.manager.session.log_event(
                     "error",
                     {

@@ -253,3 +253,22 @@ def test_shimmer_drop_is_logged_and_its_reconnect_continues_the_stream(
     meta = json.loads((folder / "session_metadata.json").read_text())
     stop = float(meta["recording"]["stop_lsl_time"])
     assert stop - gsr[0]["time_stamps"][-1] < 1.0  # it streams again after the drop
+
+
+def test_a_device_that_cannot_start_is_named_and_exits_2(tmp_path):
+    config = tmp_path / "lab.toml"
+    config.write_text(
+        '[session]\nroot = "rec"\n[record]\nprocess = false\n'
+        f'[[devices]]\nid = "shimmer_t{os.getpid()}"\ntype = "shimmer_gsr"\n'
+        'port = "/dev/rfcom0"\n'  # the typo: rfcom0 for rfcomm0
+    )
+    proc = subprocess.run(
+        [*CLI, "record", "--config", str(config), "--duration", "1"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "did not start" in proc.stderr and "/dev/rfcom0" in proc.stderr
+    assert "never matched any stream" in proc.stderr
+    folder = Path(proc.stdout.strip().splitlines()[-1])
+    events = json.loads((folder / f"{folder.name}_log.json").read_text())
+    assert any(e["event"] == "error" and "/dev/rfcom0" in e["message"] for e in events)
