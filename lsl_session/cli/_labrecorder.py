@@ -27,7 +27,7 @@ labrecorder_config_option = click.option(
 allow_missing_option = click.option(
     "--allow-missing",
     is_flag=True,
-    help="Exit 0 even if a RequiredStreams entry or a required device is missing.",
+    help="Exit 0 even if a RequiredStreams entry or a --config device is missing.",
 )
 
 

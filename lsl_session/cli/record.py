@@ -151,8 +151,9 @@ def record_command(
     started (phone relay, Shimmer, webcam, markers), a device table is shown,
     phones get start_record/stop_record, their uploads are awaited, the devices
     are stopped and the session is processed (see docs/configs.md). Records
-    until --duration, SIGINT/SIGTERM or a remote `stop`; the last line of output
-    is the session folder.
+    until --duration or SIGINT/SIGTERM, or a remote `stop` with --control-port
+    (where --config only registers its devices); the last line of output is
+    the session folder.
     """
     from lsl_session.manager import SessionManager
 
