@@ -78,11 +78,24 @@ def recording_window(meta: dict[str, Any]) -> tuple[float, float] | None:
     return float(min(a for a, _ in pairs)), float(max(b for _, b in pairs))
 
 
-def _read_log(path: Path) -> list[dict[str, Any]]:
+def _read_log(path: Path, problems: list[str] | None = None) -> list[dict[str, Any]]:
+    """The event log's events; a torn or too deeply nested line is skipped (and
+    counted in ``problems``), the other events are kept."""
     try:
-        events = json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError):
+        data = path.read_bytes()
+    except OSError:
         return []
+    try:
+        events = json.loads(data)
+    except (ValueError, RecursionError):
+        from lsl_session.recovery.eventlog import salvage_events
+
+        events, bad = salvage_events(data)
+        if problems is not None and bad:
+            problems.append(
+                f"{path.name}: {bad} unreadable line(s) skipped (torn or nested too "
+                "deeply); `lsl-session recover` keeps them aside"
+            )
     return (
         [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []
     )
@@ -225,6 +238,7 @@ def load_session(path: Path | str, *, streams: list[str] | None = None) -> Sessi
         path = owning_session(path) or path
     meta: dict[str, Any] = {}
     log_events: list[dict[str, Any]] = []
+    log_problems: list[str] = []
     if path.is_file():
         from lsl_session.importer import recording_parts
 
@@ -241,7 +255,7 @@ def load_session(path: Path | str, *, streams: list[str] | None = None) -> Sessi
         files = session_xdf_files(paths, meta)
         if not files:
             raise NoRecordingError(f"{path}: the session holds no XDF recording")
-        log_events = _read_log(paths.log)
+        log_events = _read_log(paths.log, log_problems)
     else:
         raise LslSessionError(f"{path}: no such session folder or XDF file")
     result = load_xdf_files(files)
@@ -274,6 +288,6 @@ def load_session(path: Path | str, *, streams: list[str] | None = None) -> Sessi
     return SessionData(
         root=root, session_id=session_id, metadata=meta, streams=chosen,
         events=events, t0=t0, start_wall=wall, files=result.files,
-        problems=result.problems, headers=result.headers,
+        problems=result.problems + log_problems, headers=result.headers,
         window=recording_window(meta),
     )  # fmt: skip

@@ -91,6 +91,13 @@ def _salvage(data: bytes) -> tuple[list[bytes], bytes]:
     return good, b"\n".join(torn)
 
 
+def salvage_events(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    """The complete events of a damaged log and the number of unreadable lines."""
+    good, torn = _salvage(data)
+    bad = len([ln for ln in torn.split(b"\n") if ln.strip()]) if torn else 0
+    return [json.loads(x) for x in good], bad
+
+
 def encode_log(lines: list[bytes]) -> bytes:
     """The on-disk form of a log holding ``lines`` (one JSON object per line)."""
     if not lines:

@@ -164,6 +164,9 @@ def test_deeply_nested_event_log_line_is_set_aside(tmp_path):
     data = log.read_bytes()
     assert data.endswith(b"\n]\n")
     log.write_bytes(data[:-3] + b"\n,\n" + _deep_json(100_000).encode() + b"\n]\n")
+    proc = _cli("process", str(folder), "--no-hand-segmentation")
+    assert "Traceback" not in proc.stderr and "RecursionError" not in proc.stderr
+    assert "1 unreadable line(s) skipped" in proc.stderr
     for args in (["info", str(folder)], ["recover", str(folder)]):
         proc = _cli(*args)
         assert proc.returncode == 0, proc.stderr
