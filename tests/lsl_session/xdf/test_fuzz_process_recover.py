@@ -135,6 +135,7 @@ def test_fuzz_process_recover_default(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # ~7 min on the 2-core VM; a hang still fails
 def test_fuzz_process_recover_many(tmp_path):
     errors = run_fuzz(10_000, seed=2025, tmp=tmp_path)
     assert errors["processed"] >= 5_000 and errors["recovered"] >= 9_000, errors
