@@ -309,3 +309,19 @@ def test_recorder_never_writes_through_a_planted_xdf_symlink(tmp_path, uid):
         assert not (paths.root / ".lsl_session_reserve").exists()
     finally:
         mgr.close()
+
+
+def test_deeply_nested_metadata_is_unreadable_not_a_crash(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    folder, _ = make_session(root, status="recording")
+    meta = folder / "session_metadata.json"
+    meta.write_text(_deep_json(100_000))
+    for args in (["info", str(folder)], ["list", "--root", str(root)]):
+        proc = _cli(*args)
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr and "RecursionError" not in proc.stderr
+    assert "(it was corrupt)" in _cli("info", str(folder)).stdout
+    report = recover_session(folder)  # rebuilt from the folder; the bad copy kept
+    assert report.status == "recovered"
+    assert list(folder.glob("session_metadata.json.corrupt-*"))
