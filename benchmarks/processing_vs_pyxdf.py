@@ -134,8 +134,15 @@ def child(kind: str, target: str) -> None:
         run = process_session(Session(target), hand_segmentation=False)
         n = {k: v["duration_s"] for k, v in run["steps"].items()}
     elapsed = time.perf_counter() - t
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    result = {"kind": kind, "seconds": elapsed, "peak_rss": rss, "n": n}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    rss = usage.ru_maxrss * 1024
+    result = {
+        "kind": kind,
+        "seconds": elapsed,
+        "cpu_s": usage.ru_utime + usage.ru_stime,  # the whole child, imports too
+        "peak_rss": rss,
+        "n": n,
+    }
     sys.stdout.write(json.dumps(result) + "\n")
 
 
@@ -254,8 +261,8 @@ def render(results: list[dict]) -> str:
     gb = 1e9
     lines = [SECTION, ""]
     lines += [
-        "| file | step | time | peak RSS | peak RSS / sample data |",
-        "|---|---|---|---|---|",
+        "| file | step | time | CPU s (process) | peak RSS | peak RSS / sample data |",
+        "|---|---|---|---|---|---|",
     ]
     for r in results:
         label = SHAPES[r["shape"]][5]
@@ -271,7 +278,8 @@ def render(results: list[dict]) -> str:
         for name, m in steps:
             lines.append(
                 f"| {label}: {r['file_bytes'] / gb:.2f} GB, sample data {d / gb:.2f} GB"
-                f" | {name} | {m['seconds']:.1f} s | {m['peak_rss'] / gb:.2f} GB"
+                f" | {name} | {m['seconds']:.1f} s | {m.get('cpu_s', 0):.1f}"
+                f" | {m['peak_rss'] / gb:.2f} GB"
                 f" | {m['peak_rss'] / d:.2f}× |"
             )
     lines.append("")
