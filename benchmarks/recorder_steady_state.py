@@ -15,6 +15,11 @@ Modes:
   ours-no-offsets, ours-no-housekeeping, ours-no-resolver
                ours without one of the three
 
+With ``--beside-labrecorder`` every mode runs *at the same time as* a LabRecorder
+process on the same outlets and the per-round ratio mode / LabRecorder is
+reported: both see the same machine load, which on a shared machine matters
+more than anything measured here.
+
 Run (from the repository, with the venv lsl_session is installed in; the
 LabRecorder venv is created under ~/.cache/lsl-session-bench on first use):
   python benchmarks/recorder_steady_state.py [--rounds 2]
@@ -27,6 +32,8 @@ import argparse
 import json
 import os
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -153,6 +160,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--window", type=float, default=15.0)
     parser.add_argument("--lr-venv", type=Path, default=None)
+    parser.add_argument(
+        "--beside-labrecorder",
+        action="store_true",
+        help="run each mode concurrently with LabRecorder; report ratios",
+    )
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--tag", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -162,7 +174,7 @@ def main() -> None:
 
     lr_python = (
         str(ensure_labrecorder(args.lr_venv))
-        if "labrecorder" in args.modes.split(",")
+        if "labrecorder" in args.modes.split(",") or args.beside_labrecorder
         else ""
     )
     print(f"machine: {machine()}; load average {loadavg()}", flush=True)
@@ -194,26 +206,57 @@ def main() -> None:
                 raise SystemExit("the outlet process did not start")
             time.sleep(0.05)
         modes = [m for m in args.modes.split(",") if m]
+        if args.beside_labrecorder:
+            modes = [m for m in modes if m != "labrecorder"]
+
+        def command(mode: str, k: int, suffix: str = "") -> list[str]:
+            py = lr_python if mode == "labrecorder" else sys.executable
+            cmd = [py, str(HERE), "--mode", mode, "--tag", tag]
+            cmd += ["--out", str(work / f"{mode}_{k}{suffix}.xdf")]
+            return [*cmd, "--warmup", str(args.warmup), "--window", str(args.window)]
+
+        def cpu_of(proc: subprocess.Popen) -> float:
+            out, _ = proc.communicate(timeout=args.warmup + args.window + 60)
+            return json.loads(out.strip().splitlines()[-1])["cpu_s"]
+
         for k in range(args.rounds):
             for mode in modes if k % 2 == 0 else modes[::-1]:
-                py = lr_python if mode == "labrecorder" else sys.executable
-                cmd = [py, str(HERE), "--mode", mode, "--tag", tag]
-                cmd += ["--out", str(work / f"{mode}_{k}.xdf")]
-                cmd += ["--warmup", str(args.warmup), "--window", str(args.window)]
-                proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                if args.beside_labrecorder:
+                    pair = [
+                        subprocess.Popen(
+                            command(m, k, "_pair"),
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL,
+                            text=True,
+                        )
+                        for m in (mode, "labrecorder")
+                    ]
+                    cpu, lr_cpu = (cpu_of(p) for p in pair)
+                    results.setdefault(mode, []).append(cpu / lr_cpu)
+                    print(
+                        f"round {k + 1} {mode:<12} {cpu:.3f} s beside LabRecorder"
+                        f" {lr_cpu:.3f} s: {cpu / lr_cpu:.3f}",
+                        flush=True,
+                    )
+                    continue
+                proc = subprocess.run(
+                    command(mode, k), capture_output=True, text=True, check=True
+                )
                 cpu = json.loads(proc.stdout.strip().splitlines()[-1])["cpu_s"]
                 results.setdefault(mode, []).append(cpu)
                 print(f"round {k + 1} {mode:<12} {cpu:.3f} s", flush=True)
-                (work / f"{mode}_{k}.xdf").unlink(missing_ok=True)
     finally:
         outlets.terminate()
         outlets.wait(60)
-    print(f"\nCPU s per {args.window:g} s after a {args.warmup:g} s warm-up:\n")
-    print("| process | runs | CPU s |")
+    shutil.rmtree(work, ignore_errors=True)
+    what = "CPU ratio to LabRecorder" if args.beside_labrecorder else "CPU s"
+    print(f"\n{what} per {args.window:g} s after a {args.warmup:g} s warm-up:\n")
+    print(f"| process | runs | {what}: median (range) |")
     print("|---|---|---|")
     for mode, values in results.items():
         lo, hi = min(values), max(values)
-        print(f"| {mode} | {len(values)} | {lo:.2f}–{hi:.2f} |")
+        med = statistics.median(values)
+        print(f"| {mode} | {len(values)} | {med:.2f} ({lo:.2f}–{hi:.2f}) |")
     print(f"\nload average after: {loadavg()}")
 
 
