@@ -11,7 +11,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
 from xml.etree import ElementTree
-from xml.sax.saxutils import escape
 
 import numpy as np
 
@@ -34,6 +33,11 @@ DEFAULT_MAX_CHUNK_BYTES = 4 * 1024 * 1024
 _XML_NAME = re.compile(r"^[A-Za-z_][\w.-]*$")
 _CLOCK = struct.Struct("<Idd")
 _STAMP = struct.Struct("<Bd")
+
+
+def _escape(text: str) -> str:
+    """XML character data: ``&``, ``<`` and ``>`` escaped (as xml.sax.saxutils)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _check_stream_id(stream_id: int) -> int:
@@ -91,7 +95,7 @@ def encode_file_header(extra: Mapping[str, object] | None = None) -> bytes:
         if key == "version" or not _XML_NAME.match(key):
             raise ValueError(f"Invalid file header field name {key!r}.")
         fields[key] = value
-    body = "".join(f"\n    <{k}>{escape(str(v))}</{k}>" for k, v in fields.items())
+    body = "".join(f"\n    <{k}>{_escape(str(v))}</{k}>" for k, v in fields.items())
     xml = f'<?xml version="1.0"?>\n  <info>{body}\n  </info>'
     return MAGIC + encode_chunk(ChunkTag.FILE_HEADER, xml.encode("utf-8"))
 
