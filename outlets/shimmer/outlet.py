@@ -38,6 +38,17 @@ from outlets.shimmer.conversion import (
 
 logger = logging.getLogger(__name__)
 
+#: Smallest step between two pushed stamps (s): clamping packets of one burst to
+#: their common arrival time must not give equal stamps.
+MIN_STAMP_STEP = 1e-6
+
+
+def strictly_increasing(stamps: np.ndarray, after: float) -> np.ndarray:
+    """``stamps`` raised where needed so each is ``MIN_STAMP_STEP`` past the last."""
+    steps = np.arange(1, len(stamps) + 1) * MIN_STAMP_STEP
+    return np.maximum.accumulate(np.maximum(stamps - steps, after)) + steps
+
+
 #: Rows held at most while a new outlet waits for its first consumer.
 MAX_HELD_ROWS = 65536
 
@@ -304,8 +315,9 @@ class ShimmerOutlet:
             logger.warning("Shimmer: %d packets lost", lost)
         device_s = ticks / TICKS_PER_SECOND
         self.clock.update(device_s, arrival)
-        stamps = np.minimum(self.clock.map(device_s), arrival)
-        stamps = np.maximum(stamps, self._last_stamp)
+        stamps = strictly_increasing(
+            np.minimum(self.clock.map(device_s), arrival), self._last_stamp
+        )
         self._last_stamp = float(stamps[-1])
         kohm = gsr_raw_to_kohm(raw[:, 1], range_setting=self.gsr_range)
         data = np.empty((n, len(CHANNELS)), dtype=np.float32)

@@ -160,3 +160,15 @@ def test_stream_metadata_through_inlet(uid):
     # the inlet sees exactly the device-clock stamps that were pushed
     assert inlet_t.size > 100
     assert np.isin(np.round(inlet_t, 9), np.round(stamps, 9)).all()
+
+
+def test_stamps_of_a_burst_clamped_to_its_arrival_stay_strictly_increasing():
+    from outlets.shimmer.outlet import MIN_STAMP_STEP, strictly_increasing
+
+    # a burst of five packets all clamped to one arrival time, after a pushed stamp
+    out = strictly_increasing(np.array([10.0, 10.0, 10.0, 9.0, 10.5]), after=10.0)
+    assert np.all(np.diff(out) >= MIN_STAMP_STEP * 0.999)
+    assert out[0] > 10.0 and out[-1] == pytest.approx(10.5 + 5 * MIN_STAMP_STEP)
+    # stamps already increasing (by more than the step) are left as they are
+    regular = 100.0 + np.arange(512) / 512
+    assert np.allclose(strictly_increasing(regular, 0.0), regular, rtol=0, atol=1e-9)
