@@ -1,13 +1,16 @@
-"""Phone clock mapping error (p50/p99/max) under offset, drift and jitter (SPEC §14).
+"""Phone clock mapping error (p50/p99/max) under delay models that happen (SPEC §14).
 
-Runs the relay's `ClockEstimator` in simulated time with the relay's sync schedule
-(a 64-exchange burst at connect, then 16 exchanges every second, 10 ms apart) and
-maps 100 Hz samples with the fit available when each 100 ms batch arrives, as the
-relay does. Prints a markdown table.
+Runs the relay's `ClockEstimator` in simulated time (`outlets.phone.netsim`): the
+relay's sync schedule, 100 Hz samples sent in 100 ms batches on the same link,
+one FIFO (TCP, head-of-line) link per direction unless stated, ±3600 s offset,
+±50 ppm drift (sign alternating with the seed). Each batch is mapped with the
+live mapping available when it arrives, as the relay does; the offline column is
+the whole-session re-mapping ``process`` does (`lsl_session.clocksync`). Prints a
+markdown table.
 
 Usage::
 
-    python benchmarks/phone_sync_accuracy.py [--duration 600] [--seeds 5]
+    python benchmarks/phone_sync_accuracy.py [--duration 120] [--seeds 3]
 """
 
 from __future__ import annotations
@@ -17,90 +20,100 @@ import time
 
 import numpy as np
 
+from lsl_session.clocksync import fit_offline
 from outlets.phone.clock import ClockEstimator
+from outlets.phone.netsim import Scenario, max_batch_step, simulate
+
+LOOP = {"delay_ms": (0.05, 0.05)}  # loopback: no added delay
+U = {"delay_ms": (1, 30), "fifo": True}
+W = {"delay_ms": (1, 30), "fifo": True, "dist": "wifi"}
+STALL = {"stall_rate": 0.5, "stall_ms": (20, 80)}
 
 SCENARIOS = [
-    # name, offset s, drift ppm, up (lo, hi) ms, down (lo, hi) ms, distribution
-    ("no jitter", 3600.0, 50.0, (1, 1), (1, 1), "uniform"),
-    ("uniform 1-30 ms", 3600.0, 50.0, (1, 30), (1, 30), "uniform"),
-    ("uniform 1-30 ms", -3600.0, -50.0, (1, 30), (1, 30), "uniform"),
-    ("wifi 1-30 ms", 3600.0, 50.0, (1, 30), (1, 30), "wifi"),
-    ("uniform, asym. spread 1-30/1-5", 100.0, 20.0, (1, 30), (1, 5), "uniform"),
-    ("wifi, asym. floors 4/1 ms", 0.0, 0.0, (4, 30), (1, 30), "wifi"),
+    Scenario("no added delay", LOOP, LOOP),
+    Scenario(
+        "independent 1-30 both (no FIFO)",
+        {"delay_ms": (1, 30)},
+        {"delay_ms": (1, 30)},
+    ),
+    Scenario("FIFO 1-30 phone->relay only", U, LOOP, expected_bias_ms=0.475),
+    Scenario("FIFO 1-30 relay->phone only", LOOP, U, expected_bias_ms=-0.475),
+    Scenario("FIFO 1-30 both", U, U),
+    Scenario("FIFO wifi 1-30 both", W, W),
+    Scenario(
+        "FIFO asym. floors 3-30 / 1-30",
+        {**U, "delay_ms": (3, 30)},
+        U,
+        expected_bias_ms=1.0,
+    ),
+    Scenario("FIFO 1-30 both + Wi-Fi stalls 20-80 ms", {**U, **STALL}, {**U, **STALL}),
+    Scenario(
+        "FIFO 1-30 phone->relay only + stalls",
+        {**U, **STALL},
+        LOOP,
+        expected_bias_ms=0.475,
+    ),
+    Scenario("FIFO 1-30 both, clock step +100 ms", U, U, step_s=0.1),
+    Scenario("FIFO 1-30 both, clock step -20 ms", U, U, step_s=-0.02),
 ]
 
 
-def run(
-    duration: float, offset: float, drift_ppm: float, up, down, dist: str, seed: int
-) -> np.ndarray:
-    """Return the signed mapping errors (s) of every sample in one simulated run."""
-    rng = np.random.default_rng(seed)
-    d, t0 = drift_ppm * 1e-6, 20000.0
-
-    def clock(t):
-        return (t + offset) * (1 + d)
-
-    def delay(lo_hi):
-        lo, hi = (x * 1e-3 for x in lo_hi)
-        if hi <= lo:
-            return lo
-        if dist == "uniform":
-            return rng.uniform(lo, hi)
-        while True:
-            x = lo + rng.exponential((hi - lo) / 6)
-            if x <= hi:
-                return x
-
-    sends = list(t0 + np.arange(64) * 0.01)
-    t = t0 + 0.64
-    while t < t0 + duration:
-        t += 1.0
-        sends += list(t + np.arange(16) * 0.01)
-    exchanges = []
-    for ts in sends:
-        t2 = ts + delay(up)
-        t3 = t2 + 50e-6
-        arrive = t3 + delay(down)
-        exchanges.append((arrive, clock(ts), t2, t3, clock(arrive)))
-    exchanges.sort()
-    est = ClockEstimator()
-    errors, pending, i = [], [], 0
-    for now in np.arange(t0 + 0.1, t0 + duration, 0.1):
-        while i < len(exchanges) and exchanges[i][0] <= now:
-            est.add(*exchanges[i][1:])
-            i += 1
-        pending.append(now - 0.1 + np.arange(10) * 0.01)
-        if est.ready:
-            for true in pending:
-                errors.append(est.map(clock(true)) - true)
-            pending = []
-    return np.concatenate(errors)
+def run(scenario: Scenario, duration: float, seed: int) -> dict[str, float]:
+    """One run: live and offline |errors| (ms), batch steps and step detection."""
+    sign = -1 if seed % 2 else 1
+    sc = Scenario(**{**scenario.__dict__, "offset": sign * scenario.offset,
+                     "drift_ppm": sign * scenario.drift_ppm})  # fmt: skip
+    res = simulate(sc, ClockEstimator, duration=duration, seed=seed)
+    live = np.abs(res.errors) * 1e3
+    offline_map = fit_offline(res.exchanges)
+    off = np.abs(offline_map(res.phone_t) - res.true_t) * 1e3
+    exclude = None
+    if sc.step_s:
+        end = res.step_detected_at if res.step_detected_at is not None else duration
+        exclude = (sc.step_at - 1.0, end + 1.0)
+    return {
+        "live": live,
+        "offline": off,
+        "step_ms": max_batch_step(res, exclude) * 1e3,
+        "detect_s": (
+            None
+            if not sc.step_s or res.step_detected_at is None
+            else res.step_detected_at - sc.step_at
+        ),
+    }
 
 
 def main() -> None:
     """Run every scenario and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=600.0)
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=120.0)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--only", default=None, help="run scenarios containing this")
     args = parser.parse_args()
     lines = [
-        f"Duration {args.duration:g} s per run, {args.seeds} seeds; |error| in ms "
-        "(p50/p99 pooled over seeds; worst = worst single-run p99).",
+        f"Duration {args.duration:g} s per run, {args.seeds} seeds; |error| in ms, "
+        "p50/p99 pooled over seeds; step = largest change of the live mapping "
+        "between consecutive batches (outside a clock step); detect = time from a "
+        "clock step to its re-fit.",
         "",
-        "| scenario | offset s | drift ppm | p50 | p99 | max | worst p99 |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| scenario | live p50 | live p99 | live max | step | offline p50 | "
+        "offline p99 | detect s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     start = time.perf_counter()
-    for name, offset, drift, up, down, dist in SCENARIOS:
-        runs = [
-            np.abs(run(args.duration, offset, drift, up, down, dist, s)) * 1e3
-            for s in range(args.seeds)
-        ]
-        pooled = np.concatenate(runs)
-        worst = max(np.percentile(r, 99) for r in runs)
+    for sc in SCENARIOS:
+        if args.only and args.only not in sc.name:
+            continue
+        runs = [run(sc, args.duration, s) for s in range(args.seeds)]
+        live = np.concatenate([r["live"] for r in runs])
+        off = np.concatenate([r["offline"] for r in runs])
+        det = [r["detect_s"] for r in runs if r["detect_s"] is not None]
+        det_txt = f"{max(det):.2f}" if det else ("–" if not sc.step_s else "missed")
         lines.append(
-            f"| {name} | {offset:+g} | {drift:+g} | {np.percentile(pooled, 50):.3f} | "
-            f"{np.percentile(pooled, 99):.3f} | {pooled.max():.3f} | {worst:.3f} |"
+            f"| {sc.name} | {np.percentile(live, 50):.3f} | "
+            f"{np.percentile(live, 99):.3f} | {live.max():.3f} | "
+            f"{max(r['step_ms'] for r in runs):.3f} | {np.percentile(off, 50):.3f} | "
+            f"{np.percentile(off, 99):.3f} | {det_txt} |"
         )
     lines.append("")
     lines.append(f"({time.perf_counter() - start:.1f} s)")

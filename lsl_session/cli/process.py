@@ -71,10 +71,19 @@ def _open(session_dir: Path, root: Path):
 @click.option(
     "--no-hand-segmentation", is_flag=True, help="Skip the hand segmentation processor."
 )
+@click.option(
+    "--phone-clock",
+    type=click.Choice(["remap", "live"]),
+    default="remap",
+    show_default=True,
+    help="Phone streams: re-map from the recorded clock exchanges over the whole "
+    "session, or keep the relay's live stamps.",
+)
 @batch_options
 def process_command(
     session_dir: tuple[Path, ...], root: Path, rate: float | None,
-    no_hand_segmentation: bool, all_: bool, jobs: int, scheduler: str | None,
+    no_hand_segmentation: bool, phone_clock: str, all_: bool, jobs: int,
+    scheduler: str | None,
 ) -> None:  # fmt: skip
     """Load, synchronize and export a session; run the processors.
 
@@ -90,14 +99,18 @@ def process_command(
     from lsl_session.processing.pipeline import process_session
 
     if wants_batch(session_dir, all_, jobs, scheduler):
-        options = {"rate": rate, "hand_segmentation": not no_hand_segmentation}
+        options = {"rate": rate, "hand_segmentation": not no_hand_segmentation,
+                   "phone_clock": phone_clock}  # fmt: skip
         return cli_batch.run("process", session_dir, root, all_=all_, jobs=jobs,
                              scheduler=scheduler, options=options,
                              done=is_processed, what="process")  # fmt: skip
     session = _open(session_dir[0], root)
     try:
         run = process_session(
-            session, rate=rate, hand_segmentation=not no_hand_segmentation
+            session,
+            rate=rate,
+            hand_segmentation=not no_hand_segmentation,
+            phone_clock=phone_clock,
         )
     finally:
         session.close()

@@ -215,6 +215,7 @@ def _synced(plan: _Plan, options: dict[str, Any]) -> SyncedStream:
     values = np.concatenate(plan.clock_values) if plan.clock_values else np.zeros(0)
     fits: list[ClockFit] = []
     clock_segments: list[tuple[int, int]] = []
+    raw = stamps.copy() if relay_mapped(info) else None
     if n and len(times):
         fits = fit_clock_offsets(times, values, winsor=options.get("winsor", 1e-4))
         clock_segments = apply_clock_sync(stamps, times, fits)
@@ -272,7 +273,17 @@ def _synced(plan: _Plan, options: dict[str, Any]) -> SyncedStream:
         segments=segments,
         clock_segments=clock_segments,
         fit=report,
+        raw_time_stamps=raw,
     )
+
+
+def relay_mapped(info: dict[str, Any]) -> bool:
+    """Whether a stream's stamps were mapped from a phone clock by the relay."""
+    try:
+        method = info["desc"]["synchronization"][0]["method"][0]
+    except (KeyError, IndexError, TypeError):
+        return False
+    return method == "ntp4-envelope"
 
 
 def _channels(info: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:

@@ -44,6 +44,9 @@ class SyncedStream:
     fit: dict[str, Any] = field(
         default_factory=dict
     )  # offset-fit report for sync_report
+    # stamps as recorded (before clock sync and dejitter), kept only for streams
+    # whose stamps the phone relay mapped, so ``process`` can re-map them
+    raw_time_stamps: np.ndarray | None = None
 
     @property
     def is_string(self) -> bool:

@@ -269,6 +269,7 @@ def process_session(
     hand_segmentation: bool = True,
     processors: list[str] | None = None,
     options: dict[str, Any] | None = None,
+    phone_clock: str = "remap",
 ) -> dict[str, Any]:
     """Run the whole post-processing of a session and record it.
 
@@ -284,6 +285,10 @@ def process_session(
         Run only these processors (built-in or entry point); None runs all.
     options : dict | None
         Passed to every processor as ``context.options``.
+    phone_clock : {"remap", "live"}
+        Re-map phone streams from their recorded clock exchanges (a whole-session
+        fit; see `lsl_session.processing.phone_remap`), or keep the relay's live
+        stamps. Sessions without phone clock streams are not affected.
 
     Returns
     -------
@@ -294,16 +299,23 @@ def process_session(
     """
     if rate is not None and not rate > 0:
         raise LslSessionError(f"--rate must be a positive number of Hz, got {rate}")
+    from lsl_session.processing.phone_remap import MODES
+
+    if phone_clock not in MODES:
+        raise LslSessionError(
+            f"--phone-clock must be one of {', '.join(MODES)}, got {phone_clock!r}"
+        )
     started = time.perf_counter()
     run: dict[str, Any] = {
         "kind": "process", "started": now_iso(), "options": {"rate": rate, "hand_segmentation": hand_segmentation,
-                                          "processors": processors},
+                                          "processors": processors, "phone_clock": phone_clock},
         "steps": {}, "errors": [],
     }  # fmt: skip
     session.log_event("processing_start", {"options": run["options"]})
     try:
         _process_steps(session, run, rate=rate, hand_segmentation=hand_segmentation,
-                       processors=processors, options=options)  # fmt: skip
+                       processors=processors, options=options,
+                       phone_clock=phone_clock)  # fmt: skip
     except KeyboardInterrupt:
         _finish(session, run, started, interrupted=True)
         raise
@@ -313,10 +325,19 @@ def process_session(
 def _process_steps(
     session: Any, run: dict[str, Any], *, rate: float | None, hand_segmentation: bool,
     processors: list[str] | None, options: dict[str, Any] | None,
+    phone_clock: str = "remap",
 ) -> None:  # fmt: skip
+    from lsl_session.processing.phone_remap import phone_clocks, remap_phone_streams
+
     paths = session.paths
     data = _load(session, run)
     if data is not None:
+        if phone_clocks(data.streams):  # only sessions with phones
+            _step(
+                run,
+                "phone_clock",
+                lambda: remap_phone_streams(data.streams, phone_clock),
+            )
         export_outputs(data, paths, run, csv=True, mat=True, rate=rate, sync=True)
     builtins = ["sync_check"] + (["hand_segmentation"] if hand_segmentation else [])
     try:

@@ -29,7 +29,11 @@ the stop, which the markers caught but the batched device data did not).
 Irregular streams (markers) are held to every reference pulse.
 
 Outputs in ``processing/sync_check/``: ``sync_check.json`` (the report returned by
-`SyncCheckProcessor.run`, with the matched pulses per stream) and
+`SyncCheckProcessor.run`, with the matched pulses per stream, and
+``phone_clocks``: per phone whether its stamps use the relay's live mapping or
+the whole-session re-mapping, the live mapping's evidence from its
+``<device>_clock`` stream and how far the re-mapping moved the stamps; see
+`lsl_session.processing.phone_remap.phone_clock_section`) and
 ``sync_check.csv`` (one row per stream: ``stream, device, kind, n_reference,
 n_reference_outside, n_detected, n_matched, offset_ms, median_error_ms, p95_error_ms, max_error_ms,
 sample_period_ms, within_one_sample, note``). ``offset_ms`` is the median signed
@@ -50,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from lsl_session.fsutil import atomic_write_bytes
+from lsl_session.processing.phone_remap import phone_clock_section
 from lsl_session.processing.pulses import (
     DEFAULT_WINDOW,
     consensus_reference,
@@ -325,6 +330,7 @@ class SyncCheckProcessor:
             "reference": {"stream": source, "n_pulses": int(reference.size)},
             "window_s": window,
             "streams": rows,
+            "phone_clocks": phone_clock_section(context.streams),
         }
         out = Path(context.output_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import pylsl
 
 from outlets.phone import protocol as P
 from outlets.phone.clock import ClockEstimator
+from outlets.phone.clock_stream import ClockOutlets
 from outlets.phone.handshake import hello_info, validate_hello
 from outlets.phone.limits import PREAUTH_TEXT, clean_heartbeat, cut
 from outlets.phone.protocol import Message, ProtocolError
@@ -216,6 +217,8 @@ class Connection:
                     dev.device_id,
                     len(self._pending),
                 )
+        if dev is not None and dev.conn is self:
+            self._record_knots(final=True)
         if self.relay.uploads is not None:
             self.relay.uploads.release(self)
         if dev is None or dev.conn is not self:
@@ -255,6 +258,9 @@ class Connection:
             logger.info("closing outlets of %s after the grace period", dev.device_id)
             dev.outlets.close()
             dev.outlets = None
+            if dev.clock is not None:
+                dev.clock.close()
+                dev.clock = None
 
     async def _heartbeat(self) -> None:
         while not self.closed:
@@ -309,6 +315,9 @@ class Connection:
             )
         else:
             dev.outlets.add(self.streams)  # a capability the phone did not have
+        if dev.clock is None:
+            dev.clock = ClockOutlets(device_id)
+            dev.clock.open()
         self.send(
             {
                 "type": "welcome",
@@ -394,9 +403,17 @@ class Connection:
         if stored is None:
             return
         t1, t2, t3 = stored
-        if not self.est.add(t1, t2, t3, float(msg.get("t4"))):
-            return
+        t4 = float(msg.get("t4"))
         dev = self.device
+        if dev.clock is not None:
+            dev.clock.push_exchange(t1, t2, t3, t4, dev.generation)
+        resets = self.est.resets
+        if not self.est.add(t1, t2, t3, t4):
+            return
+        if self.est.resets != resets:
+            self.relay.log(
+                "clock_step", {"device_id": dev.device_id, "resets": self.est.resets}
+            )
         if self.est.ready and not self._fit_stored:
             self._fit_stored = True
             self.relay.session_call(
@@ -429,6 +446,7 @@ class Connection:
             if not self._plausible(np.array([lsl_t]))[0]:
                 return 1
             outlets.push_event(label, t, lsl_t)
+            self._record_knots()
             return 0
         _, stream, phone_t, values = item
         lsl_t = self.est.map(phone_t)
@@ -439,9 +457,17 @@ class Connection:
             if len(phone_t) == 0:
                 return rejected
         outlets.push(stream, phone_t, lsl_t, values)
+        self._record_knots()
         for cb in self.relay.push_observers:
             cb(self.device.device_id, stream, phone_t, lsl_t)
         return rejected
+
+    def _record_knots(self, final: bool = False) -> None:
+        """Push the live mapping's new knots on ``<device>_clock``."""
+        dev = self.device
+        knots = self.est.drain_knots(final=final)
+        if dev.clock is not None:
+            dev.clock.push_knots(knots, dev.generation)
 
     def _check_times(self, rejected: int) -> None:
         if rejected:

@@ -39,7 +39,16 @@ from outlets.phone.uploads import UploadStore
 logger = logging.getLogger(__name__)
 
 #: Sync schedule advertised to phones in ``welcome`` (see docs/phone-protocol.md).
-SYNC_SCHEDULE = {"initial_burst": 64, "burst": 16, "interval_s": 1.0, "spacing_ms": 10}
+#: Exchanges are spaced (62 ms; 20 ms in the initial burst), not bunched: on a TCP
+#: link a burst queues behind itself, so most replies would carry the delay of
+#: those before them.
+SYNC_SCHEDULE = {
+    "initial_burst": 48,
+    "initial_spacing_ms": 20,
+    "burst": 16,
+    "interval_s": 1.0,
+    "spacing_ms": 62,
+}
 
 
 class PhoneRelay:
@@ -210,6 +219,9 @@ class PhoneRelay:
             if dev.outlets is not None:
                 dev.outlets.close()
                 dev.outlets = None
+            if dev.clock is not None:
+                dev.clock.close()
+                dev.clock = None
         self.events.close()
         if self._owns_session and self.session is not None:
             self.session.close()

@@ -1,10 +1,17 @@
 """PhoneSimulator: a phone that speaks the full relay protocol with its own clock.
 
-The phone clock is ``(local_clock() + clock_offset) * (1 + drift_ppm·1e-6)``.
-Network delays are simulated *virtually*: a message is stamped as if it had been
-sent ``d_up`` earlier, a reply as if it had arrived ``d_down`` later, with each
-delay drawn from ``jitter_ms`` (uniform, or a Wi-Fi-like floor plus exponential
-tail). Sample streams follow SPEC §6; a sync pulse (a GSR step, a ``sync_pulse``
+The phone clock is ``(local_clock() + clock_offset) * (1 + drift_ppm·1e-6)``,
+plus ``clock_step[1]`` seconds from ``clock_step[0]`` seconds after the start (a
+clock stepped once, e.g. by an NTP correction applied to the wrong clock).
+Network delays are simulated *virtually* and deterministically: a sync request is
+stamped as if it had been sent ``d_up`` earlier, a reply as if it had arrived
+``d_down`` later, each delay coming from an `outlets.phone.netsim.Link` per
+direction (by default independent draws from ``jitter_ms``, uniform or a
+Wi-Fi-like floor plus exponential tail; ``up_link``/``down_link`` give FIFO
+head-of-line queueing and stalls). Every message the phone sends (samples,
+heartbeats, sync replies) passes through the up link's queue, every message it
+receives through the down link's, so queueing behind other traffic happens as
+on a TCP connection. Sample streams follow SPEC §6; a sync pulse (a GSR step, a ``sync_pulse``
 event and bright rgb frames) occurs every ``pulse_interval`` seconds and on each
 ``sync_flash`` command. Every sample's true LSL time is kept for tests.
 """
@@ -17,6 +24,7 @@ import logging
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -27,6 +35,7 @@ import pylsl
 from lsl_session.errors import DeviceError
 from outlets.phone import protocol as P
 from outlets.phone.handshake import CAPABILITIES
+from outlets.phone.netsim import Link
 from outlets.phone.sim_signals import pulse_flags, signal_values
 from outlets.phone.sim_uploads import UploadMixin
 
@@ -51,6 +60,13 @@ class PhoneSimulator(UploadMixin):
     jitter_dist : {"uniform", "wifi"}
         Uniform over the range, or the floor plus an exponential tail (mean a
         sixth of the range, redrawn above the range).
+    up_link, down_link : dict | None
+        `Link` options (``delay_ms``, ``dist``, ``fifo``, ``stall_rate``,
+        ``stall_ms``) for phone → relay and relay → phone; they replace
+        ``jitter_ms``/``jitter_dist`` for that direction.
+    clock_step : tuple[float, float] | None
+        ``(after_s, step_s)``: the phone clock jumps by ``step_s`` once,
+        ``after_s`` seconds after the simulator was created.
     tls, cafile : bool, str | None
         Connect with TLS, verifying the relay against ``cafile``.
     cut_upload_after : int | None
@@ -71,6 +87,9 @@ class PhoneSimulator(UploadMixin):
         drift_ppm: float = 0.0,
         jitter_ms: tuple[float, float] = (1.0, 30.0),
         jitter_dist: str = "uniform",
+        up_link: dict | None = None,
+        down_link: dict | None = None,
+        clock_step: tuple[float, float] | None = None,
         tls: bool = False,
         cafile: str | Path | None = None,
         capabilities: tuple[str, ...] = CAPABILITIES,
@@ -93,6 +112,10 @@ class PhoneSimulator(UploadMixin):
                 f"jitter_dist must be 'uniform' or 'wifi', got {jitter_dist!r}"
             )
         self.jitter_dist = jitter_dist
+        base = {"delay_ms": tuple(jitter_ms), "dist": jitter_dist}
+        seeds = np.random.default_rng(seed).integers(1 << 31, size=2)
+        self.up_link = Link(**{"seed": int(seeds[0]), **base, **(up_link or {})})
+        self.down_link = Link(**{"seed": int(seeds[1]), **base, **(down_link or {})})
         self.tls, self.cafile = tls, cafile
         self.capabilities = list(capabilities)
         self.streams = [s for s in P.streams_for(self.capabilities) if s != "events"]
@@ -112,6 +135,7 @@ class PhoneSimulator(UploadMixin):
         self._requests: dict[int, Future] = {}
         self._sync_t1: dict[int, float] = {}
         self._burst_left = 0
+        self._initial = False
         self._next_burst = 0.0
         self.welcome: dict[str, Any] = {}
         self.errors: list[dict[str, Any]] = []
@@ -119,6 +143,9 @@ class PhoneSimulator(UploadMixin):
         self.uploads: list[dict[str, Any]] = []
         self.recording = False
         self._t0 = pylsl.local_clock()
+        self.clock_step = None
+        if clock_step is not None:
+            self.clock_step = (self._t0 + float(clock_step[0]), float(clock_step[1]))
         self._k = dict.fromkeys(self.streams, 0)
         self._truth: dict[str, list[tuple[np.ndarray, ...]]] = {
             s: [] for s in self.streams
@@ -144,18 +171,13 @@ class PhoneSimulator(UploadMixin):
     def phone_clock(self, true_time: float | np.ndarray | None = None) -> Any:
         """Phone time at LSL time ``true_time`` (now if None)."""
         t = pylsl.local_clock() if true_time is None else true_time
-        return (t + self.offset) * (1.0 + self.drift)
-
-    def _delay(self) -> float:
-        lo, hi = self.jitter
-        if hi <= 0:
-            return 0.0
-        if self.jitter_dist == "uniform":
-            return float(self._rng.uniform(lo, hi))
-        while True:
-            d = lo + float(self._rng.exponential((hi - lo) / 6))
-            if d <= hi:
-                return d
+        p = (t + self.offset) * (1.0 + self.drift)
+        if self.clock_step is not None:
+            at, step = self.clock_step
+            p = p + np.where(np.asarray(t) >= at, step, 0.0)
+            if np.ndim(p) == 0:
+                p = float(p)
+        return p
 
     # ------------------------------------------------------------- lifecycle
     def start(self, timeout: float = 10.0) -> PhoneSimulator:
@@ -235,7 +257,8 @@ class PhoneSimulator(UploadMixin):
         with self._lock:
             self._sock = sock
             sched = welcome.get("sync", {})
-            self._burst_left = int(sched.get("initial_burst", 64))
+            self._burst_left = int(sched.get("initial_burst", 48))
+            self._initial = True
         self.frozen = False
         self.connected.set()
         t = threading.Thread(
@@ -383,7 +406,9 @@ class PhoneSimulator(UploadMixin):
     def _syncer(self) -> None:
         while not self._stop.is_set():
             sched = self.welcome.get("sync", {})
-            spacing = float(sched.get("spacing_ms", 10)) / 1e3
+            spacing = float(sched.get("spacing_ms", 62)) / 1e3
+            if self._initial:
+                spacing = float(sched.get("initial_spacing_ms", spacing * 1e3)) / 1e3
             now = pylsl.local_clock()
             if not self._can_send():
                 self._stop.wait(0.01)
@@ -394,24 +419,36 @@ class PhoneSimulator(UploadMixin):
                     self._next_burst = now + float(sched.get("interval_s", 1.0))
                 go = self._burst_left > 0
                 self._burst_left -= int(go)
+                if self._burst_left == 0:
+                    self._initial = False
             if go:
                 seq = next(self._seq)
-                t1 = self.phone_clock(pylsl.local_clock() - self._delay())
-                self._sync_t1[seq] = t1
-                self._send(P.encode_json({"type": "sync_req", "seq": seq, "t1": t1}))
+
+                def request(delay: float, seq: int = seq) -> bytes:
+                    t1 = self.phone_clock(pylsl.local_clock() - delay)
+                    self._sync_t1[seq] = t1
+                    return P.encode_json({"type": "sync_req", "seq": seq, "t1": t1})
+
+                self._send(request)
             self._stop.wait(spacing if go else 0.01)
 
     def _can_send(self) -> bool:
         return self.connected.is_set() and not self.frozen and not self._stop.is_set()
 
-    def _send(self, data: bytes) -> bool:
+    def _send(self, data: bytes | Callable[[float], bytes]) -> bool:
+        """Send bytes, or what ``data(up_delay)`` builds (a sync request).
+
+        Every send draws its virtual delay from the up link, in order, so the
+        link's queue sees all traffic.
+        """
         with self._lock:
             sock = self._sock
         if sock is None:
             return False
         try:
             with self._send_lock:
-                sock.sendall(data)
+                delay = self.up_link.delay(pylsl.local_clock())
+                sock.sendall(data(delay) if callable(data) else data)
             return True
         except OSError:
             return False
@@ -423,7 +460,7 @@ class PhoneSimulator(UploadMixin):
                 if not data:
                     break
                 for msg in decoder.feed(data):
-                    self._handle(msg)
+                    self._handle(msg, self.down_link.delay(pylsl.local_clock()))
         except (OSError, P.ProtocolError):
             pass
         with self._lock:
@@ -441,12 +478,12 @@ class PhoneSimulator(UploadMixin):
                 logger.info("%s: reconnect failed: %s", self.device_id, exc)
 
     # -------------------------------------------------------------- messages
-    def _handle(self, msg: P.Message) -> None:
+    def _handle(self, msg: P.Message, delay: float = 0.0) -> None:
         kind = msg.type
         if kind == "sync_resp":
             t1 = self._sync_t1.pop(msg.get("seq"), None)
             if t1 is not None and not self.frozen:
-                t4 = self.phone_clock(pylsl.local_clock() + self._delay())
+                t4 = self.phone_clock(pylsl.local_clock() + delay)
                 self._send(
                     P.encode_json(
                         {"type": "sync_done", "seq": msg.get("seq"), "t1": t1, "t4": t4}

@@ -29,6 +29,7 @@ class DeviceState:
     conn: Any = None
     outlets: PhoneOutlets | None = None
     estimator: ClockEstimator | None = None
+    clock: Any = None  # ClockOutlets: <device>_clock and <device>_clock_exchanges
     address: str = ""
     phone_status: dict[str, Any] = field(default_factory=dict)
     record_started: datetime | None = None

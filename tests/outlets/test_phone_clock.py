@@ -1,11 +1,14 @@
-"""The clock estimator in simulated time: offset, drift, jitter, asymmetry, jumps."""
+"""The clock estimator in simulated time: offset, drift, jitter, queues, steps."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from lsl_session.clocksync import PiecewiseMapping, fit_offline
 from outlets.phone.clock import ClockEstimator
+from outlets.phone.netsim import Scenario, max_batch_step
+from outlets.phone.netsim import simulate as simulate_net
 
 
 def simulate(
@@ -105,7 +108,7 @@ def test_asymmetric_floors_bias_by_half_the_difference():
 
 
 def test_not_ready_and_unfitted():
-    est = ClockEstimator(ready_after=3)
+    est = ClockEstimator(ready_after=3, ready_span_s=1.0)
     assert not est.ready
     assert est.quality() is None
     with pytest.raises(RuntimeError):
@@ -142,3 +145,101 @@ def test_clock_jump_resets_the_window():
         est.add(p + 10, p + 1000.001, p + 1000.0011, p + 10.002)
     assert est.resets == 1
     assert float(est.map(125.5)) == pytest.approx(1115.5, abs=2e-3)
+
+
+# ------------------------------------------------- delay models that happen
+# (outlets.phone.netsim: FIFO/head-of-line links, stalls, a clock step; the
+# relay's schedule, 100 Hz samples in 100 ms batches on the same link)
+LOOP = {"delay_ms": (0.05, 0.05)}
+FIFO = {"delay_ms": (1, 30), "fifo": True}
+STALLS = {"stall_rate": 0.5, "stall_ms": (20, 80)}
+SCENARIOS = {
+    "fifo_up_only": Scenario("up", FIFO, LOOP, expected_bias_ms=0.475),
+    "fifo_down_only": Scenario("down", LOOP, FIFO, expected_bias_ms=-0.475),
+    "fifo_both": Scenario("both", FIFO, FIFO, offset=-3600, drift_ppm=-50),
+    "fifo_both_stalls": Scenario("stalls", {**FIFO, **STALLS}, {**FIFO, **STALLS}),
+    "fifo_up_stalls": Scenario(
+        "up stalls", {**FIFO, **STALLS}, LOOP, expected_bias_ms=0.475
+    ),
+    "asym_floors": Scenario(
+        "floors", {**FIFO, "delay_ms": (3, 30)}, FIFO, expected_bias_ms=1.0
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_live_mapping_under_queued_delays(name):
+    sc = SCENARIOS[name]
+    res = simulate_net(sc, ClockEstimator, duration=60, seed=3)
+    err = np.abs(res.errors) * 1e3
+    assert np.percentile(err, 99) <= 2.0 + max(0.0, abs(sc.expected_bias_ms) - 0.5)
+    # the bias left is the unobservable half floor difference
+    signed = res.errors * 1e3
+    assert np.median(signed) == pytest.approx(sc.expected_bias_ms, abs=0.4)
+    assert max_batch_step(res) <= 1e-3  # never a visible jump between batches
+
+
+@pytest.mark.parametrize("name", ["fifo_both", "fifo_both_stalls"])
+def test_offline_fit_under_queued_delays(name):
+    res = simulate_net(SCENARIOS[name], ClockEstimator, duration=60, seed=4)
+    off = np.abs(fit_offline(res.exchanges)(res.phone_t) - res.true_t) * 1e3
+    live = np.abs(res.errors) * 1e3
+    assert np.percentile(off, 99) <= 0.5
+    assert np.percentile(off, 50) < np.percentile(live, 50)
+
+
+def test_offline_fit_one_direction_is_held_at_the_unobservable_bias():
+    sc = SCENARIOS["fifo_up_only"]
+    res = simulate_net(sc, ClockEstimator, duration=60, seed=5)
+    off = (fit_offline(res.exchanges)(res.phone_t) - res.true_t) * 1e3
+    assert np.percentile(np.abs(off - sc.expected_bias_ms), 99) <= 0.2
+
+
+@pytest.mark.parametrize("step", [0.1, -0.02, 2.0])
+def test_clock_step_is_detected_logged_and_refitted(step, caplog):
+    sc = Scenario("step", FIFO, FIFO, step_s=step, step_at=30.0)
+    with caplog.at_level("WARNING", logger="outlets.phone.clock"):
+        res = simulate_net(sc, ClockEstimator, duration=45, seed=6)
+    est = res.estimator
+    assert est.resets == 1
+    assert any("phone clock stepped" in r.message for r in caplog.records)
+    assert 0 < res.step_detected_at - sc.step_at <= 2.0
+    t = res.true_t - 20000.0
+    after = np.abs(res.errors[t > res.step_detected_at]) * 1e3
+    assert np.percentile(after, 99) <= 2.0
+    before = np.abs(res.errors[t < sc.step_at]) * 1e3
+    assert np.percentile(before, 99) <= 2.0
+    off = np.abs(fit_offline(res.exchanges)(res.phone_t) - res.true_t) * 1e3
+    assert np.percentile(off, 99) <= 0.5
+
+
+def test_a_lone_impossible_exchange_is_not_a_step():
+    est = ClockEstimator(ready_after=8)
+    for k in range(200):
+        p = 100.0 + k * 0.0625
+        est.add(p, p + 1000.001, p + 1000.0011, p + 0.002)
+    p = 100.0 + 200 * 0.0625
+    est.add(p, p + 999.990, p + 999.9901, p + 0.002)  # up 10 ms below θ: impossible
+    for k in range(201, 260):
+        p = 100.0 + k * 0.0625
+        est.add(p, p + 1000.001, p + 1000.0011, p + 0.002)
+    assert est.resets == 0
+    assert float(est.map(115.0)) == pytest.approx(1115.0, abs=1e-4)
+
+
+def test_published_knots_reproduce_every_mapped_stamp():
+    sc = SCENARIOS["fifo_both_stalls"]
+    res = simulate_net(sc, ClockEstimator, duration=40, seed=7)
+    knots = res.estimator.drain_knots(final=True)
+    mapping = PiecewiseMapping(
+        np.array([k["phone_time"] for k in knots]),
+        np.array([k["offset_s"] for k in knots]),
+        np.array([k["slope"] for k in knots]),
+    )
+    mapped = res.true_t + res.errors
+    # the knots are the whole story: nothing was re-mapped after the fact
+    np.testing.assert_allclose(mapping(res.phone_t), mapped, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(mapping.invert(mapped), res.phone_t, rtol=0, atol=1e-9)
+    assert all(np.diff([k["phone_time"] for k in knots]) >= 0)
+    assert {k["step"] for k in knots} == {0.0}
+    assert all(0 < k["uncertainty_s"] == 0.5 * k["rtt_min_s"] for k in knots)
