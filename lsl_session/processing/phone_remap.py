@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from lsl_session.clocksync import (
+    PRIOR_DRIFT,
     PiecewiseMapping,
     exchange_terms,
     find_steps,
@@ -46,8 +47,8 @@ logger = logging.getLogger(__name__)
 MODES = ("remap", "live")
 CLOCK_TYPE = "ClockMapping"
 EXCHANGES_TYPE = "ClockExchanges"
-#: Standard deviation of the prior the live slope gives the offline fit.
-LIVE_PRIOR = 10e-6
+#: Least standard deviation of the prior the live slope gives the offline fit.
+MIN_LIVE_PRIOR = 2e-6
 
 
 def _column(stream: SyncedStream, label: str) -> np.ndarray:
@@ -170,12 +171,12 @@ def remap_phone_streams(
             entry["remap"] = {"status": "skipped", "reason": "no live-mapping knots"}
             continue
         # the live fit saw the exchanges before the recording too: its latest
-        # slope is the prior (±10 ppm) of the whole-session fit
+        # slope (± its error) is the prior of the whole-session fit
         slopes = _column(found["knots"], "fit_slope")
+        errs = _column(found["knots"], "slope_err")
+        sigma = max(float(errs[-1]) if errs.size else PRIOR_DRIFT, MIN_LIVE_PRIOR)
         try:
-            offline = fit_offline(
-                ex, prior_slope=float(slopes[-1]), prior_drift=LIVE_PRIOR
-            )
+            offline = fit_offline(ex, prior_slope=float(slopes[-1]), prior_drift=sigma)
         except ValueError as err:
             entry["remap"] = {"status": "skipped", "reason": str(err)}
             continue

