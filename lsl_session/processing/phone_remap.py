@@ -14,7 +14,9 @@ holds everything needed to do better afterwards:
 3. the new stamps go through the stream's own clock-offset sync and dejitter,
    exactly as the live ones did in loading.
 
-``mode="live"`` keeps the relay's stamps (they are the ones pyxdf shows). The
+Sessions whose exchanges span less than `MIN_REMAP_SPAN_S` keep the live stamps
+(the report says why). ``mode="live"`` keeps the relay's stamps (they are the
+ones pyxdf shows). The
 report (in the ``phone_clock`` processing step, the sync report and the sync
 check) states per phone which mapping was used, the live mapping's evidence and
 how far the re-mapping moved the stamps.
@@ -47,6 +49,11 @@ logger = logging.getLogger(__name__)
 MODES = ("remap", "live")
 CLOCK_TYPE = "ClockMapping"
 EXCHANGES_TYPE = "ClockExchanges"
+#: Least span of recorded exchanges for a re-mapping. Shorter sessions keep the
+#: live stamps: over ~30 s the best exchanges bound the drift only to ±20–30 ppm,
+#: and a whole-session line is then no better than the live mapping, which
+#: re-anchors its offset at every exchange.
+MIN_REMAP_SPAN_S = 60.0
 #: Least standard deviation of the prior the live slope gives the offline fit.
 MIN_LIVE_PRIOR = 2e-6
 
@@ -170,6 +177,15 @@ def remap_phone_streams(
         if found["knots"] is None or len(found["knots"].time_stamps) == 0:
             entry["remap"] = {"status": "skipped", "reason": "no live-mapping knots"}
             continue
+        x, up, down, keep = exchange_terms(ex)
+        span = float(np.ptp(x[keep])) if keep.any() else 0.0
+        if span < MIN_REMAP_SPAN_S:
+            entry["remap"] = {
+                "status": "skipped",
+                "reason": f"exchanges span {span:.0f} s < {MIN_REMAP_SPAN_S:.0f} s: "
+                "the live mapping is as good",
+            }
+            continue
         # the live fit saw the exchanges before the recording too: its latest
         # slope (± its error) is the prior of the whole-session fit
         slopes = _column(found["knots"], "fit_slope")
@@ -180,7 +196,6 @@ def remap_phone_streams(
         except ValueError as err:
             entry["remap"] = {"status": "skipped", "reason": str(err)}
             continue
-        x, up, down, keep = exchange_terms(ex)
         steps = len(find_steps(x[keep], up[keep], down[keep]))
         live = _live_mapping(found["knots"])
         shifts = {}

@@ -14,6 +14,7 @@ import pytest
 from lsl_helpers import wait_until
 
 from lsl_session.manager import SessionManager
+from lsl_session.processing import phone_remap
 from lsl_session.processing.pipeline import process_session
 from outlets.phone import PhoneRelay, PhoneSimulator
 from outlets.phone.streams import source_id
@@ -54,7 +55,7 @@ def recorded(session_root, uid):
     mgr.close()
 
 
-def test_process_remaps_phone_streams_and_says_so(recorded):
+def test_process_remaps_phone_streams_and_says_so(recorded, monkeypatch):
     session, sim, dev = recorded
     name = f"{dev}_rgb_frames"
     run = process_session(session, hand_segmentation=False, phone_clock="live")
@@ -67,10 +68,17 @@ def test_process_remaps_phone_streams_and_says_so(recorded):
     evidence = check["phone_clocks"][dev]["live"]
     assert evidence["knots"] > 10 and evidence["exchanges_used_median"] > 30
     assert 0 < evidence["uncertainty_ms_median"] < 30
-    # a ~25 s window bounds the drift only loosely (see docs/benchmarks.md)
-    assert evidence["drift_ppm"] == pytest.approx(50, abs=60)
+    # ~20 s of queued exchanges bound the drift only to tens of ppm (the live
+    # offset re-anchors at every exchange, so the stamps stay good)
+    assert abs(evidence["drift_ppm"] - 50) < 150
 
     run = process_session(session, hand_segmentation=False)  # default: remap
+    phone = run["steps"]["phone_clock"]["report"]["phones"][dev]
+    # a 20 s session is too short for a better whole-session fit: kept live
+    assert phone["used"] == "live" and phone["remap"]["status"] == "skipped"
+    assert "span" in phone["remap"]["reason"]
+    monkeypatch.setattr(phone_remap, "MIN_REMAP_SPAN_S", 15.0)
+    run = process_session(session, hand_segmentation=False)
     phone = run["steps"]["phone_clock"]["report"]["phones"][dev]
     assert phone["used"] == "remapped" and phone["remap"]["status"] == "ok"
     assert phone["exchanges"] > 100

@@ -372,10 +372,13 @@ def _knot_mapping(inlet: pylsl.StreamInlet) -> PiecewiseMapping:
 
 
 def test_queued_delays_and_clock_step_end_to_end(uid):
-    """Three phones with deterministic virtual delays, seen by an LSL client."""
-    ids = [f"phone_up_{uid}", f"phone_stall_{uid}", f"phone_step_{uid}"]
+    """Five phones with deterministic virtual delays, seen by an LSL client."""
+    kinds = ["up", "down", "floors", "stall", "step"]
+    ids = [f"phone_{k}_{uid}" for k in kinds]
     links = [
         {"up_link": FIFO, "down_link": {"delay_ms": (0, 0)}},
+        {"up_link": {"delay_ms": (0, 0)}, "down_link": FIFO},
+        {"up_link": {**FIFO, "delay_ms": (3, 30)}, "down_link": FIFO},  # 1 ms bias
         {"up_link": {**FIFO, **STALLS}, "down_link": {**FIFO, **STALLS}},
         {"up_link": FIFO, "down_link": FIFO, "clock_step": (7.0, 0.05)},
     ]
