@@ -23,6 +23,8 @@ recorder came. ``process`` re-maps the phone's streams from them (see
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections import deque
 from typing import Any
 
@@ -37,6 +39,9 @@ EXCHANGE_FIELDS = ("t1", "t2", "t3", "t4")
 #: Rows kept while an outlet has no consumer (~1 min at 4 knots, 16 exchanges/s).
 HELD_KNOTS = 256
 HELD_EXCHANGES = 1024
+#: Exchanges recorded per second at most (the schedule asks for 16-50): a phone
+#: that floods sync requests cannot grow the recording without bound.
+MAX_EXCHANGES_PER_S = 100.0
 _UNITS = {
     "slope": "s/s",
     "fit_slope": "s/s",
@@ -104,6 +109,9 @@ class ClockOutlets:
         self.device_id = device_id
         self.mapping: _HeldOutlet | None = None
         self.exchanges: _HeldOutlet | None = None
+        self._budget = MAX_EXCHANGES_PER_S
+        self._budget_t = time.monotonic()
+        self.dropped = 0
 
     def open(self) -> None:
         """Create both outlets (once)."""
@@ -142,9 +150,21 @@ class ClockOutlets:
     def push_exchange(
         self, t1: float, t2: float, t3: float, t4: float, connection: int
     ) -> None:
-        """Record one completed exchange (dropped before `open`)."""
-        if self.exchanges is not None:
-            self.exchanges.push([([t1, t2, t3, t4, float(connection)], t2)])
+        """Record one completed exchange (dropped before `open`, if not finite, or
+        beyond `MAX_EXCHANGES_PER_S`)."""
+        if self.exchanges is None or not all(map(math.isfinite, (t1, t2, t3, t4))):
+            return
+        now = time.monotonic()
+        self._budget = min(
+            MAX_EXCHANGES_PER_S,
+            self._budget + (now - self._budget_t) * MAX_EXCHANGES_PER_S,
+        )
+        self._budget_t = now
+        if self._budget < 1.0:
+            self.dropped += 1
+            return
+        self._budget -= 1.0
+        self.exchanges.push([([t1, t2, t3, t4, float(connection)], t2)])
 
     def push_knots(self, knots: list[dict[str, Any]], connection: int) -> None:
         """Record knots of the live mapping (dropped before `open`)."""
