@@ -123,7 +123,8 @@ def test_page_streams_motion_orientation_video_and_uploads(web_relay, tmp_path):
             assert set(ids) == {"motion", "orientation", "rgb_frames", "events"}
             # devicemotion really fires with the injected readings
             motion = _inlet(ids["motion"])
-            values, stamps = _pull(motion, 2.0)
+            # held until the clock fit is ready (~2-3 s after connecting)
+            values, stamps = _pull(motion, 5.0)
             assert len(values) > 20
             assert np.allclose(values[-1, :3], [ACCEL[k] for k in "xyz"], atol=1e-4)
             assert np.allclose(values[-1, 3:], [GYRO[k] for k in "xyz"], atol=2e-3)
@@ -197,7 +198,8 @@ def test_reconnect_resumes_same_streams(web_relay, tmp_path):
             )
             assert wait_until(lambda: relay.status()[device]["connected"], timeout=15)
             assert relay.source_ids(device) == before
-            values, stamps = _pull(motion, 2.0)
+            # held until the clock fit is ready (~2-3 s after connecting)
+            values, stamps = _pull(motion, 5.0)
             assert len(values) > 20  # the same inlet keeps receiving
             assert np.all(np.diff(stamps) > 0)
         finally:
@@ -221,7 +223,8 @@ def test_hidden_page_pauses_and_resumes_under_the_same_streams(web_relay, tmp_pa
             assert wait_until(lambda: bool(relay.source_ids(device)), timeout=20)
             ids = relay.source_ids(device)
             motion, events = _inlet(ids["motion"]), _inlet(ids["events"])
-            assert len(_pull(motion, 1.0)[0]) > 10
+            # held until the clock fit is ready (~2-3 s after connecting)
+            assert len(_pull(motion, 5.0)[0]) > 10
             page.evaluate(visibility, "hidden")  # screen off / tab in background
             time.sleep(0.3)
             _pull(motion, 0.3)  # what was batched before the pause

@@ -117,7 +117,7 @@ function welcome(msg) {
   state.bestRtt = null;
   show("connection", `connected (${msg.streams.join(", ")})`);
   const sync = msg.sync;
-  syncBurst(sync.initial_burst, sync.spacing_ms);
+  syncBurst(sync.initial_burst, sync.initial_spacing_ms ?? sync.spacing_ms);
   state.timers.push(setInterval(() => syncBurst(sync.burst, sync.spacing_ms),
                                 sync.interval_s * 1000));
   state.timers.push(setInterval(() => sendJson({
