@@ -151,9 +151,9 @@ def record_command(
     started (phone relay, Shimmer, webcam, markers), a device table is shown,
     phones get start_record/stop_record, their uploads are awaited, the devices
     are stopped and the session is processed (see docs/configs.md). Records
-    until --duration or SIGINT/SIGTERM, or a remote `stop` with --control-port
-    (where --config only registers its devices); the last line of output is
-    the session folder.
+    until --duration, SIGINT/SIGTERM or a remote `stop` (--control-port; with
+    --config a remote stop ends the lab run, without it each start…stop is a
+    session); the last line of output is the session folder.
     """
     from lsl_session.manager import SessionManager
 
@@ -167,32 +167,26 @@ def record_command(
     stream_queries = list(queries) or None
     if config_file is not None and looks_like_labrecorder_config(config_file):
         labrecorder_config, config_file = config_file, None
-    config = None
     if config_file is not None:
+        from lsl_session.cli._lab import run_lab
         from lsl_session.config import load_config
+        from lsl_session.lab import LabOptions
 
-        config = load_config(config_file, simulate=simulate)
-        if control_port is None:
-            from lsl_session.cli._lab import run_lab
-            from lsl_session.lab import LabOptions
-
-            return run_lab(
-                config,
-                LabOptions(
-                    root=root, name=name, session_dir=session_dir, duration=duration,
-                    process=not no_process, status_interval=status_interval,
-                    extra_queries=list(queries), recorder_options=options,
-                    dashboard=dashboard_config(
-                        dashboard, dashboard_host, dashboard_port, dashboard_token
-                    ),
+        control = None if control_port is None else (
+            control_host, control_port, control_token)  # fmt: skip
+        return run_lab(
+            load_config(config_file, simulate=simulate),
+            LabOptions(
+                root=root, name=name, session_dir=session_dir, duration=duration,
+                process=not no_process, status_interval=status_interval,
+                extra_queries=list(queries), recorder_options=options,
+                dashboard=dashboard_config(
+                    dashboard, dashboard_host, dashboard_port, dashboard_token
                 ),
-                allow_missing=allow_missing,
-            )  # fmt: skip
-        stream_queries = stream_queries or config.streams
-        root = config.root or root
-        name = name or config.name
-        if config.split_mb and "split_bytes" not in options:
-            options["split_bytes"] = config.split_mb * 1e6
+                control=control,
+            ),
+            allow_missing=allow_missing,
+        )  # fmt: skip
     lr = None
     if labrecorder_config is not None:
         lr, root, stream_queries, control_port = apply_labrecorder(
@@ -209,10 +203,6 @@ def record_command(
             manager.open_session(session_dir)
         else:
             manager.create_session(session_name)
-        for device in config.devices if config else ():
-            manager.add_device_to_session(
-                device.device_id, device.device_type, list(device.capabilities)
-            )
 
     # footers get written: a signal stops the recording instead of the process
     live = serve_dashboard(

@@ -47,6 +47,8 @@ class LabOptions:
     recorder_options: dict[str, Any] = field(default_factory=dict)
     live: bool | None = None
     dashboard: DashboardConfig | None = None
+    #: ``(host, port, token)`` of a control socket whose ``stop`` ends the run
+    control: tuple[str, int, str | None] | None = None
 
 
 @dataclass
@@ -142,7 +144,7 @@ class LabRun:
             self.say(f"session {manager.session_dir}")
             self._register_devices()
             self._start_devices()
-            with self._dashboard(), self._display():
+            with self._dashboard(), self._control(stopper), self._display():
                 result.missing_devices = self._wait_for_devices(stopper)
                 self._record(stopper, result)
         except BaseException:
@@ -163,6 +165,37 @@ class LabRun:
         finally:
             manager.close()
         return result
+
+    @contextlib.contextmanager
+    def _control(self, stopper: StopRequest) -> Iterator[None]:
+        """The LabRecorder control socket: a remote ``stop`` ends the run."""
+        if self.options.control is None:
+            yield
+            return
+        from lsl_session.control import ControlServer
+        from lsl_session.lab.control import LabControl
+
+        host, port, token = self.options.control
+        server = ControlServer(self.manager, host=host, port=port, token=token)
+        server.handler = LabControl(stopper.set, self._control_status)
+        server.start()
+        self.say(
+            f"remote control on {host}:{server.address[1]} (stop ends the recording)"
+        )
+        try:
+            yield
+        finally:
+            server.stop()
+
+    def _control_status(self) -> dict[str, Any]:
+        manager = self.manager
+        recorder = manager.recorder if manager else None
+        return {
+            "state": manager.state.value if manager else "idle",
+            "session": str(manager.session_dir) if manager else None,
+            "devices": self._rows(),
+            "recorder": recorder.status() if recorder is not None else None,
+        }
 
     def _dashboard(self) -> contextlib.AbstractContextManager:
         """The live dashboard, when the command line or the config asks for it."""

@@ -272,3 +272,43 @@ def test_a_device_that_cannot_start_is_named_and_exits_2(tmp_path):
     folder = Path(proc.stdout.strip().splitlines()[-1])
     events = json.loads((folder / f"{folder.name}_log.json").read_text())
     assert any(e["event"] == "error" and "/dev/rfcom0" in e["message"] for e in events)
+
+
+def test_remote_stop_ends_a_lab_run(tmp_path):
+    """`record --config --control-port`: status answers, a remote stop ends the run."""
+    config = tmp_path / "lab.toml"
+    config.write_text(
+        f'[session]\nroot = "rec"\n[markers]\nname = "M_{os.getpid()}_remote"\n'
+        "sync_every_s = 0.5\n"
+    )
+    port = _free_port()
+    proc = subprocess.Popen(
+        [*CLI, "record", "--config", str(config), "--control-port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        _wait_line(proc, "remote control on")
+        time.sleep(2.0)  # record a little
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            reader = sock.makefile("rb")
+            sock.sendall(b"status\n")
+            status = json.loads(reader.readline())
+            assert status["state"] == "recording"
+            assert status["recorder"]["streams"]
+            sock.sendall(b"start\n")  # not applicable: acknowledged, logged
+            assert sock.recv(2) == b"OK"
+            sock.sendall(b"stop\n")
+            assert sock.recv(2) == b"OK"
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    assert "remote start ignored" in err
+    folder = Path(out.strip().splitlines()[-1])
+    meta = json.loads((folder / "session_metadata.json").read_text())
+    assert meta["status"] == "completed"
+    streams, _ = pyxdf.load_xdf(str(folder / f"{folder.name}.xdf"))
+    markers = next(
+        s for s in streams if s["info"]["name"][0] == f"M_{os.getpid()}_remote"
+    )
+    assert len(markers["time_stamps"]) >= 2  # sync pulses every 0.5 s until the stop
