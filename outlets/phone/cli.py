@@ -246,6 +246,25 @@ def _parse_relay(value: str) -> tuple[str, int]:
     show_default=True,
     help="Max simulated one-way delay; delays are uniform in [1, J] ms.",
 )
+@click.option(
+    "--fifo",
+    is_flag=True,
+    help="Deliver in order both ways, as TCP does (a slow message delays the next).",
+)
+@click.option(
+    "--stalls",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Wi-Fi stalls per second: the link delivers nothing for 20-80 ms.",
+)
+@click.option(
+    "--clock-step",
+    type=(float, float),
+    default=None,
+    metavar="AFTER_S STEP_S",
+    help="Step the phone clock once by STEP_S seconds, AFTER_S seconds after start.",
+)
 @click.option("--tls", is_flag=True, help="Connect with TLS.")
 @click.option(
     "--cafile",
@@ -266,6 +285,9 @@ def phone_sim_command(
     clock_offset: float,
     drift_ppm: float,
     jitter_ms: float,
+    fifo: bool,
+    stalls: float,
+    clock_step: tuple[float, float] | None,
     tls: bool,
     cafile: Path | None,
     duration: float | None,
@@ -278,6 +300,7 @@ def phone_sim_command(
     """
     host, port = _parse_relay(relay_addr)
     jitter = (min(1.0, jitter_ms), jitter_ms)
+    link = {"delay_ms": jitter, "fifo": fifo, "stall_rate": stalls}
     sim = PhoneSimulator(
         host,
         port,
@@ -286,6 +309,9 @@ def phone_sim_command(
         clock_offset=clock_offset,
         drift_ppm=drift_ppm,
         jitter_ms=jitter,
+        up_link=link,
+        down_link=link,
+        clock_step=clock_step,
         tls=tls or bool(cafile),
         cafile=str(cafile) if cafile else None,
         auto_reconnect=True,

@@ -86,6 +86,28 @@ def test_sim_connects_and_streams(uid):
         )
 
 
+def test_sim_queued_link_and_clock_step(uid):
+    dev = f"phone_cli_q_{uid}"
+    with PhoneRelay(tokens={dev: "t"}) as relay:
+        result = {}
+
+        def run() -> None:
+            result["r"] = CliRunner().invoke(
+                phone_sim_command,
+                ["--relay", f"127.0.0.1:{relay.port}", "--device-id", dev,
+                 "--token", "t", "--fifo", "--stalls", "0.5",
+                 "--clock-step", "4.5", "0.05", "--duration", "7"],
+            )  # fmt: skip
+
+        t = threading.Thread(target=run)
+        t.start()
+        t.join(30)
+        assert result["r"].exit_code == 0, result["r"].output
+        assert relay.status()[dev]["samples"]["gsr"] > 100
+        steps = [e for e in relay.history if e["event"] == "clock_step"]
+        assert [e["device_id"] for e in steps] == [dev]
+
+
 def test_sim_bad_relay_address():
     result = CliRunner().invoke(
         phone_sim_command, ["--relay", "nohost", "--device-id", "x"]
