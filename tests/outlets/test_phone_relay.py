@@ -371,7 +371,10 @@ def _knot_mapping(inlet: pylsl.StreamInlet) -> PiecewiseMapping:
     )
 
 
-def test_queued_delays_and_clock_step_end_to_end(uid):
+@pytest.mark.parametrize(
+    "seconds", [12.0, pytest.param(60.0, marks=pytest.mark.slow, id="60s")]
+)
+def test_queued_delays_and_clock_step_end_to_end(uid, seconds):
     """Five phones with deterministic virtual delays, seen by an LSL client."""
     kinds = ["up", "down", "floors", "stall", "step"]
     ids = [f"phone_{k}_{uid}" for k in kinds]
@@ -396,7 +399,7 @@ def test_queued_delays_and_clock_step_end_to_end(uid):
         frames = {i: resolve(source_id(i, "rgb_frames")) for i in ids}
         clocks = {i: resolve(source_id(i, "clock")) for i in ids}
         exchanges = resolve(source_id(ids[0], "clock_exchanges"))
-        wait_until(lambda: False, timeout=12.0)
+        wait_until(lambda: False, timeout=seconds)
         for sim in sims:
             sim.stop()
         pulled = {i: pull_all(inlet) for i, inlet in frames.items()}
