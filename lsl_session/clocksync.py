@@ -227,13 +227,16 @@ class PiecewiseMapping:
         k = self.segment(p)
         return p + self.theta[k] + self.slope[k] * (p - self.p[k])
 
-    def invert(self, t: np.ndarray) -> np.ndarray:
+    def invert(self, t: np.ndarray, *, ordered: bool = False) -> np.ndarray:
         """Phone times that map to LSL times ``t``.
 
         Each time is inverted in the segment whose LSL range holds it (the
         mapping is increasing inside a segment); where a clock step left LSL
         ranges overlapping or apart, the later segment wins for overlaps and a
-        time in a gap belongs to the segment before it.
+        time in a gap belongs to the segment before it. With ``ordered`` (the
+        stamps of one stream in recorded order, whose phone times only grow), a
+        time that would come out later than a following one is inverted in the
+        segment before: it was stamped before the step's knot.
         """
         t = np.asarray(t, dtype=np.float64)
         start = self.p + self.theta
@@ -243,6 +246,14 @@ class PiecewiseMapping:
             len(self.p) - 1,
         )
         p = (t - self.theta[k] + self.slope[k] * self.p[k]) / (1.0 + self.slope[k])
+        if ordered and p.size > 1:
+            later_min = np.minimum.accumulate(p[::-1])[::-1]
+            bad = p > later_min + 1e-9
+            if bad.any():
+                kb = np.maximum(k[bad] - 1, 0)
+                p[bad] = (t[bad] - self.theta[kb] + self.slope[kb] * self.p[kb]) / (
+                    1.0 + self.slope[kb]
+                )
         return p
 
 

@@ -203,7 +203,7 @@ def remap_phone_streams(
             raw = d.raw_time_stamps
             if raw is None or len(raw) == 0:
                 continue
-            new = offline(live.invert(raw))
+            new = offline(live.invert(raw, ordered=True))
             shift = (new - raw) * 1e3
             _resync(d, new)
             shifts[d.name] = {

@@ -376,7 +376,10 @@ class ClockEstimator:
         if f is None or f is self._knotted:
             return
         step = self._step_pending and bool(self._live)
-        p_n = max(self._p_hi, self._before_suspect if step else f.ref)
+        # strictly after every mapped time: at a step the knot is a discontinuity
+        p_n = max(math.nextafter(self._p_hi, math.inf), self._before_suspect)
+        if not step:
+            p_n = max(p_n, f.ref)
         if self._live and not step:
             if p_n - self._last_knot_p < self.knot_interval_s:
                 return

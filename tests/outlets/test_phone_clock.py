@@ -227,8 +227,10 @@ def test_a_lone_impossible_exchange_is_not_a_step():
     assert float(est.map(115.0)) == pytest.approx(1115.0, abs=1e-4)
 
 
-def test_published_knots_reproduce_every_mapped_stamp():
-    sc = SCENARIOS["fifo_both_stalls"]
+@pytest.mark.parametrize("step", [0.0, 0.05, -0.05])
+def test_published_knots_reproduce_every_mapped_stamp(step):
+    sc = Scenario("knots", {**FIFO, **STALLS}, {**FIFO, **STALLS}, step_s=step,
+                  step_at=20.0)  # fmt: skip
     res = simulate_net(sc, ClockEstimator, duration=40, seed=7)
     knots = res.estimator.drain_knots(final=True)
     mapping = PiecewiseMapping(
@@ -239,7 +241,14 @@ def test_published_knots_reproduce_every_mapped_stamp():
     mapped = res.true_t + res.errors
     # the knots are the whole story: nothing was re-mapped after the fact
     np.testing.assert_allclose(mapping(res.phone_t), mapped, rtol=0, atol=1e-9)
-    np.testing.assert_allclose(mapping.invert(mapped), res.phone_t, rtol=0, atol=1e-9)
+    # one stream's stamps in order: its phone times only grow (the relay's
+    # duplicate filter), which settles stamps made just before a step's knot
+    order = np.argsort(res.phone_t, kind="stable")
+    back = mapping.invert(mapped[order], ordered=True)
+    wrong = np.abs(back - res.phone_t[order]) > 1e-9
+    # at a step, the first sample stamped with the old segment can look like the
+    # first of the new one (order cannot tell them apart): at most one per step
+    assert wrong.sum() <= (1 if step else 0)
     assert all(np.diff([k["phone_time"] for k in knots]) >= 0)
-    assert {k["step"] for k in knots} == {0.0}
+    assert sum(k["step"] for k in knots) == (1 if step else 0)
     assert all(0 < k["uncertainty_s"] == 0.5 * k["rtt_min_s"] for k in knots)
