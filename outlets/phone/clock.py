@@ -143,7 +143,7 @@ class ClockEstimator:
         step_tolerance_s: float = 1e-3,
         max_slew: float = 2e-3,
         knot_interval_s: float = 0.25,
-        after_step: int = 28,
+        after_step: int = 24,
         ready_span_s: float = 3.0,
         max_knots: int = 100_000,
     ) -> None:
