@@ -279,3 +279,26 @@ def test_pulse_inside_a_stream_that_is_missed_still_counts(context):
     assert row["n_reference"] == 5
     assert row["n_matched"] == 4
     assert row["n_reference_outside"] == 0
+
+
+def test_phone_markers_are_held_to_the_phone_clock_tolerance():
+    from lsl_session.processing.sync_check import (
+        IRREGULAR_TOLERANCE,
+        PHONE_MARKER_TOLERANCE,
+        alignment_row,
+    )
+
+    reference = np.array([1.0, 5.0, 9.0])
+    detected = reference + np.array([0.2e-3, -0.4e-3, 1.5e-3])
+    local = alignment_row("m", "markers", detected, reference, None)
+    phone = alignment_row(
+        "p_events", "markers", detected, reference, None,
+        tolerance=PHONE_MARKER_TOLERANCE,
+    )  # fmt: skip
+    assert local["within_one_sample"] is False
+    assert local["tolerance_ms"] == IRREGULAR_TOLERANCE * 1e3
+    assert phone["within_one_sample"] is True
+    assert phone["tolerance_ms"] == PHONE_MARKER_TOLERANCE * 1e3
+    # a regular stream keeps its sample period whatever the marker tolerance
+    gsr = alignment_row("g", "steps", detected, reference, 1 / 128, tolerance=1.0)
+    assert gsr["tolerance_ms"] == round(1000 / 128, 3)
