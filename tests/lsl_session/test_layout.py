@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import signal
@@ -113,8 +114,12 @@ def _kill_trials(session_root, trials: int) -> int:
     """Fork a child that creates sessions; SIGKILL it at a random moment."""
     rng = random.Random(1234)
     for _ in range(trials):
+        # garbage of earlier tests (liblsl inlets) must not be finalised in the
+        # forked child, where liblsl's threads do not exist: it would segfault
+        gc.collect()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - child
+            gc.disable()
             try:
                 _child_creates_sessions(session_root)
             finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import random
@@ -65,8 +66,12 @@ def test_failed_change_writes_nothing(session_root):
 def _kill_trials(folder, trials: int) -> None:
     rng = random.Random(99)
     for trial in range(trials):
+        # garbage of earlier tests (liblsl inlets) must not be finalised in the
+        # forked child, where liblsl's threads do not exist: it would segfault
+        gc.collect()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - child
+            gc.disable()
             try:
                 for i in range(1000):
                     update_metadata(
