@@ -460,17 +460,12 @@ class PhoneFleet:
     def _start_web(self, host: str, port: int, context: Any) -> Any:
         """The phone page (HTTPS + WebSocket): any phone's browser is a phone."""
         from outlets.phone.web import WebFront
-        from outlets.phone.web.cert import (
-            default_cert_dir,
-            lan_address,
-            self_signed,
-            server_context,
-        )
+        from outlets.phone.web.cert import page_context
 
-        if context is None:
-            context = server_context(*self_signed(default_cert_dir(), [lan_address()]))
         try:
-            return WebFront(self.relay, host, port, ssl_context=context).start()
+            return WebFront(
+                self.relay, host, port, ssl_context=context or page_context()
+            ).start()
         except OSError as exc:
             raise DeviceError(f"phone page on {host}:{port}: {exc}") from None
 

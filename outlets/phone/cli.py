@@ -194,18 +194,9 @@ def _start_web(
     plain: bool,
 ):
     from outlets.phone.web import WebFront
-    from outlets.phone.web.cert import (
-        default_cert_dir,
-        lan_address,
-        self_signed,
-        server_context,
-    )
+    from outlets.phone.web.cert import page_context
 
-    context = None
-    if not plain:
-        if certfile is None:
-            certfile, keyfile = self_signed(default_cert_dir(), [lan_address()])
-        context = server_context(certfile, keyfile)
+    context = None if plain else page_context(certfile, keyfile)
     try:
         return WebFront(relay, host, port, ssl_context=context).start()
     except OSError as exc:

@@ -75,6 +75,15 @@ def server_context(certfile: Path, keyfile: Path | None) -> ssl.SSLContext:
     return context
 
 
+def page_context(
+    certfile: Path | None = None, keyfile: Path | None = None
+) -> ssl.SSLContext:
+    """The phone page's TLS context: the lab's certificate, else the self-signed one."""
+    if certfile is None:
+        certfile, keyfile = self_signed(default_cert_dir(), [lan_address()])
+    return server_context(certfile, keyfile)
+
+
 def lan_address() -> str:
     """This machine's address on the network phones reach (loopback if none)."""
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
