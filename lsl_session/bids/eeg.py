@@ -85,16 +85,27 @@ def build_raw(
     return raw, first
 
 
+def inside(onsets: np.ndarray, sfreq: float, n_times: int) -> np.ndarray:
+    """Which onsets (s from sample 0) land on a sample of the file: 0 … n_times-1.
+
+    Rounded as pybv and mne-bids round them, so an onset half a sample before the
+    end is out (pybv refuses a file with an event past its last sample).
+    """
+    onsets = np.asarray(onsets, dtype=float)
+    sample = np.round(onsets * sfreq)
+    return (onsets >= 0) & (sample >= 0) & (sample < n_times)
+
+
 def add_markers(raw: Any, onsets: np.ndarray, descriptions: list[str]) -> None:
     """Annotate markers that fall inside the recording (onsets from sample 0)."""
     import mne
 
-    inside = (onsets >= 0) & (onsets < raw.n_times / raw.info["sfreq"])
-    if not inside.any():
+    keep = inside(onsets, raw.info["sfreq"], raw.n_times)
+    if not keep.any():
         return
     raw.set_annotations(raw.annotations + mne.Annotations(
-        onset=onsets[inside], duration=0.0,
-        description=[d for d, ok in zip(descriptions, inside, strict=True) if ok],
+        onset=onsets[keep], duration=0.0,
+        description=[d for d, ok in zip(descriptions, keep, strict=True) if ok],
         orig_time=raw.info["meas_date"],
     ))  # fmt: skip
 

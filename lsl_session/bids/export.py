@@ -51,8 +51,16 @@ def _clean(text: Any) -> str:
 
 
 def events_table(data: SessionData, base: float, sfreq: float | None,
-                 gaps: list[tuple[float, float]]) -> pd.DataFrame:  # fmt: skip
-    """The events (markers, session events, EEG gaps) relative to ``base``."""
+                 gaps: list[tuple[float, float]], n_times: int | None = None,
+                 label: str = "") -> pd.DataFrame:  # fmt: skip
+    """The events (markers, session events, EEG gaps) relative to ``base``.
+
+    With ``n_times`` (the data file's samples at ``sfreq``), only the events that
+    land on one of its samples are kept: an events file never points before the
+    file's first sample (a stream that started late) or past its last one. The
+    events left out are counted in the log; every one stays in the XDF in
+    ``sourcedata/``.
+    """
     ev = data.events
     frame = pd.DataFrame({
         "onset": ev["lsl_time"].to_numpy(float) - base,
@@ -68,6 +76,12 @@ def events_table(data: SessionData, base: float, sfreq: float | None,
             "trial_type": "BAD_ACQ_SKIP", "value": "n/a", "stream": "n/a",
             "lsl_time": [g[0] + base for g in gaps],
         })], ignore_index=True)  # fmt: skip
+    if sfreq and n_times is not None:
+        keep = eeg.inside(frame["onset"].to_numpy(float), sfreq, n_times)
+        if not keep.all():
+            logger.info("BIDS: %d of %d events fall outside %s's data; left out of "
+                        "its events file", int((~keep).sum()), len(keep), label or "the EEG")  # fmt: skip
+        frame = frame[keep]
     frame = frame.sort_values("onset", kind="stable").reset_index(drop=True)
     if sfreq:
         frame.insert(4, "sample", np.round(frame["onset"] * sfreq).astype(int))
@@ -191,15 +205,18 @@ def export_bids(
         folder = stage / ents.folder()
         primary_acq = None
         if eegs:
-            base, datatype, sfreq, gaps = _write_eegs(stage, data, ents, plans, eegs,
-                                                      labels, eeg_format, line_freq)  # fmt: skip
+            base, sfreq, n_times, gaps = _write_eegs(stage, data, ents, plans, eegs,
+                                                     labels, eeg_format, line_freq)  # fmt: skip
+            datatype = "eeg"
             primary_acq = labels[eegs[0]] if len(eegs) > 1 else None
         else:
-            base, datatype, sfreq, gaps = data.t0, "beh", None, []
+            base, datatype, sfreq, n_times, gaps = data.t0, "beh", None, None, []
         prefix = ents.prefix(acq=primary_acq)
         out = folder / datatype
         out.mkdir(parents=True, exist_ok=True)
-        events_name = write_events(out, prefix, events_table(data, base, sfreq, gaps))
+        label = plans[eegs[0]].stream.name if eegs else ""
+        table = events_table(data, base, sfreq, gaps, n_times, label)
+        events_name = write_events(out, prefix, table)
         if datatype == "beh":
             scans.append({"filename": f"beh/{events_name}",
                           "acq_time": _utc(data.start_wall, data.t0, base)})  # fmt: skip
@@ -240,8 +257,10 @@ def export_bids(
 def _write_eegs(
     stage: Path, data: SessionData, ents: Entities, plans: list, eegs: list[int],
     labels: dict[int, str], fmt: str, line_freq: float | None,
-) -> tuple[float, str, float, list[tuple[float, float]]]:  # fmt: skip
+) -> tuple[float, float, int, list[tuple[float, float]]]:  # fmt: skip
+    """Write every EEG stream; return the first's (first stamp, rate, samples, gaps)."""
     base = sfreq = 0.0
+    n_times = 0
     gaps: list[tuple[float, float]] = []
     for n, i in enumerate(eegs):
         raw, first = eeg.build_raw(plans[i].stream, start_wall=data.start_wall,
@@ -252,9 +271,15 @@ def _write_eegs(
         eeg.write_eeg(raw, stage, ents, fmt=fmt, acquisition=acq,
                       device=continuous.device_info(plans[i].stream))  # fmt: skip
         if n == 0:
-            base, sfreq, gaps = first, raw.info["sfreq"], _gaps(raw)
+            base, sfreq, n_times, gaps = (
+                first,
+                raw.info["sfreq"],
+                raw.n_times,
+                _gaps(raw),
+            )
         else:  # the others get their own events on their own time base
             prefix = ents.prefix(acq=acq)
             write_events(stage / ents.folder() / "eeg", prefix,
-                         events_table(data, first, raw.info["sfreq"], _gaps(raw)))  # fmt: skip
-    return base, "eeg", sfreq, gaps
+                         events_table(data, first, raw.info["sfreq"], _gaps(raw),
+                                      raw.n_times, plans[i].stream.name))  # fmt: skip
+    return base, sfreq, n_times, gaps

@@ -377,3 +377,12 @@ def test_two_eeg_streams_become_two_acquisitions(tmp_path):
             lsl = [float(r["lsl_time"]) for r in rows if r["stream"] == "stim"]
             assert np.allclose(stim, np.array(lsl) - first, atol=1e-5)
     assert errors(validate(tmp_path / "ds")) == []
+
+
+def test_an_onset_half_a_sample_before_the_end_is_outside_the_file():
+    from lsl_session.bids.eeg import inside
+
+    # 1450 samples at 100 Hz: 14.495 s rounds to sample 1450, past the last (pybv
+    # refused the whole file for it)
+    got = inside(np.array([-0.001, 0.0, 14.49, 14.495, 14.6]), 100.0, 1450)
+    assert got.tolist() == [False, True, True, False, False]

@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -22,13 +21,13 @@ import numpy as np
 import pylsl
 import pytest
 import pyxdf
+from labrecorder_support import start_labrecorder
 from test_processing_support import make_streams, write_xdf
 
 from lsl_session.importer import XdfImportError, import_xdf, recording_parts
 from lsl_session.processing import load_session
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "xdf"
-LR_VERSION = "labrecorder==1.0.0rc0"
 
 
 def _sha(path: Path) -> str:
@@ -206,49 +205,8 @@ def test_info_duration_across_clock_reset_matches_pyxdf():
 
 
 # ------------------------------------------------------------ LabRecorder
-_LR_CHILD = textwrap.dedent(
-    """
-    import sys, time
-    import labrecorder, pylsl
-    out, secs, *ids = sys.argv[1:]
-    infos = []
-    for sid in ids:
-        found = pylsl.resolve_bypred(f"source_id='{sid}'", 1, 10.0)
-        if not found:
-            raise SystemExit(f"stream {sid} not found")
-        infos += found
-    rec = labrecorder.Recording(out, infos, [], {}, True)
-    time.sleep(float(secs))
-    rec.stop()
-    del rec
-    """
-)
-
-
-def _labrecorder_python() -> str | None:
-    """A Python that imports ``labrecorder``: ours, else a cached venv made for it."""
-    probe = [sys.executable, "-c", "import labrecorder"]
-    if subprocess.run(probe, capture_output=True).returncode == 0:
-        return sys.executable
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    venv = cache / "lsl_session" / "labrecorder-venv"
-    py = venv / "bin" / "python"
-    if not py.exists():
-        made = subprocess.run(
-            f'"{sys.executable}" -m venv "{venv}" && "{py}" -m pip install -q'
-            f' "{LR_VERSION}" pylsl', shell=True, capture_output=True, timeout=600,
-        )  # fmt: skip
-        if made.returncode != 0:
-            return None
-    ok = subprocess.run([str(py), "-c", "import labrecorder"], capture_output=True)
-    return str(py) if ok.returncode == 0 else None
-
-
 @pytest.mark.filterwarnings("ignore:Montage name:FutureWarning")  # renamed in mne 1.13
 def test_labrecorder_recording_processes_to_mne(tmp_path, uid):
-    python = _labrecorder_python()
-    if python is None:
-        pytest.skip(f"not run: needs `pip install {LR_VERSION}` (Python 3.11/3.12)")
     labels = ["Fp1", "Fp2", "C3", "C4", "O1", "O2"]
     info = pylsl.StreamInfo(
         f"EEG_{uid}", "EEG", len(labels), 250, pylsl.cf_float32, f"eeg_{uid}"
@@ -264,10 +222,7 @@ def test_labrecorder_recording_processes_to_mne(tmp_path, uid):
     markers = pylsl.StreamOutlet(minfo)
     out = tmp_path / "sub-01_task-rest_eeg.xdf"
     started = dt.datetime.now().astimezone()
-    child = subprocess.Popen(
-        [python, "-c", _LR_CHILD, str(out), "3", f"eeg_{uid}", f"mk_{uid}"],
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    child = start_labrecorder(out, 3, f"eeg_{uid}", f"mk_{uid}")
     assert eeg.wait_for_consumers(15) and markers.wait_for_consumers(15)
     pushed, t_start, k = 0, pylsl.local_clock(), 0
     while child.poll() is None:
