@@ -14,8 +14,13 @@ from typing import TYPE_CHECKING, Any
 from lsl_session.control.finisher import SessionFinisher
 from lsl_session.control.protocol import (
     FILENAME_OPTIONS,
+    MAX_QUERY,
+    MAX_SELECTION,
     REPLY_OK,
     Command,
+    ControlRefused,
+    check_filename_options,
+    error_reply,
     parse_line,
     session_name_from_fields,
 )
@@ -27,6 +32,7 @@ from lsl_session.labrecorder import (
 )
 from lsl_session.lifecycle import State
 from lsl_session.lsl import (
+    combine_queries,
     explain_unmatched,
     matches_query,
     sort_key,
@@ -121,8 +127,10 @@ class ControlHandler:
         Returns
         -------
         bytes
-            ``b"OK"`` for every line (also unknown or failed ones), except
-            ``status``, which answers one JSON line ending in ``\\n``.
+            ``b"OK"`` for every line that was carried out (also unknown ones,
+            as LabRecorder); ``ERR <reason>\\n`` for a refused ``filename`` or
+            ``select`` line and a failed command (nothing changed); ``status``
+            answers one JSON line ending in ``\\n``.
         """
         command = parse_line(line)
         if command.kind == "status":
@@ -130,8 +138,12 @@ class ControlHandler:
         try:
             with self._lock:
                 self._dispatch(command)
-        except Exception:
+        except ControlRefused as exc:
+            logger.error("control: refused %s: %s", _short(line, 60), exc)
+            return error_reply(str(exc))
+        except Exception as exc:
             logger.exception("control command %s failed", _short(line))
+            return error_reply(f"{command.kind} failed: {type(exc).__name__}")
         return REPLY_OK
 
     # --------------------------------------------------------------- commands
@@ -187,8 +199,7 @@ class ControlHandler:
                 None if streams is None else list(streams), **self.recorder_options
             )
         except LslSessionError as exc:
-            logger.error("control: start failed: %s", exc)
-            return
+            raise ControlRefused(f"start failed: {exc}") from None
         logger.info(
             "control: recording %s into %s",
             streams or "all streams",
@@ -266,27 +277,57 @@ class ControlHandler:
         return sorted(infos.values(), key=sort_key)
 
     def _select(self, query: str) -> None:
+        """Add ``query`` to the selection (bounded: `MAX_SELECTION` × `MAX_QUERY`)."""
+        if len(query) > MAX_QUERY:
+            raise ControlRefused(
+                f"select: query of {len(query)} characters, at most {MAX_QUERY}"
+            )
+        if query in self.selection:
+            self.select_all = False
+            logger.info("control: %s already selected", _short(query))
+            return
+        if len(self.selection) >= MAX_SELECTION:
+            raise ControlRefused(
+                f"select: the selection holds {MAX_SELECTION} queries already"
+                " (the most accepted); send 'select none' first"
+            )
         try:
             validate_query(query)
+            combine_queries([*self.selection, query, *(r.query for r in self.required)])
         except LslSessionError as exc:
-            logger.error("control: selection unchanged: %s", exc)
-            return
+            raise ControlRefused(f"select: {exc}; selection unchanged") from None
         self.select_all = False
-        if query not in self.selection:
-            self.selection.append(query)
-        logger.info("control: selection is now %s", self.selection)
+        self.selection.append(query)
+        logger.info(
+            "control: selected %s (%d quer%s)",
+            _short(query),
+            len(self.selection),
+            "y" if len(self.selection) == 1 else "ies",
+        )
         infos = self.visible_infos()
         if not any(matches_query(i, query) for i in infos):
             logger.warning("control: select: %s (yet)", explain_unmatched(query, infos))
 
     def _filename(self, options: dict[str, str]) -> None:
+        """Apply ``filename`` fields; a bad value refuses the whole line (nothing set)."""
         if not options:
             logger.warning("control: filename line without {option:value} groups")
+        check_filename_options(options)
+        root = options.get("root")
+        if root is not None:
+            self._set_root(root)
+        unknown = [o for o in options if o not in FILENAME_OPTIONS]
+        if unknown:
+            logger.warning(
+                "control: %d unknown filename option(s) ignored: %s",
+                len(unknown),
+                _short(", ".join(unknown[:10])),
+            )
         for option, value in options.items():
             if option not in FILENAME_OPTIONS:
-                logger.warning("control: unknown filename option %s", _short(option))
+                continue
             elif option == "root":
-                self._set_root(value)
+                continue
             elif option == "template":
                 self.template = value
                 logger.info(
@@ -302,19 +343,18 @@ class ControlHandler:
     def _set_root(self, value: str) -> None:
         text = value.strip()
         if not text or (os.name != "nt" and _WINDOWS_PATH.match(text)):
-            logger.error(
-                "control: unusable recordings root %s; root unchanged", _short(text)
-            )
-            return
-        path = Path(text).expanduser()
+            raise ControlRefused(f"filename: unusable recordings root {_short(text)}")
         try:
+            path = Path(text).expanduser()
             path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            logger.error("control: cannot create recordings root %s: %s", path, exc)
-            return
+        except (OSError, RuntimeError) as exc:
+            raise ControlRefused(
+                f"filename: cannot create recordings root {_short(text)}: {exc}"
+            ) from None
         if not os.access(path, os.W_OK | os.X_OK):
-            logger.error("control: recordings root %s is not writable", path)
-            return
+            raise ControlRefused(
+                f"filename: recordings root {_short(text)} is not writable"
+            )
         self.manager.base_recordings_dir = path
         logger.info("control: recordings root for the next session: %s", path)
 

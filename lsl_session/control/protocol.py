@@ -12,6 +12,16 @@ REPLY_OK = b"OK"
 #: Longest accepted line; longer input is discarded up to the next newline.
 MAX_LINE = 64 * 1024
 
+#: Longest ``filename`` value (``{participant:…}``, …) and ``root`` path accepted.
+MAX_FIELD = 256
+#: Largest ``{run:N}`` (LabRecorder's counter is 3 digits; 4 are allowed).
+MAX_RUN = 9999
+#: Queries the selection holds at once (``select <query>`` lines), and the
+#: longest query: liblsl refuses deeper or-chains (~1,500 terms, "Exceeded
+#: maximum allowed query depth"), so a bounded selection always starts.
+MAX_SELECTION = 64
+MAX_QUERY = 1024
+
 #: ``filename`` options LabRecorder knows (option names are case-insensitive).
 FILENAME_OPTIONS = (
     "root",
@@ -37,6 +47,18 @@ _ENTITIES = (
 # LabRecorder: option = word characters, value = anything except "}".
 _OPTION = re.compile(r"\{(\w+):([^}]+)\}")
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]")
+
+
+class ControlRefused(ValueError):
+    """A control line was refused; its message goes into the error reply."""
+
+
+def error_reply(message: str) -> bytes:
+    """``ERR <message>\\n``: the reply to a refused or failed line (one line, ≤ 300 bytes)."""
+    text = " ".join(message.split())
+    if len(text) > 295:
+        text = text[:294] + "…"
+    return f"ERR {text}\n".encode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +147,60 @@ def bids_label(value: str) -> str:
     return _NOT_ALNUM.sub("", value)
 
 
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+
+
 def run_label(value: str) -> str:
-    """``"2"`` → ``"002"`` (LabRecorder's 3-digit counter); other text → its label."""
+    """``"2"`` → ``"002"`` (LabRecorder's 3-digit counter); other text → its label.
+
+    Only ASCII digits count as a number (``"²"`` and ``"٣"`` are not); a number is
+    read without Python's int conversion limits (a 5,000-digit run is its label).
+    """
     text = value.strip()
-    if text.isdigit():
+    if _ASCII_DIGITS.fullmatch(text) and len(text) <= 9:
         return f"{int(text):03d}"
     return bids_label(text)
+
+
+def check_filename_options(options: Mapping[str, str]) -> None:
+    """Refuse ``filename`` values that cannot name a session.
+
+    Raises
+    ------
+    ControlRefused
+        A value longer than `MAX_FIELD`, containing a control character
+        (NUL, newline, …), a ``run`` that is not a number 0…`MAX_RUN`, or
+        a naming value with no letter or digit left (``{task:%%%}``).
+        Unknown options are not checked (they are ignored).
+    """
+    for option, value in options.items():
+        if option not in FILENAME_OPTIONS:
+            continue  # ignored (logged by the handler), as LabRecorder does
+        name = _clip(option)
+        if len(value) > MAX_FIELD:
+            raise ControlRefused(
+                f"filename {{{name}:…}}: {len(value)} characters, at most {MAX_FIELD}"
+            )
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ControlRefused(f"filename {{{name}:…}}: control character in value")
+        if option == "run":
+            text = value.strip()
+            digits = text.lstrip("0")
+            if not _ASCII_DIGITS.fullmatch(text) or int(digits[:5] or "0") > MAX_RUN:
+                raise ControlRefused(
+                    f"filename {{run:{_clip(value)}}}: not a run number 0…{MAX_RUN}"
+                )
+        elif option in _NAMING and not bids_label(value):
+            raise ControlRefused(
+                f"filename {{{name}:{_clip(value)}}}: no letter or digit (A-Z a-z 0-9)"
+            )
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+_NAMING = frozenset(option for option, _ in _ENTITIES) | {"modality"}
 
 
 def session_name_from_fields(fields: Mapping[str, str]) -> str | None:

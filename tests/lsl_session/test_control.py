@@ -29,9 +29,16 @@ class Client:
         self.sock = socket.create_connection(address, timeout=10)
 
     def send(self, line: bytes | str) -> bytes:
+        """Send one line; return its reply: ``OK`` or a whole ``ERR …\\n`` line."""
         data = line.encode() if isinstance(line, str) else line
         self.sock.sendall(data + b"\n")
-        return self._recv_exact(2)
+        reply = self._recv_exact(2)
+        while reply[:2] == b"ER" and not reply.endswith(b"\n"):
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        return reply
 
     def status(self) -> dict:
         self.sock.sendall(b"status\n")
@@ -330,7 +337,11 @@ def test_bad_input_neither_crashes_nor_blocks(server, manager, session_root, cap
         client.send(""),
         client.send(r"filename {root:C:\Data\}"),
     ]
+    refused = [replies.pop(7), replies.pop(5), replies.pop(4)]  # root, root, select
     assert replies == [b"OK"] * len(replies)
+    assert refused[2].startswith(b"ERR select: invalid stream query")
+    assert refused[1].startswith(b"ERR filename: cannot create recordings root")
+    assert refused[0].startswith(b"ERR filename: unusable recordings root")
     assert manager.base_recordings_dir == session_root
     # a client leaving mid-line, and many clients at once
     leaver = socket.create_connection(server.address)
