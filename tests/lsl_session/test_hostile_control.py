@@ -64,7 +64,11 @@ def test_bad_run_field_is_refused_and_later_runs_record(session_root, uid):
             reply = _send(client, f"filename {bad}")
             assert reply.startswith(b"ERR filename {run:"), reply[:80]
             assert len(reply) <= 320
-        for bad in ("{task:%%%}", "{participant:a\x01b}", "{session:" + "x" * 300 + "}"):
+        for bad in (
+            "{task:%%%}",
+            "{participant:a\x01b}",
+            "{session:" + "x" * 300 + "}",
+        ):
             assert _send(client, f"filename {bad}").startswith(b"ERR filename")
         status = client.status()
         assert status["filename"] == {"participant": "P1", "run": "2"}
