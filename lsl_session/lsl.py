@@ -30,6 +30,29 @@ _lib.lsl_stream_info_matches_query.restype = ctypes.c_int
 _lib.lsl_stream_info_matches_query.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
 
 
+def _balanced(query: str) -> bool:
+    """True if the parentheses outside string literals balance and quotes close.
+
+    ``(query)`` is then one expression, whatever ``query`` says: a query such as
+    ``name='A') or (true()`` cannot escape the SessionID term liblsl puts in
+    front of every predicate.
+    """
+    depth, quote = 0, ""
+    for ch in query:
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0 and not quote
+
+
 def validate_query(query: str) -> str:
     """Return ``query`` if liblsl accepts it as a stream predicate.
 
@@ -42,22 +65,43 @@ def validate_query(query: str) -> str:
     Raises
     ------
     QueryError
-        If the query is empty or liblsl rejects it.
+        If the query is empty, its parentheses or quotes do not balance, or
+        liblsl rejects it.
     """
     if not isinstance(query, str) or not query.strip() or "\0" in query:
         raise QueryError(f"invalid stream query {query!r}: empty")
+    if not _balanced(query):
+        raise QueryError(
+            f"invalid stream query {query!r}: unbalanced parentheses or quotes"
+        )
     try:
-        pylsl.ContinuousResolver(pred=query, forget_after=1.0)
+        pylsl.ContinuousResolver(pred=predicate(query), forget_after=1.0)
     except Exception:
         raise QueryError(f"invalid stream query {query!r}") from None
     return query
 
 
+def predicate(query: str) -> str:
+    """``query`` as the one parenthesised expression handed to liblsl.
+
+    liblsl prepends ``session_id='<SessionID>' and `` to every predicate (its
+    ``[lab] SessionID``); without the parentheses an ``or`` inside the query
+    would bind looser than that ``and`` and match streams of other sessions.
+    Every predicate given to a liblsl resolver goes through here.
+    """
+    return f"({query})"
+
+
 def combine_queries(queries: list[str] | None) -> str | None:
-    """OR several predicates into one (None when every stream is wanted)."""
+    """OR several predicates into ONE parenthesised predicate (None: every stream).
+
+    ``((q1) or (q2))``: liblsl's SessionID term then applies to all of them
+    (see `predicate`).
+    """
     if not queries:
         return None
-    return " or ".join(f"({validate_query(q)})" for q in queries)
+    joined = " or ".join(predicate(validate_query(q)) for q in queries)
+    return predicate(joined) if len(queries) > 1 else joined
 
 
 def matches_query(info: pylsl.StreamInfo, query: str) -> bool:
@@ -225,7 +269,7 @@ def find_streams(
         If ``query`` is not a valid predicate.
     """
     resolver = (
-        pylsl.ContinuousResolver(pred=validate_query(query))
+        pylsl.ContinuousResolver(pred=predicate(validate_query(query)))
         if query is not None
         else pylsl.ContinuousResolver()
     )

@@ -26,6 +26,7 @@ from lsl_session.lsl import (
 )
 from lsl_session.recorder.discovery import (
     RESCAN_SECONDS,
+    continuous_resolver,
     open_inlet,
     rescan,
     settled_results,
@@ -170,11 +171,7 @@ class Recorder:
                 f"only {free / 1e6:.1f} MB free in {self.path.parent};"
                 f" need {self.min_free_bytes / 1e6:.1f} MB to record"
             )
-        self._resolver = (
-            pylsl.ContinuousResolver(pred=self._predicate)
-            if self._predicate
-            else pylsl.ContinuousResolver()
-        )
+        self._resolver = continuous_resolver(self._predicate)
         self._output = XdfOutput(
             self._part_path,
             split_bytes=self.split_bytes,

@@ -58,6 +58,14 @@ def settled_results(
     return found
 
 
+def continuous_resolver(predicate: str | None) -> pylsl.ContinuousResolver:
+    """liblsl's continuous resolver for ``predicate`` (from `combine_queries`: one
+    parenthesised expression, so the SessionID holds), or for every stream."""
+    if predicate:
+        return pylsl.ContinuousResolver(pred=predicate)
+    return pylsl.ContinuousResolver()
+
+
 def rescan(predicate: str | None) -> list[pylsl.StreamInfo]:
     """One resolve of ``RESCAN_WAIT`` seconds (every visible stream without a predicate)."""
     if predicate:

@@ -182,5 +182,7 @@ def test_record_cli_bad_query_is_one_line_error(session_root):
     )
     assert proc.returncode != 0
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error")]
-    assert lines == ["Error: invalid stream query \"name='x' and (\""]
+    assert lines == [
+        "Error: invalid stream query \"name='x' and (\": unbalanced parentheses or quotes"
+    ]
     assert not any(session_root.iterdir())

@@ -105,5 +105,5 @@ def test_streams_invalid_query_is_one_line_error():
     proc = _streams("name='x' and (", "--wait", "0")
     assert proc.returncode == 1
     assert [ln for ln in proc.stderr.splitlines() if ln.startswith("Error")] == [
-        "Error: invalid stream query \"name='x' and (\""
+        "Error: invalid stream query \"name='x' and (\": unbalanced parentheses or quotes"
     ]
