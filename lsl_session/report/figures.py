@@ -2,13 +2,17 @@
 
 Every figure is downsampled before plotting (at most `MAX_POINTS` per line) and
 covers at most `MAX_STREAMS` streams, so the report's cost and size stay bounded
-whatever the recording's length.
+whatever the recording's length. Every figure is drawn with mathtext and TeX off
+(`plain_text`): stream names, types, labels and event names come from peers, and
+``x_$\\foo{x}$`` must be shown as typed, never parsed.
 """
 
 from __future__ import annotations
 
+import functools
 import io
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 import matplotlib
 
@@ -22,6 +26,24 @@ MAX_STREAMS = 24
 MAX_CHANNELS = 4
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+#: Text is never parsed: no mathtext (``$…$``), no TeX, whatever matplotlibrc says.
+PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
+
+
+def plain_text(draw: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run a figure function with `PLAIN_TEXT` (labels created while drawing too)."""
+
+    @functools.wraps(draw)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with matplotlib.rc_context(PLAIN_TEXT):
+            return draw(*args, **kwargs)
+
+    return wrapper
+
+
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
@@ -33,6 +55,7 @@ def _stride(n: int) -> slice:
     return slice(None, None, max(1, n // MAX_POINTS))
 
 
+@plain_text
 def overview(streams: list[Any], t0: float) -> bytes:
     """One panel per stream: first channels (numeric) or marker ticks (strings)."""
     shown = streams[:MAX_STREAMS]
@@ -61,6 +84,7 @@ def overview(streams: list[Any], t0: float) -> bytes:
     return _png(fig)
 
 
+@plain_text
 def rates(streams: list[Any]) -> bytes:
     """Effective rate relative to nominal, with the gap count, per regular stream."""
     regular = [s for s in streams if s.nominal_srate > 0][:MAX_STREAMS]
@@ -78,6 +102,7 @@ def rates(streams: list[Any]) -> bytes:
     return _png(fig)
 
 
+@plain_text
 def clock_offsets(streams: list[Any]) -> bytes | None:
     """Clock offsets over time, the fitted line and the residuals, per stream."""
     with_offsets = [s for s in streams if len(s.clock_times)][:MAX_STREAMS]
@@ -106,6 +131,7 @@ def clock_offsets(streams: list[Any]) -> bytes | None:
     return _png(fig)
 
 
+@plain_text
 def sync_errors(sync_report: dict[str, Any]) -> bytes | None:
     """Per-stream alignment error of every matched sync pulse, with one sample period."""
     rows = [r for r in sync_report.get("streams", []) if r.get("pulses")][:MAX_STREAMS]
@@ -132,6 +158,7 @@ def sync_errors(sync_report: dict[str, Any]) -> bytes | None:
     return _png(fig)
 
 
+@plain_text
 def timeline(events: list[dict[str, Any]], t0: float) -> bytes | None:
     """The session's events over time, one row per event type."""
     timed = [e for e in events if isinstance(e.get("lsl_time"), int | float)]

@@ -128,6 +128,26 @@ def read_verdict(folder: Any, summary: dict[str, Any] | None = None) -> list[str
     samples = sum(s.get("sample_count", 0) for s in streams)
     gaps = sum(s.get("gaps", 0) for s in streams)
     return [
-        f"{len(streams)} streams, {samples} samples, {gaps} gaps; not processed"
-        f" (lsl-session process {folder})"
+        f"{len(streams)} streams, {samples} samples, {gaps} gaps;"
+        f" {_processing_state(Path(folder))} (lsl-session process {folder})"
     ]
+
+
+def _processing_state(folder: Any) -> str:
+    """``not processed``, or what the last processing run says failed (no verdict)."""
+    import json
+
+    try:
+        meta = json.loads((folder / "session_metadata.json").read_text())
+        last = meta["processing"]["runs"][-1]
+        steps = last.get("steps") or {}
+        failed = [
+            f"{name} failed: {str(step.get('error') or 'error')[:200]}"
+            for name, step in steps.items()
+            if isinstance(step, dict) and step.get("status") == "error"
+        ]
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return "not processed"
+    if not failed:
+        return f"processing {last.get('status', 'unfinished')}, no verdict written"
+    return f"processing {last.get('status', 'error')}: " + "; ".join(failed[:5])
