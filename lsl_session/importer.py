@@ -1,8 +1,12 @@
 """``lsl-session import``: a session folder made from any XDF file (LabRecorder's or ours).
 
-The original file (and its ``_partNNN`` siblings) is hard-linked into the new
-session, or copied when a link is impossible (another file system), and never
-moved or modified; its sha256 is recorded. The metadata comes from the headers:
+The original file (and its ``_partNNN`` siblings) is never moved or modified; its
+sha256 is recorded. A file verified complete (FileHeader, every StreamHeader and
+footer read, nothing torn) is hard-linked into the new session; a torn one, or one
+on another file system, is copied, so a later ``recover`` of the session repairs
+the session's own copy. Every figure is computed and checked (finite stamps, a
+datetime in range) before the session folder exists; a failure after that removes
+the half-made folder, so an import is whole or absent. The metadata comes from the headers:
 the FileHeader ``datetime`` gives the session id and ``start_time`` (so MNE's
 ``meas_date`` is the recording's), the StreamHeaders give the stream list, and
 the footers (or the samples) give the counts and the duration. Importing the same
@@ -27,6 +31,7 @@ from lsl_session import layout
 from lsl_session.catalog import session_folders
 from lsl_session.errors import LslSessionError, MetadataError
 from lsl_session.fsutil import fsync_dir
+from lsl_session.limits import clip
 from lsl_session.metadata import now_iso, read_metadata
 from lsl_session.session import Session, create_session_folder
 from lsl_session.xdf import load_raw
@@ -40,6 +45,8 @@ _MAGIC = b"XDF:"
 _BLOCK = 1 << 20
 #: Most parts accepted for one recording (bounds the sibling scan).
 MAX_PARTS = 10_000
+#: Largest magnitude of a stamp (s) accepted from a footer or sample (~317 years).
+MAX_STAMP = 1e10
 
 
 class XdfImportError(LslSessionError):
@@ -108,7 +115,11 @@ def sha256_of(path: Path) -> str:
 
 
 def _place(source: Path, target: Path, *, copy: bool) -> str:
-    """Hard-link (else copy) ``source`` to ``target`` atomically; return the method."""
+    """Hard-link (else copy) ``source`` to ``target`` atomically; return the method.
+
+    ``copy`` forces a copy (a torn file, or the user's choice); a link across
+    file systems falls back to a copy.
+    """
     tmp = target.with_name(f".{target.name}.import-{uuid.uuid4().hex[:8]}")
     method = "copy"
     try:
@@ -159,12 +170,33 @@ def _stream_entry(raw: Any) -> dict[str, Any]:
     }
 
 
-def _read_headers(files: list[Path]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _check_stamps(path: Path, entry: dict[str, Any]) -> None:
+    for key in ("first_timestamp", "last_timestamp", "duration_s"):
+        value = entry.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, int | float) or not abs(value) <= MAX_STAMP:
+            raise XdfImportError(
+                f"{path}: stream {clip(entry.get('name'), 60)!r}: {key}"
+                f" {clip(repr(value), 40)} is out of range (|x| <= {MAX_STAMP:g} s)"
+            )
+
+
+def _read_headers(
+    files: list[Path],
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[bool]]:
+    """Streams, FileHeader, and per file whether it was read complete."""
     streams: dict[tuple[Any, ...], dict[str, Any]] = {}
     header: dict[str, Any] = {}
+    complete: list[bool] = []
     for k, path in enumerate(files):
         try:
             xdf = load_raw(path, headers_only=True)
+            complete.append(
+                not xdf.problems
+                and bool(xdf.header)
+                and xdf.last_good_offset == path.stat().st_size
+            )
             if any("footer" in p for p in xdf.problems):
                 # no footers: count the samples (decoded, not kept: bounded memory)
                 xdf = load_raw(path, keep_samples=False)
@@ -176,6 +208,7 @@ def _read_headers(files: list[Path]) -> tuple[list[dict[str, Any]], dict[str, An
             header = dict(xdf.header)
         for raw in xdf.streams.values():
             entry = _stream_entry(raw)
+            _check_stamps(path, entry)
             key = (entry["name"], entry["source_id"] or f"#{raw.stream_id}")
             old = streams.get(key)
             if old is None:
@@ -187,7 +220,25 @@ def _read_headers(files: list[Path]) -> tuple[list[dict[str, Any]], dict[str, An
                 old["last_timestamp"] = entry["last_timestamp"]
             if old["duration_s"] is not None and entry["duration_s"] is not None:
                 old["duration_s"] += entry["duration_s"]
-    return list(streams.values()), header
+                _check_stamps(path, old)
+    return list(streams.values()), header, complete
+
+
+def _times(
+    path: Path, when: dt.datetime, duration: float, source: str
+) -> tuple[str, str]:
+    """ISO start and end of the recording; a clear error when out of range."""
+    try:
+        when.astimezone()
+        start = when.isoformat(timespec="microseconds")
+        end = (when + dt.timedelta(seconds=duration)).isoformat(timespec="microseconds")
+        layout.session_id_for(None, when)
+    except (OverflowError, ValueError) as exc:
+        raise XdfImportError(
+            f"{path}: recording start ({source}) {when.isoformat()} plus"
+            f" {duration:g} s is out of range ({exc})"
+        ) from None
+    return start, end
 
 
 def find_imported(root: Path | str, sha256: str) -> Path | None:
@@ -253,7 +304,7 @@ def import_xdf(
     if reuse and (found := find_imported(root, hashes[0])) is not None:
         logger.info("%s was imported before: %s", path, found)
         return found
-    streams, header = _read_headers(files)
+    streams, header, complete = _read_headers(files)
     durations = [s["duration_s"] for s in streams if s["duration_s"] is not None]
     duration = max(durations, default=0.0)
     when = header_datetime(header)
@@ -262,6 +313,7 @@ def import_xdf(
         mtime = dt.datetime.fromtimestamp(files[-1].stat().st_mtime).astimezone()
         when = (mtime - dt.timedelta(seconds=duration)).replace(microsecond=0)
         time_source = "file modification time minus duration"
+    start, end = _times(path, when, duration, time_source)
     if name is None:
         stem = _PART.sub(r"\g<stem>", files[0].stem)
         parsed = layout.parse_session_id(stem)
@@ -272,17 +324,40 @@ def import_xdf(
             except LslSessionError:
                 name = None
     folder = create_session_folder(root, name, when)
+    try:
+        _fill(folder, files, hashes, complete, copy, header, streams, duration,
+              (start, end, time_source))  # fmt: skip
+    except BaseException:
+        # nothing half-imported stays behind (the folder is ours, just made)
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder
+
+
+def _fill(
+    folder: Path,
+    files: list[Path],
+    hashes: list[str],
+    complete: list[bool],
+    copy: bool,
+    header: dict[str, Any],
+    streams: list[dict[str, Any]],
+    duration: float,
+    times: tuple[str, str, str],
+) -> None:
+    """Place the files and commit the metadata (its record last)."""
+    start, end, time_source = times
     sid = folder.name
     imported = []
     for k, (source, digest) in enumerate(zip(files, hashes, strict=True)):
         target = folder / (f"{sid}.xdf" if k == 0 else f"{sid}_part{k + 1:03d}.xdf")
-        method = _place(source, target, copy=copy)
+        method = _place(source, target, copy=copy or not complete[k])
+        if sha256_of(target) != digest:  # the source changed under us
+            raise XdfImportError(f"{source}: changed while it was imported")
         imported.append({
             "file": target.name, "original": str(source.resolve()),
             "sha256": digest, "size": source.stat().st_size, "method": method,
         })  # fmt: skip
-    start = when.isoformat(timespec="microseconds")
-    end = (when + dt.timedelta(seconds=duration)).isoformat(timespec="microseconds")
 
     def change(meta: dict[str, Any]) -> None:
         meta.update(start_time=start, end_time=end, duration_s=duration)
@@ -305,7 +380,6 @@ def import_xdf(
         session.update(change)  # last: a complete import is one with this record
     finally:
         session.close()
-    return folder
 
 
 def owning_session(path: Path | str) -> Path | None:

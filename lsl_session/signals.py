@@ -1,13 +1,26 @@
-"""SIGINT/SIGTERM as a stop request, so long-running commands finish cleanly."""
+"""SIGINT/SIGTERM as a stop request, so long-running commands finish cleanly.
+
+The signal handler takes no lock: it only records the signal (plain attribute
+writes) and writes one byte to a non-blocking wake-up pipe. A small thread reads
+that pipe and sets the `threading.Event` the rest of the program waits on (and
+runs the optional callback). Setting the Event from the handler itself could
+deadlock: Python runs handlers in the main thread between bytecodes, possibly
+while that thread holds the Event's own non-reentrant lock inside ``wait()``.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+#: byte written on the wake-up pipe by the handler (anything else ends the thread)
+_SIGNAL_BYTE = b"s"
+_CLOSE_BYTE = b"q"
 
 
 class StopRequest:
@@ -18,18 +31,77 @@ class StopRequest:
         self.signal_name: str | None = None
         #: signals received so far (a second one may mean "do not wait")
         self.count = 0
+        #: set (a plain attribute write) by the signal handler
+        self._signalled = False
 
     def set(self) -> None:
-        """Request a stop from code (a remote ``stop``, a duration, …)."""
+        """Request a stop from code (a remote ``stop``, a duration, …).
+
+        Never call this from a signal handler (it takes the Event's lock).
+        """
         self.event.set()
 
     def is_set(self) -> bool:
         """True once a stop was requested."""
-        return self.event.is_set()
+        return self._signalled or self.event.is_set()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a stop request; True if one arrived."""
-        return self.event.wait(timeout)
+        if self._signalled:
+            return True
+        return self.event.wait(timeout) or self._signalled
+
+
+class _Waker:
+    """The wake-up pipe and the thread that turns its bytes into ``set()``."""
+
+    def __init__(
+        self, request: StopRequest, callback: Callable[[], None] | None
+    ) -> None:
+        self.request = request
+        self.callback = callback
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.write_fd, False)
+        self.thread = threading.Thread(
+            target=self._run, name="stop-signals", daemon=True
+        )
+        self.thread.start()
+
+    def handle(self, signum: int, _frame: object) -> None:
+        """The signal handler: attribute writes and one non-blocking write."""
+        request = self.request
+        request.signal_name = signal.Signals(signum).name
+        request.count += 1
+        request._signalled = True
+        with contextlib.suppress(OSError):  # a full pipe already holds a wake-up
+            os.write(self.write_fd, _SIGNAL_BYTE)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                data = os.read(self.read_fd, 64)
+            except InterruptedError:  # pragma: no cover - PEP 475 retries
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            if _SIGNAL_BYTE in data:
+                self.request.set()
+                if self.callback is not None:
+                    self.callback()
+            if _CLOSE_BYTE in data:
+                return
+
+    def close(self) -> None:
+        """End the thread and close the pipe."""
+        os.set_blocking(self.write_fd, True)
+        with contextlib.suppress(OSError):
+            os.write(self.write_fd, _CLOSE_BYTE)
+        self.thread.join(2.0)
+        for fd in (self.write_fd, self.read_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 @contextlib.contextmanager
@@ -44,22 +116,18 @@ def stop_on_signals(
     Parameters
     ----------
     callback : callable | None
-        Also called from the handler (e.g. an outlet's ``request_stop``).
+        Also called on a signal (e.g. an outlet's ``request_stop``), from the
+        wake-up thread, not from the handler.
     """
     request = StopRequest()
-
-    def handle(signum: int, _frame: object) -> None:
-        request.signal_name = signal.Signals(signum).name
-        request.count += 1
-        request.set()
-        if callback is not None:
-            callback()
-
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        previous = {sig: signal.signal(sig, handle) for sig in STOP_SIGNALS}
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    waker = _Waker(request, callback)
+    previous = {sig: signal.signal(sig, waker.handle) for sig in STOP_SIGNALS}
     try:
         yield request
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        waker.close()

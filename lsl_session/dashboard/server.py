@@ -1,17 +1,20 @@
 """HTTP server of the live dashboard: a static page and a Server-Sent Events feed.
 
 Loopback by default; any other bind address needs a token (as the control
-socket), given as ``?token=`` on the page URL. Connections are capped and idle
-ones time out, so a viewer cannot hold the recorder's resources.
+socket), given as ``?token=`` on the page URL. Connections are capped in total and
+per IP, a request head has one deadline and the token is checked on its first line
+(`guard`), and a feed ends after `FEED_MAX_SECONDS` or when its viewer stops
+reading, so no viewer can hold the recorder's fds or threads.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hmac
 import http.server
+import io
 import json
 import logging
+import socket
 import threading
 import time
 import urllib.parse
@@ -20,6 +23,14 @@ from importlib import resources
 from typing import Any
 
 from lsl_session.control.server import is_loopback
+from lsl_session.dashboard.guard import (
+    WRITE_TIMEOUT,
+    GuardedServer,
+    HeadError,
+    read_head,
+    send_status,
+    token_ok,
+)
 from lsl_session.dashboard.state import LiveState
 from lsl_session.errors import LslSessionError
 
@@ -29,8 +40,14 @@ logger = logging.getLogger(__name__)
 UPDATE_INTERVAL = 0.5
 #: Feed connections served at once; more get 503.
 MAX_CLIENTS = 8
-#: A request line and headers must arrive within this many seconds.
-REQUEST_TIMEOUT = 10.0
+#: A feed is closed after this many seconds (the browser reconnects at once), so
+#: a viewer that keeps its slot without looking frees it.
+FEED_MAX_SECONDS = 300.0
+#: Kernel send buffer of a feed socket: a viewer that stops reading stalls the
+#: writes soon, and is dropped after `WRITE_TIMEOUT`.
+FEED_SNDBUF = 32 * 1024
+#: Milliseconds the browser waits before reconnecting a closed feed.
+FEED_RETRY_MS = 1000
 
 _STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -41,31 +58,42 @@ _STATIC = {
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: _HttpServer
-    timeout = REQUEST_TIMEOUT
+    timeout = WRITE_TIMEOUT
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("dashboard %s: %s", self.address_string(), format % args)
 
-    def _authorised(self, query: dict[str, list[str]]) -> bool:
-        token = self.server.dashboard.token
-        if token is None:
-            return True
-        given = (query.get("token") or [""])[0]
-        return hmac.compare_digest(given.encode(), token.encode())
+    def handle(self) -> None:
+        """One request per connection; its head read under one deadline."""
+        self.close_connection = True
+        try:
+            head = read_head(self.connection, self.server.dashboard.token)
+        except HeadError as exc:
+            logger.debug("dashboard %s: %s", self.client_address[0], exc.reason)
+            if exc.status:
+                send_status(self.connection, exc.status, exc.reason)
+            return
+        self.connection.settimeout(WRITE_TIMEOUT)
+        self.rfile = io.BytesIO(head)
+        with contextlib.suppress(OSError):
+            self.handle_one_request()
+
+    def _authorised(self) -> bool:
+        return token_ok(self.path, self.server.dashboard.token)
 
     def _reply(self, code: int, body: bytes, ctype: str) -> None:
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
     def do_GET(self) -> None:
         url = urllib.parse.urlsplit(self.path)
-        query = urllib.parse.parse_qs(url.query)
-        if not self._authorised(query):
+        if not self._authorised():
             self._reply(403, b"forbidden: wrong or missing token\n", "text/plain")
             return
         if url.path in _STATIC:
@@ -90,28 +118,32 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._reply(503, b"too many dashboard viewers\n", "text/plain")
             return
         try:
+            with contextlib.suppress(OSError):
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_SNDBUF, FEED_SNDBUF
+                )
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Cache-Control", "no-store")
             self.send_header("Connection", "close")
             self.end_headers()
             self.close_connection = True
-            while not dashboard.stopping.is_set():
+            end = time.monotonic() + FEED_MAX_SECONDS
+            retry = f"retry: {FEED_RETRY_MS}\n"  # on the first event only
+            while not dashboard.stopping.is_set() and time.monotonic() < end:
                 data = json.dumps(dashboard.snapshot())
-                self.wfile.write(f"data: {data}\n\n".encode())
+                self.wfile.write(f"data: {data}\n{retry}\n".encode())
+                retry = ""
                 self.wfile.flush()
                 if dashboard.stopping.wait(UPDATE_INTERVAL):
                     break
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+        except OSError:  # gone, or stopped reading for WRITE_TIMEOUT: evicted
             pass
         finally:
             dashboard.clients.release()
 
 
-class _HttpServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
+class _HttpServer(GuardedServer):
     def __init__(self, address: tuple[str, int], dashboard: DashboardServer) -> None:
         self.dashboard = dashboard
         super().__init__(address, _Handler)

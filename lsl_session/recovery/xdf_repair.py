@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,8 @@ class XdfRepair:
     torn_tail: Path | None = None
     footers_added: list[int] = field(default_factory=list)
     file_header_added: bool = False
+    #: the file had other hard links: a repaired copy replaced it, they are intact
+    unlinked: bool = False
     problems: list[str] = field(default_factory=list)
     streams: list[dict[str, Any]] = field(default_factory=list)
 
@@ -75,6 +78,11 @@ class XdfRepair:
         if self.footers_added:
             ids = ", ".join(str(i) for i in self.footers_added)
             out.append(f"{name}: appended StreamFooters for stream(s) {ids}")
+        if self.unlinked:
+            out.append(
+                f"{name}: had other hard links (e.g. the imported original);"
+                " repaired as a new copy, the other links left unchanged"
+            )
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,10 +154,19 @@ def _save_tail(path: Path, start: int) -> Path:
     return target
 
 
-def _cut_and_append(path: Path, keep: int, tail: bytes) -> None:
-    """Truncate ``path`` to ``keep`` bytes, append ``tail`` and fsync."""
+def _cut_and_append(path: Path, keep: int, tail: bytes) -> bool:
+    """Truncate ``path`` to ``keep`` bytes, append ``tail`` and fsync.
+
+    A file with more than one link (a hard link to a file outside the session,
+    e.g. an imported original) is never written in place: the repaired bytes go
+    to a new file that replaces ``path``'s name, and the other links keep the
+    original content. Returns True when such a copy was written.
+    """
     fd = open_nofollow(path, os.O_RDWR)
     try:
+        if os.fstat(fd).st_nlink > 1:
+            _repaired_copy(fd, path, keep, tail)
+            return True
         if os.fstat(fd).st_size != keep:
             os.ftruncate(fd, keep)
         if tail:
@@ -157,6 +174,37 @@ def _cut_and_append(path: Path, keep: int, tail: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+    return False
+
+
+def _repaired_copy(src: int, path: Path, keep: int, tail: bytes) -> None:
+    """Write ``src``'s first ``keep`` bytes plus ``tail`` to a new file at ``path``."""
+    tmp = path.with_name(f".{path.name}.repair-{uuid.uuid4().hex[:8]}")
+    mode = os.fstat(src).st_mode & 0o777
+    out = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        pos = 0
+        while pos < keep:
+            block = os.pread(src, min(_COPY_BLOCK, keep - pos), pos)
+            if not block:
+                break
+            view = memoryview(block)
+            while view:
+                view = view[os.write(out, view) :]
+            pos += len(block)
+        view = memoryview(tail)
+        while view:
+            view = view[os.write(out, view) :]
+        os.fsync(out)
+        os.close(out)
+        out = -1
+        os.replace(tmp, path)
+    finally:
+        if out >= 0:
+            os.close(out)
+        if tmp.exists():
+            tmp.unlink()
+    fsync_dir(path.parent)
 
 
 def _footer(stream: RawStream) -> bytes:
@@ -182,7 +230,7 @@ def _repair_short(path: Path, report: XdfRepair, dry_run: bool) -> XdfRepair:
     if data:
         report.torn_tail = _save_tail(path, 0)
     fresh = encode_file_header({"writer": "lsl_session recover"})
-    _cut_and_append(path, 0, fresh)
+    report.unlinked = _cut_and_append(path, 0, fresh)
     report.size_after = len(fresh)
     return report
 
@@ -258,7 +306,7 @@ def repair_xdf(path: Path | str, *, dry_run: bool = False) -> XdfRepair:
         return report
     if report.torn_bytes:
         report.torn_tail = _save_tail(path, keep)
-    _cut_and_append(path, keep, extra)
+    report.unlinked = _cut_and_append(path, keep, extra)
     report.size_after = keep + len(extra)
     logger.info("repaired %s: %s", path, "; ".join(report.actions()))
     return report
