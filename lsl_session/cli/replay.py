@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import click
@@ -41,6 +40,7 @@ def replay_command(
     Ctrl-C / SIGTERM); prints the samples sent per stream.
     """
     from lsl_session.replay import Player
+    from lsl_session.signals import stop_on_signals
 
     player = Player(path, speed=speed, loop=loop, queries=list(queries) or None)
     for s in player.streams:
@@ -49,17 +49,17 @@ def replay_command(
             f" Hz, {len(s.time_stamps)} samples, source_id {s.source_id or '-'})",
             err=True,
         )
-    previous = {
-        sig: signal.signal(sig, lambda *_: player.stop())
-        for sig in (signal.SIGINT, signal.SIGTERM)
-    }
+    # the stop is set from the wake-up thread, never from the handler (no lock there)
     try:
-        if wait_for_consumers > 0 and not player.wait_for_consumers(wait_for_consumers):
-            click.echo("warning: not every stream has a consumer; starting", err=True)
-        sent = player.run()
+        with stop_on_signals(player.stop):
+            if wait_for_consumers > 0 and not player.wait_for_consumers(
+                wait_for_consumers
+            ):
+                click.echo(
+                    "warning: not every stream has a consumer; starting", err=True
+                )
+            sent = player.run()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         player.close()
     for name, n in sent.items():
         click.echo(f"{name}: {n} samples sent")
