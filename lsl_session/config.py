@@ -14,6 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from lsl_session import layout
+from lsl_session.agents.settings import (
+    AGENTS_FIELDS,
+    HOST_NAME,
+    AgentsConfig,
+    parse_agents,
+)
 from lsl_session.errors import ConfigError, InvalidNameError, QueryError
 from lsl_session.lsl import validate_query
 
@@ -21,6 +27,7 @@ from lsl_session.lsl import validate_query
 TOKEN_DEVICE_TYPES = frozenset({"android_phone"})
 _TOP_LEVEL = {
     "session", "record", "relay", "markers", "simulate", "devices", "dashboard",
+    "agents",
 }  # fmt: skip
 _SESSION_FIELDS = {"name", "root"}
 _RECORD_FIELDS = {
@@ -30,6 +37,7 @@ _RECORD_FIELDS = {
     "wait_s",
     "upload_timeout_s",
     "process",
+    "clock_offset_every_s",
 }
 _RELAY_FIELDS = {
     "host", "port", "certfile", "keyfile", "heartbeat_timeout_s", "web", "web_port",
@@ -37,7 +45,9 @@ _RELAY_FIELDS = {
 _MARKER_FIELDS = {"name", "sync_every_s", "stdin"}
 _DASHBOARD_FIELDS = {"enabled", "host", "port", "token"}
 _SIMULATE_FIELDS = {"sync_every_s"}
-_COMMON_DEVICE_FIELDS = {"id", "type", "capabilities", "token", "required", "simulate"}
+_COMMON_DEVICE_FIELDS = {
+    "id", "type", "capabilities", "token", "required", "simulate", "host",
+}  # fmt: skip
 #: Extra fields per device type (simulated phones also take clock settings).
 _DEVICE_FIELDS = {
     "android_phone": {"clock_offset_s", "drift_ppm", "jitter_ms"},
@@ -65,6 +75,8 @@ class DeviceConfig:
     options: dict[str, Any] = field(default_factory=dict)
     required: bool = False
     simulate: bool = False
+    #: The lab computer that runs the device (None: the recorder's machine).
+    host: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +125,17 @@ class SessionConfig:
     wait_s: float = 30.0
     upload_timeout_s: float = 60.0
     process: bool = True
+    #: Seconds between two clock-offset measurements per stream.
+    clock_offset_every_s: float = 5.0
     relay: RelayConfig = field(default_factory=RelayConfig)
     markers: MarkerConfig | None = None
     sync_every_s: float = 4.0
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    agents: AgentsConfig = field(default_factory=AgentsConfig)
+
+    def hosts(self) -> list[str]:
+        """The other computers named by devices (``host = ...``), sorted."""
+        return sorted({d.host for d in self.devices if d.host})
 
     def tokens(self) -> dict[str, str]:
         """``{device_id: token}`` for the phone relay."""
@@ -258,7 +277,13 @@ def _device(path: Path, index: int, raw: Any) -> DeviceConfig:
     if token is not None and not isinstance(token, str):
         raise f.fail("token", "must be a string")
     simulate = f.flag("simulate")
-    options = _device_options(f, device_type, device_id, simulate)
+    host = f.string("host")
+    if host is not None and not HOST_NAME.match(host):
+        raise f.fail("host", f"{host!r} is not a host name (letters, digits, . _ -)")
+    if host is not None and device_type in TOKEN_DEVICE_TYPES:
+        raise f.fail("host", "phones connect to the relay; give them no host")
+    # a file on another host is checked there, when its agent starts it
+    options = _device_options(f, device_type, device_id, simulate or bool(host))
     return DeviceConfig(
         device_id,
         device_type,
@@ -267,6 +292,7 @@ def _device(path: Path, index: int, raw: Any) -> DeviceConfig:
         options,
         required=f.flag("required"),
         simulate=simulate,
+        host=host,
     )
 
 
@@ -372,6 +398,7 @@ def load_config(path: Path | str, *, simulate: bool = False) -> SessionConfig:
                 d.options,
                 required=d.required,
                 simulate=True,
+                host=d.host,
             )
             for d in devices
         )
@@ -393,12 +420,19 @@ def load_config(path: Path | str, *, simulate: bool = False) -> SessionConfig:
         wait_s=record.number("wait_s", 30.0, low=0.0, high=3600.0),
         upload_timeout_s=record.number("upload_timeout_s", 60.0, low=0.0, high=86400),
         process=record.flag("process", True),
+        clock_offset_every_s=record.number(
+            "clock_offset_every_s", 5.0, low=0.1, high=60.0
+        ),
         relay=_relay(path, data.get("relay", {})),
         markers=_markers(path, data.get("markers")),
         sync_every_s=_Fields(
             path, "simulate", data.get("simulate", {}), _SIMULATE_FIELDS
         ).number("sync_every_s", 4.0, low=0.5, high=3600.0),
         dashboard=_dashboard(path, data.get("dashboard", {})),
+        agents=parse_agents(
+            _Fields(path, "agents", data.get("agents", {}), AGENTS_FIELDS),
+            {d.host for d in devices if d.host},
+        ),
     )
 
 

@@ -44,6 +44,11 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "recovered",
         "session_imported",
         "session_resume",
+        # Agents on other computers (docs/multi-pc.md).
+        "agent_connected",
+        "agent_disconnected",
+        "device_started",
+        "device_stopped",
     }
 )
 ERROR_CATEGORIES: frozenset[str] = frozenset({"session", "device", "file", "system"})

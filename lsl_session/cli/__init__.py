@@ -35,7 +35,9 @@ class _Group(click.Group):
 
 
 #: Commands that use liblsl's network side (their liblsl log is routed).
-LSL_COMMANDS = frozenset({"record", "streams", "outlet", "demo", "replay"})
+LSL_COMMANDS = frozenset(
+    {"record", "streams", "outlet", "demo", "replay", "agent"}
+)
 
 
 def _stdout_closed() -> None:
@@ -73,6 +75,7 @@ def main(verbose: int, quiet: bool) -> None:
 
 def _register() -> None:
     from lsl_session.cli import session as session_cmds
+    from lsl_session.cli.agent import agent_command
     from lsl_session.cli.demo import demo_command
     from lsl_session.cli.imports import COMMANDS as import_commands
     from lsl_session.cli.outlet import outlet_group
@@ -90,6 +93,7 @@ def _register() -> None:
     main.add_command(outlet_group)
     main.add_command(demo_command)
     main.add_command(report_command)
+    main.add_command(agent_command)
     for command in [
         *recover_commands,
         *process_commands,

@@ -7,6 +7,7 @@ run; the demo is a config whose devices are all simulated.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sys
 import time
@@ -66,12 +67,19 @@ class LabResult:
 
 
 def build_devices(config: SessionConfig) -> tuple[list[DeviceRunner], PhoneFleet]:
-    """The runners of a config, in start order (webcams anchor the sync clock)."""
+    """The runners of a config, in start order (webcams anchor the sync clock).
+
+    Devices with a ``host`` run on other computers (their agents, see
+    `lsl_session.agents`); only this machine's are built here.
+    """
+    any_simulated = any(d.simulate for d in config.devices)
+    config = dataclasses.replace(
+        config, devices=tuple(d for d in config.devices if not d.host)
+    )
     fleet = PhoneFleet(config)
     devices: list[DeviceRunner] = [
         WebcamRunner(d) for d in config.devices_of("pc_webcam")
     ]
-    any_simulated = any(d.simulate for d in config.devices)
     if config.markers is not None:
         devices.append(
             MarkerRunner(
@@ -109,6 +117,13 @@ class LabRun:
         self.options = options
         self.say = say
         self.devices, self.fleet = build_devices(config)
+        self.hub: Any = None
+        if config.hosts():
+            from lsl_session.agents.hub import AgentHub
+            from lsl_session.agents.remote import remote_runners
+
+            self.hub = AgentHub(config, say)
+            self.devices += remote_runners(self.hub)
         # the recorder starts at most wait_s after the devices: nothing they
         # stream before it attached is lost (held until it has consumers)
         self.clock = SyncClock(
@@ -219,6 +234,10 @@ class LabRun:
         for dev in self.devices:
             dev.stop()
         self.fleet.stop()
+        if self.hub is not None:
+            if (self.hub.command or {}).get("type") == "start":
+                self.hub.stop_agents()  # the run ended early: agents stop too
+            self.hub.close()
 
     # ------------------------------------------------------------- devices
     def _register_devices(self) -> None:
@@ -228,6 +247,15 @@ class LabRun:
 
     def _start_devices(self) -> None:
         folder = self.manager.session_dir
+        if self.hub is not None:  # agents start their devices while ours start
+            self.hub.start(self.manager.session)
+            self.hub.begin(
+                {
+                    "session_id": self.manager.session.session_id,
+                    "sync_every_s": self.config.sync_every_s,
+                    "consumer_wait": self.clock.consumer_wait,
+                }
+            )
         if self.fleet.phones:
             self.fleet.start(folder)
             self.fleet.add_observer(self.tracker.on_relay_event)
@@ -298,6 +326,12 @@ class LabRun:
         if stopper.is_set():
             return
         recorder_options = dict(opts.recorder_options)
+        if "timing" not in recorder_options:
+            from lsl_session.recorder.stream import RecorderTiming
+
+            recorder_options["timing"] = RecorderTiming(
+                offset_interval=self.config.clock_offset_every_s
+            )
         if self.config.split_mb and "split_bytes" not in recorder_options:
             recorder_options["split_bytes"] = self.config.split_mb * 1e6
         # streaming devices are found within a resolve cycle or two; absent ones
@@ -322,7 +356,14 @@ class LabRun:
         self.tracker.announce(acks)
         if manager.state is State.RECORDING:
             result.summary = manager.stop_recording()
+        if self.hub is not None:  # after the recorder's tail: agents stop, deliver
+            self.hub.stop_agents()
         result.missing_uploads = self._wait_uploads()
+        if self.hub is not None:
+            self.say("waiting for the agents' files …")
+            result.missing_uploads.update(
+                self.hub.collect(self.config.upload_timeout_s)
+            )
 
     def _report_acks(self, command: str, acks: dict[str, dict[str, Any]]) -> None:
         for device_id, ack in sorted(acks.items()):
@@ -368,7 +409,7 @@ class LabRun:
         count moved (`DeviceRunner.connections`).
         """
         for dev in self.devices:
-            if dev.kind == "android_phone" or dev.error or dev.ended():
+            if dev.kind in ("android_phone", "agent") or dev.error or dev.ended():
                 continue
             now, count = dev.streaming(), dev.connections()
             before = self._was_streaming.get(dev.device_id, now)
