@@ -47,6 +47,16 @@ class Host:
         """Command prefix that runs a command on this host."""
         return ["ip", "netns", "exec", self.ns]
 
+    def netem(self, spec: str) -> str | None:
+        """Add ``tc qdisc … netem <spec>`` on the cable; the reason when impossible."""
+        if shutil.which("tc") is None:
+            return "no 'tc' command"
+        out = subprocess.run(
+            ["tc", "qdisc", "add", "dev", self.peer, "root", "netem", *spec.split()],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        return None if out.returncode == 0 else out.stderr.strip() or "tc failed"
+
     def link(self, up: bool) -> None:
         """Cut (``up=False``) or restore this host's cable (the bridge end)."""
         _ip("link", "set", self.peer, "up" if up else "down")
