@@ -35,9 +35,7 @@ class _Group(click.Group):
 
 
 #: Commands that use liblsl's network side (their liblsl log is routed).
-LSL_COMMANDS = frozenset(
-    {"record", "streams", "outlet", "demo", "replay", "agent"}
-)
+LSL_COMMANDS = frozenset({"record", "streams", "outlet", "demo", "replay", "agent"})
 
 
 def _stdout_closed() -> None:
