@@ -1,5 +1,9 @@
 """The dataset around the recordings: staging, merge, scans/participants, lock.
 
+Nothing is written, replaced or deleted through a symbolic link inside the dataset
+(`refuse_links`, as processing does in a session): a planted link is a one-line
+error before the export changes anything. The dataset root itself may be a link.
+
 One export writes everything for its recording into a staging dataset inside
 ``sourcedata/.lsl_session/`` (ignored by BIDS tools), then, holding the dataset's
 lock, replaces the recording's previous files, moves the new ones in (``rename``
@@ -25,6 +29,7 @@ from typing import Any
 from lsl_session import __version__
 from lsl_session.bids.entities import Entities
 from lsl_session.errors import LslSessionError
+from lsl_session.fsutil import ensure_inside
 
 BIDS_VERSION = "1.9.0"
 WORK = "sourcedata/.lsl_session"
@@ -52,6 +57,20 @@ class BidsConflictError(LslSessionError):
     """Another recording already holds these entities in the dataset."""
 
 
+def refuse_links(root: Path, *paths: Path) -> None:
+    """Raise `UnsafePathError` if writing any of ``paths`` would go through a link.
+
+    Every existing component below ``root`` (the path itself included) must be a
+    real folder or file; see `lsl_session.fsutil.ensure_inside`.
+    """
+    for path in paths:
+        ensure_inside(root, path)
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp")
+
+
 def read_tsv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     """Header and rows of a TSV (empty when missing)."""
     if not path.is_file():
@@ -63,7 +82,7 @@ def read_tsv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 def write_tsv(path: Path, header: list[str], rows: list[dict[str, str]]) -> None:
     """Write a TSV atomically (temp + rename); missing cells are ``n/a``."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = _tmp(path)
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         fh.write("\t".join(header) + "\n")
         for row in rows:
@@ -89,6 +108,7 @@ def upsert(path: Path, key: str, new_rows: list[dict[str, str]],
 def locked(root: Path) -> Iterator[None]:
     """Hold the dataset's exclusive lock (``flock`` on a file under ``sourcedata``)."""
     work = root / WORK
+    refuse_links(root, work / "lock")
     work.mkdir(parents=True, exist_ok=True)
     with open(work / "lock", "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -102,6 +122,7 @@ def locked(root: Path) -> Iterator[None]:
 def staging(root: Path) -> Iterator[Path]:
     """A fresh staging dataset inside the dataset; removed afterwards."""
     work = root / WORK
+    refuse_links(root, work)
     work.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="stage-", dir=work))
     try:
@@ -111,7 +132,7 @@ def staging(root: Path) -> Iterator[Path]:
 
 
 def _json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = _tmp(path)
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
 
@@ -120,6 +141,9 @@ def ensure_dataset(root: Path, *, name: str | None = None) -> None:
     """``dataset_description.json``, ``README`` and the scans column description."""
     root.mkdir(parents=True, exist_ok=True)
     desc = root / "dataset_description.json"
+    refuse_links(root, desc, _tmp(desc), root / "README", root / ".bidsignore",
+                 root / WORK, root / "participants.tsv",
+                 _tmp(root / "participants.tsv"), root / "participants.json")  # fmt: skip
     if not desc.is_file():
         _json(desc, {
             "Name": name or root.name,
@@ -178,14 +202,23 @@ def replace_recording(
     pattern = _entity_pattern(entities)
     check_conflict(root, entities, source)
     target = root / folder
+    scans = target / scans_name
+    refuse_links(root, scans, _tmp(scans), scans.with_suffix(".json"),
+                 _tmp(scans.with_suffix(".json")))  # fmt: skip
+    olds = []
     if target.is_dir():  # the previous export of this recording
-        for old in target.glob("*/*"):
-            if old.is_file() and pattern.match(old.name):
-                old.unlink()
+        olds = [p for p in target.glob("*/*") if pattern.match(p.name)]
+        refuse_links(root, *olds)
+    staged = [
+        p for p in sorted((stage / folder).rglob("*"))
+        if p.is_file() and p.name != scans_name
+    ]  # fmt: skip
+    refuse_links(root, *(root / p.relative_to(stage) for p in staged))
+    for old in olds:
+        if old.is_file():
+            old.unlink()
     moved = []
-    for path in sorted((stage / folder).rglob("*")):
-        if not path.is_file() or path.name == scans_name:
-            continue
+    for path in staged:
         rel = path.relative_to(stage)
         dest = root / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -195,7 +228,6 @@ def replace_recording(
     for row in staged_scans:
         row[SOURCE_COLUMN] = source
     if staged_scans:
-        scans = target / scans_name
         upsert(scans, "filename", staged_scans, ["filename", "acq_time"])
         scans_json = scans.with_suffix(".json")
         if not scans_json.is_file():
@@ -225,6 +257,7 @@ def replace_sourcedata(
 ) -> list[str]:
     """Copy ``(file, relative name)`` pairs to ``sourcedata/<dest>/`` as a whole."""
     final = root / "sourcedata" / dest
+    refuse_links(root, final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.new-", dir=final.parent))
     try:

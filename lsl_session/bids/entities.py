@@ -41,7 +41,7 @@ def label(value: str, what: str) -> str:
 def run_index(value: str | int) -> str:
     """A BIDS run index: a non-negative integer (leading zeros kept)."""
     text = str(value).strip()
-    if not text.isdigit() or len(text) > 6:
+    if not re.fullmatch(r"[0-9]{1,6}", text):  # ASCII digits: "²".isdigit() is True
         raise BidsEntityError(f"--run must be a non-negative integer, got {text!r}")
     return text
 

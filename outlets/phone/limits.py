@@ -49,6 +49,18 @@ class RelayLimits:
         Open sockets per relay (pre- and post-authentication); more get ``busy``.
     max_preauth_per_host : int
         Connections from one IP address that have not authenticated yet.
+    max_preauth : int
+        Connections that have not authenticated yet, all addresses together;
+        the other ``max_connections - max_preauth`` are held for authenticated
+        phones. When full, a newcomer from an address holding at least two fewer
+        pre-auth connections than the largest holder replaces that holder's
+        oldest one (see ``outlets/phone/listener.py``).
+    preauth_control_rate, preauth_control_burst : float, int
+        WebSocket control frames (ping/pong) read per second and in a burst from
+        a connection that has not authenticated yet; beyond, the relay stops
+        reading that socket until the budget refills (nothing is queued).
+    control_rate, control_burst : float, int
+        The same for an authenticated WebSocket phone.
     preauth_max_frame : int
         Largest frame before authentication (the hello), bytes.
     read_buffer : int
@@ -85,6 +97,11 @@ class RelayLimits:
 
     max_connections: int = 64
     max_preauth_per_host: int = 8
+    max_preauth: int = 32
+    preauth_control_rate: float = 2.0
+    preauth_control_burst: int = 4
+    control_rate: float = 50.0
+    control_burst: int = 50
     preauth_max_frame: int = 8 * 1024
     read_buffer: int = 64 * 1024
     max_pending_batches: int = 1024

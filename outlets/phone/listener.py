@@ -4,6 +4,13 @@
 connection, so peers stuck in a handshake could not be counted or capped. Here
 every accepted socket takes a `Slot` (or is refused at once) before anything is
 read, and holds it through the handshake, the hello and the session.
+
+Capacity held for authenticated phones: connections that have not authenticated
+yet take at most ``max_preauth`` of the ``max_connections`` slots, so the rest can
+only be used by phones whose hello was accepted. When the pre-authentication slots
+are full, a newcomer from an address that holds at least two fewer of them than
+the largest holder takes the oldest slot of that holder (it is closed): stalled
+sockets from a few addresses cannot keep an honest phone out.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +39,8 @@ class Slot:
     host: str
     address: str
     authenticated: bool = False
+    since: float = field(default_factory=time.monotonic)
+    task: asyncio.Task | None = field(default=None, repr=False)
 
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, Slot], Awaitable[None]]
@@ -55,6 +64,10 @@ class Listener:
         Admitted connections (handshaking, unauthenticated or authenticated).
     max_preauth_per_host : int
         Admitted connections from one IP that have not authenticated yet.
+    max_preauth : int | None
+        Admitted connections that have not authenticated yet, all addresses
+        together (default: half of ``max_connections``); the other slots are
+        held for authenticated phones.
     on_refused : callable
         ``on_refused(host, address)`` for every connection refused by a cap.
     busy_frame : bytes
@@ -74,6 +87,7 @@ class Listener:
         max_preauth_per_host: int,
         on_refused: Callable[[str, str], None],
         busy_frame: bytes,
+        max_preauth: int | None = None,
     ) -> None:
         self.host, self.port = host, int(port)
         self.handler = handler
@@ -82,6 +96,11 @@ class Listener:
         self.read_limit = int(read_limit)
         self.max_connections = int(max_connections)
         self.max_preauth_per_host = int(max_preauth_per_host)
+        self.max_preauth = (
+            max(1, self.max_connections // 2)
+            if max_preauth is None
+            else int(max_preauth)
+        )
         self.on_refused = on_refused
         self.busy_frame = busy_frame
         self.slots: set[Slot] = set()
@@ -133,14 +152,39 @@ class Listener:
         return list(self._serving)
 
     def _admit(self, host: str, address: str) -> Slot | None:
-        if len(self.slots) >= self.max_connections:
+        preauth = [s for s in self.slots if not s.authenticated]
+        mine = sum(1 for s in preauth if s.host == host)
+        if mine >= self.max_preauth_per_host:
             return None
-        waiting = sum(1 for s in self.slots if s.host == host and not s.authenticated)
-        if waiting >= self.max_preauth_per_host:
-            return None
+        if len(self.slots) >= self.max_connections or len(preauth) >= self.max_preauth:
+            victim = self._victim(preauth, mine)
+            if victim is None:
+                return None
+            self._evict(victim)
         slot = Slot(host, address)
         self.slots.add(slot)
         return slot
+
+    @staticmethod
+    def _victim(preauth: list[Slot], mine: int) -> Slot | None:
+        """The oldest pre-auth slot of the largest holder, if it holds ≥ mine + 2."""
+        counts: dict[str, int] = {}
+        for s in preauth:
+            counts[s.host] = counts.get(s.host, 0) + 1
+        if not counts:
+            return None
+        largest = max(counts.values())
+        if largest < mine + 2:
+            return None
+        return min(
+            (s for s in preauth if counts[s.host] == largest), key=lambda s: s.since
+        )
+
+    def _evict(self, victim: Slot) -> None:
+        self.slots.discard(victim)
+        if victim.task is not None:
+            victim.task.cancel()
+        self.on_refused(victim.host, victim.address)
 
     async def _accept_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -165,11 +209,13 @@ class Listener:
                 self.on_refused(host, address)
                 continue
             task = loop.create_task(self._serve(client, slot))
+            slot.task = task
             self._serving.add(task)
             task.add_done_callback(self._serving.discard)
 
     async def _serve(self, client: socket.socket, slot: Slot) -> None:
         loop = asyncio.get_running_loop()
+        transport = None
         try:
             reader = asyncio.StreamReader(limit=self.read_limit, loop=loop)
             protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
@@ -190,5 +236,9 @@ class Listener:
                 return
             writer = asyncio.StreamWriter(transport, protocol, reader, loop)
             await self.handler(reader, writer, slot)
+        except asyncio.CancelledError:
+            if transport is None:  # evicted during the handshake
+                client.close()
+            raise
         finally:
             self.slots.discard(slot)

@@ -403,6 +403,7 @@ class PhoneRelay:
             read_limit=lim.read_buffer,
             max_connections=lim.max_connections,
             max_preauth_per_host=lim.max_preauth_per_host,
+            max_preauth=lim.max_preauth,
             on_refused=self._refused,
             busy_frame=P.encode_json(
                 P.error_message("busy", PREAUTH_TEXT["busy"], fatal=True)

@@ -120,7 +120,8 @@ def test_half_sent_frames_hold_at_most_the_hello_limit(env):
     lim = relay.limits
     clients = []
     try:
-        for i in range(40):  # 40 peers from 5 addresses, each half a hello
+        n = lim.max_preauth - 2  # peers from 4 addresses, each half a hello
+        for i in range(n):
             c = RawClient(relay.port, source=f"127.0.3.{1 + i // 8}")
             c.send(b"\x00\x00\x1f\x40" + b"J" + b"x" * 3999)  # says 8000, sends 4000
             clients.append(c)
@@ -130,10 +131,10 @@ def test_half_sent_frames_hold_at_most_the_hello_limit(env):
                 a: n for a, n in relay.held_bytes().items() if a.startswith("127.0.3.")
             }
 
-        assert wait_until(lambda: sum(pending().values()) >= 40 * 4000)
+        assert wait_until(lambda: sum(pending().values()) >= n * 4000)
         held = pending()
-        print(f"\n40 half-sent hellos: relay holds {sum(held.values())} bytes")  # noqa: T201
-        assert len(held) == 40
+        print(f"\n{n} half-sent hellos: relay holds {sum(held.values())} bytes")  # noqa: T201
+        assert len(held) == n
         assert max(held.values()) <= lim.preauth_max_frame + 4
         # A length prefix over the pre-auth limit is refused before any read.
         c = RawClient(relay.port)
@@ -147,8 +148,11 @@ def test_half_sent_frames_hold_at_most_the_hello_limit(env):
 
 
 def test_connection_caps(env):
+    """Per-address and pre-auth caps; the pre-auth slots of the largest holder
+    go to a newcomer, and half the connections are held for authenticated phones."""
     relay, _ = env
     lim = relay.limits
+    assert lim.max_preauth <= lim.max_connections // 2
     assert wait_until(lambda: len(relay.held_bytes()) == 1)  # the good phone
     clients = []
     try:
@@ -159,14 +163,15 @@ def test_connection_caps(env):
         assert (err["code"], err["fatal"]) == ("busy", True)
         extra.close()
         i = 0
-        while len(clients) < lim.max_connections - 1:
-            host = f"127.0.5.{1 + i // lim.max_preauth_per_host}"
-            clients.append(RawClient(relay.port, source=host))
+        while len(clients) < lim.max_preauth:  # one each from other addresses
+            clients.append(RawClient(relay.port, source=f"127.0.5.{1 + i}"))
             i += 1
-        assert wait_until(lambda: len(relay.held_bytes()) == lim.max_connections)
+        assert wait_until(lambda: len(relay.held_bytes()) == lim.max_preauth + 1)
+        # full: a newcomer takes the oldest slot of the largest holder (127.0.4.1)
         late = RawClient(relay.port, source="127.0.6.1")
-        assert late.error()["code"] == "busy"
-        late.close()
+        assert clients[0].closed()  # evicted: closed without a reply
+        assert wait_until(lambda: len(relay.held_bytes()) == lim.max_preauth + 1)
+        clients.append(late)
     finally:
         for c in clients:
             c.close()

@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import logging
 import struct
+import time
+from collections.abc import Callable
 from typing import Any
 
 from outlets.phone.web import ws
@@ -29,6 +31,31 @@ LINGER_SECONDS = 1.0
 async def _discard(reader: asyncio.StreamReader) -> None:
     while await reader.read(65536):
         pass
+
+
+class ControlBudget:
+    """Token bucket of WebSocket control frames (ping/pong) for one connection.
+
+    ``rates()`` gives ``(per_second, burst)`` now (a stricter pair before
+    authentication); `take` waits when the bucket is empty, so a ping flood only
+    fills the peer's own socket buffers: the relay reads at the budgeted rate.
+    """
+
+    def __init__(self, rates: Callable[[], tuple[float, int]]) -> None:
+        self._rates = rates
+        self._tokens = float(rates()[1])
+        self._last = time.monotonic()
+
+    async def take(self) -> None:
+        """Spend one token, waiting for it if the bucket is empty."""
+        rate, burst = self._rates()
+        now = time.monotonic()
+        self._tokens = min(float(burst), self._tokens + (now - self._last) * rate)
+        self._last = now
+        if self._tokens < 1.0:
+            await asyncio.sleep((1.0 - self._tokens) / rate)
+            self._tokens, self._last = 1.0, time.monotonic()
+        self._tokens -= 1.0
 
 
 class FrameReader:
@@ -141,20 +168,23 @@ async def pump(
     *,
     first_limit: int,
     limit: int,
+    budget: ControlBudget | None = None,
 ) -> None:
     """Move WebSocket messages into ``frames`` until the socket ends.
 
     The first message (the hello) is held to ``first_limit`` bytes, later ones to
     ``limit``. A message over its limit is passed on as a frame header declaring
     its length, so the relay refuses it exactly as it refuses an oversized TCP
-    frame (``bad_frame``); nothing of its payload is read.
+    frame (``bad_frame``); nothing of its payload is read. Control frames are
+    read at the pace of ``budget`` (see `ControlBudget`).
     """
+    on_control = None if budget is None else budget.take
     current = first_limit
     try:
         while True:
             await frames.drained.wait()
             try:
-                msg = await ws.read_message(reader, writer, current)
+                msg = await ws.read_message(reader, writer, current, on_control)
             except ws.MessageTooBig as exc:
                 frames.feed(struct.pack(">I", min(exc.length + 1, 0xFFFFFFFF)))
                 # discard what is still coming, so the close is a FIN and the

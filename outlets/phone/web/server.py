@@ -108,6 +108,7 @@ class WebFront:
             ssl_context=self.ssl_context, handshake_timeout=HEAD_TIMEOUT,
             read_limit=MAX_HEAD, max_connections=lim.max_connections,
             max_preauth_per_host=lim.max_preauth_per_host,
+            max_preauth=lim.max_preauth,
             on_refused=self.relay._refused, busy_frame=_BUSY,
         )  # fmt: skip
         self.port = await self._server.start()
@@ -189,11 +190,19 @@ class WebFront:
         )
         frames = bridge.FrameReader()
         out = bridge.FrameWriter(writer)
+        lim = self.relay.limits
+
+        def rates() -> tuple[float, int]:
+            if slot.authenticated:
+                return lim.control_rate, lim.control_burst
+            return lim.preauth_control_rate, lim.preauth_control_burst
+
         pump = asyncio.create_task(
             bridge.pump(
                 reader, writer, frames,
-                first_limit=self.relay.limits.preauth_max_frame,
+                first_limit=lim.preauth_max_frame,
                 limit=self.relay.max_frame,
+                budget=bridge.ControlBudget(rates),
             )
         )  # fmt: skip
         try:

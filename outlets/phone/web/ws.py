@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import struct
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,11 @@ import numpy as np
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+#: Frames one message may be split into (a flood of empty fragments is refused).
+MAX_FRAGMENTS = 1024
+#: A pong is not queued while this many bytes wait to be sent to the peer.
+MAX_PONG_BACKLOG = 1 << 16
 
 
 class WebSocketError(Exception):
@@ -104,21 +110,30 @@ async def read_frame(
 
 
 async def read_message(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, limit: int
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    limit: int,
+    on_control: Callable[[], Awaitable[None]] | None = None,
 ) -> Message:
     """Read the next data message (answering pings on the way) or a close.
 
-    Fragments are joined; their total is held to ``limit``.
+    Fragments are joined; their total is held to ``limit`` and their number to
+    `MAX_FRAGMENTS`. ``await on_control()`` runs before every ping/pong is handled
+    (the caller's rate limit: it may wait, and the socket is not read meanwhile);
+    a pong is dropped while `MAX_PONG_BACKLOG` bytes wait to be sent.
     """
     parts: list[bytes] = []
     first = None
     total = 0
     while True:
         fin, opcode, payload = await read_frame(reader, limit - total)
-        if opcode == OP_PING:
-            writer.write(encode_frame(OP_PONG, payload))
-            continue
-        if opcode == OP_PONG:
+        if opcode in (OP_PING, OP_PONG):
+            if on_control is not None:
+                await on_control()
+            if opcode == OP_PING and writer.transport.get_write_buffer_size() < (
+                MAX_PONG_BACKLOG
+            ):
+                writer.write(encode_frame(OP_PONG, payload))
             continue
         if opcode == OP_CLOSE:
             return Message(OP_CLOSE, payload)
@@ -132,3 +147,5 @@ async def read_message(
         total += len(payload)
         if fin:
             return Message(first, b"".join(parts))
+        if len(parts) >= MAX_FRAGMENTS:
+            raise WebSocketError("message split into too many fragments", 1009)
