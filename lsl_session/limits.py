@@ -72,3 +72,43 @@ class BoundedList(list):
         """A plain list: the kept lines plus the summary line, if any."""
         extra = self.summary()
         return [*self, extra] if extra else list(self)
+
+
+#: Largest nominal rate (Hz) accepted from a peer's stream (recorded or replayed):
+#: liblsl preallocates its inlet and outlet buffers by rate, so a stream advertising
+#: 1e8 Hz would take gigabytes before a sample arrives. 200 kHz covers 192 kHz audio.
+MAX_NOMINAL_SRATE = 200_000.0
+#: Largest channel count × nominal rate (values per second) accepted from a peer
+#: (384 channels × 30 kHz, a Neuropixels probe, is 11.5 M).
+MAX_VALUES_PER_SECOND = 20_000_000.0
+#: Largest channel count accepted from a peer (any rate).
+MAX_PEER_CHANNELS = 65_536
+
+
+def stream_refusal(srate: float, channels: int) -> str | None:
+    """Why a stream with this rate and channel count is refused, or None.
+
+    Examples
+    --------
+    >>> stream_refusal(1e8, 1)
+    'nominal rate 1e+08 Hz is above the largest accepted (200000 Hz)'
+    >>> stream_refusal(500.0, 64) is None
+    True
+    """
+    if not srate == srate or srate < 0 or srate == float("inf"):
+        return f"nominal rate {srate!r} is not a rate"
+    if srate > MAX_NOMINAL_SRATE:
+        return (
+            f"nominal rate {srate:g} Hz is above the largest accepted"
+            f" ({MAX_NOMINAL_SRATE:g} Hz)"
+        )
+    if not 0 <= channels <= MAX_PEER_CHANNELS:
+        return (
+            f"{channels} channels is above the largest accepted ({MAX_PEER_CHANNELS})"
+        )
+    if channels * srate > MAX_VALUES_PER_SECOND:
+        return (
+            f"{channels} channels x {srate:g} Hz = {channels * srate:g} values/s is"
+            f" above the largest accepted ({MAX_VALUES_PER_SECOND:g})"
+        )
+    return None

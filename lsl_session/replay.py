@@ -27,6 +27,7 @@ import pylsl
 from pylsl.util import handle_error
 
 from lsl_session.errors import LslSessionError
+from lsl_session.limits import clip, stream_refusal
 from lsl_session.lsl import combine_queries, matches_query
 from lsl_session.processing.model import SyncedStream
 from lsl_session.processing.session_data import load_session
@@ -40,6 +41,9 @@ TICK_S = 0.01
 LINGER_S = 1.0
 #: Deepest ``desc`` element copied into a replayed header.
 MAX_DESC_DEPTH = 32
+#: Loop wraps pushed in one tick; a recording shorter than a tick ÷ this (a
+#: 1-sample file at 200 kHz) skips the cycles beyond it instead of spinning.
+MAX_WRAPS_PER_TICK = 100
 _FORMATS = {
     "float32": pylsl.cf_float32, "double64": pylsl.cf_double64,
     "string": pylsl.cf_string, "int32": pylsl.cf_int32, "int16": pylsl.cf_int16,
@@ -155,6 +159,10 @@ class Player:
             info = stream_info(s, headers.get(s.stream_id))
             if query is None or matches_query(info, query):
                 chosen.append((s, info))
+        for s, _info in chosen:  # before any outlet: liblsl preallocates by rate
+            reason = stream_refusal(s.nominal_srate, s.channel_count)
+            if reason is not None:
+                raise ReplayError(f"{self.path}: stream {clip(s.name, 80)!r}: {reason}")
         if not chosen:
             known = ", ".join(s.name for s in data.streams) or "none"
             raise ReplayError(
@@ -202,7 +210,7 @@ class Player:
         called.
         """
         start = pylsl.local_clock()
-        cycle = 0
+        cycle = wraps = skipped = 0
         while not self._stop.is_set():
             pos = (pylsl.local_clock() - start) * self.speed - cycle * self.span
             base = start + cycle * self.span / self.speed
@@ -216,7 +224,20 @@ class Player:
                         t.push(len(t.rel), base, self.speed)
                         t.cursor = 0
                     cycle += 1
-                    continue
+                    wraps += 1
+                    if wraps < MAX_WRAPS_PER_TICK:
+                        continue
+                    # more cycles due than one tick may push: skip to the current
+                    behind = int(pos // self.span) - 1
+                    if behind > 0:
+                        if not skipped:
+                            logger.warning(
+                                "recording span %.3g s is too short to loop in real"
+                                " time; skipping cycles", self.span
+                            )  # fmt: skip
+                        cycle += behind
+                        skipped += behind
+            wraps = 0
             self._stop.wait(TICK_S)
         return {t.stream.name: t.pushed for t in self.tracks}
 

@@ -7,6 +7,7 @@ import time
 
 import pylsl
 
+from lsl_session.limits import stream_refusal
 from lsl_session.lsl import matches_query
 
 logger = logging.getLogger(__name__)
@@ -21,16 +22,51 @@ RESCAN_WAIT = 1.0
 SETTLE_SECONDS = 0.6
 
 
+#: Most samples, and values (samples x channels), one inlet may buffer.
+MAX_BUFFER_SAMPLES = 6_000_000
+MAX_BUFFER_VALUES = 100_000_000
+#: Refused streams already logged (bounded: a flood of names logs once each, then
+#: nothing more).
+_REFUSED_LOGGED: set[tuple[str, str]] = set()
+_MAX_REFUSED_LOGGED = 1000
+
+
 def inlet_buffer_seconds(info: pylsl.StreamInfo) -> int:
     """liblsl's inlet buffer: 6 min like LabRecorder, but at most ~4 M samples.
 
     A 100 kHz stream with a 360 s buffer preallocates hundreds of MB and takes
     seconds to open; 30 s is still far more than any stall the recorder survives.
+    Never more than `MAX_BUFFER_SAMPLES` samples nor `MAX_BUFFER_VALUES` values
+    (liblsl preallocates about 24 bytes per buffered sample, and a full buffer
+    holds the values), and at least 1 s.
     """
     srate = info.nominal_srate()
     if srate <= 0:
         return 360
-    return int(min(360, max(30, 4e6 / srate)))
+    values = srate * max(1, info.channel_count())
+    seconds = min(
+        360.0,
+        max(30.0, 4e6 / srate),
+        MAX_BUFFER_SAMPLES / srate,
+        MAX_BUFFER_VALUES / values,
+    )
+    return max(1, int(seconds))
+
+
+def refusal(info: pylsl.StreamInfo) -> str | None:
+    """Why a peer's stream is not opened (implausible rate or size), or None.
+
+    See `lsl_session.limits.stream_refusal`; logged once per stream.
+    """
+    reason = stream_refusal(info.nominal_srate(), info.channel_count())
+    if reason is None:
+        return None
+    key = (info.name(), info.source_id())
+    if key not in _REFUSED_LOGGED:
+        if len(_REFUSED_LOGGED) < _MAX_REFUSED_LOGGED:
+            _REFUSED_LOGGED.add(key)
+        logger.warning("stream %r not recorded: %s", info.name()[:200], reason)
+    return reason
 
 
 def settled_results(
@@ -78,8 +114,11 @@ def open_inlet(
 ) -> tuple[pylsl.StreamInlet, pylsl.StreamInfo] | None:
     """Open an inlet and fetch the full info (may block: never under a lock).
 
-    Returns None (and logs why) when the stream cannot be opened.
+    Returns None (and logs why) when the stream cannot be opened or is refused
+    (`refusal`: an implausible rate or size, before liblsl allocates anything).
     """
+    if refusal(info) is not None:
+        return None
     try:
         inlet = pylsl.StreamInlet(
             info,
