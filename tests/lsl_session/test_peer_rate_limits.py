@@ -212,8 +212,11 @@ def test_replay_sigint_ends_it(tmp_path, uid):
         [*CLI, "replay", "--loop", str(path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(3)
+    first = proc.stderr.readline()  # the handlers are installed right after
+    while first and "replaying" not in first:
+        first = proc.stderr.readline()
+    time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
+    assert proc.returncode == 0, first + err
     assert f"S_{uid}:" in out
