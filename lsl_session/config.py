@@ -27,8 +27,9 @@ from lsl_session.lsl import validate_query
 TOKEN_DEVICE_TYPES = frozenset({"android_phone"})
 _TOP_LEVEL = {
     "session", "record", "relay", "markers", "simulate", "devices", "dashboard",
-    "agents",
+    "agents", "lab",
 }  # fmt: skip
+_LAB_FIELDS = {"rig"}
 _SESSION_FIELDS = {"name", "root"}
 _RECORD_FIELDS = {
     "streams",
@@ -131,6 +132,9 @@ class SessionConfig:
     markers: MarkerConfig | None = None
     sync_every_s: float = 4.0
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    #: The rig identity (``[lab] rig``; default ``<hostname>-<config name>``;
+    #: unique to the run when simulated, see `lsl_session.rig`).
+    rig: str = "rig"
     agents: AgentsConfig = field(default_factory=AgentsConfig)
 
     def hosts(self) -> list[str]:
@@ -408,6 +412,12 @@ def load_config(path: Path | str, *, simulate: bool = False) -> SessionConfig:
         raise ConfigError(f"{path}: devices: duplicate device id {', '.join(dup)}")
     _check_runnable(path, devices)
     return SessionConfig(
+        rig=_rig(
+            path,
+            data.get("lab", {}),
+            simulate=simulate,
+            all_simulated=bool(devices) and all(d.simulate for d in devices),
+        ),
         path=path,
         name=name,
         root=None
@@ -434,6 +444,30 @@ def load_config(path: Path | str, *, simulate: bool = False) -> SessionConfig:
             {d.host for d in devices if d.host},
         ),
     )
+
+
+def _rig(path: Path, raw: Any, *, simulate: bool, all_simulated: bool) -> str:
+    """``[lab] rig``, or ``<hostname>-<config name>``; unique to a simulated run.
+
+    ``--simulate`` always gives the run a rig of its own; so does a config whose
+    devices are all simulated and which names no rig (the demo config), so any
+    number of demos run at once on one network.
+    """
+    from lsl_session.rig import default_rig, run_rig, validate_rig
+
+    f = _Fields(path, "lab", raw, _LAB_FIELDS)
+    rig = f.string("rig")
+    explicit = rig is not None
+    if rig is None:
+        rig = default_rig(path.stem)
+    else:
+        try:
+            validate_rig(rig)
+        except ConfigError as exc:
+            raise f.fail("rig", str(exc).removeprefix("invalid rig ")) from None
+    if simulate or (all_simulated and not explicit):
+        return run_rig(rig)
+    return rig
 
 
 def _dashboard(path: Path, raw: Any) -> DashboardConfig:

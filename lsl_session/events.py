@@ -166,7 +166,9 @@ class SessionLogger:
         Where events are persisted.
     lsl_outlet : bool
         Publish every event on the ``<session_id>_events`` marker stream (type
-        ``Markers``, source_id ``lsl_session/<session_id>/events``).
+        ``Markers``, source_id ``lsl_session/<rig>/<session_id>/events``).
+    rig : str | None
+        The rig identity in the stream's source_id (see `lsl_session.rig`).
 
     Notes
     -----
@@ -177,9 +179,15 @@ class SessionLogger:
     """
 
     def __init__(
-        self, session_id: str, log_file: EventLogFile, *, lsl_outlet: bool = True
+        self,
+        session_id: str,
+        log_file: EventLogFile,
+        *,
+        lsl_outlet: bool = True,
+        rig: str | None = None,
     ) -> None:
         self.session_id = session_id
+        self.rig = rig
         self.log_file = log_file
         self._observers: dict[str, list[Observer]] = {
             "entry_added": [],
@@ -201,7 +209,7 @@ class SessionLogger:
             1,
             pylsl.IRREGULAR_RATE,
             pylsl.cf_string,
-            f"lsl_session/{self.session_id}/events",
+            self.stream_source_id,
         )
         desc = info.desc()
         ch = desc.append_child("channels").append_child("channel")
@@ -216,7 +224,9 @@ class SessionLogger:
     @property
     def stream_source_id(self) -> str:
         """The source_id of the session's marker stream."""
-        return f"lsl_session/{self.session_id}/events"
+        from lsl_session.rig import source_id
+
+        return source_id(self.rig, self.session_id, "events")
 
     def subscribe(self, kind: str, callback: Observer) -> None:
         """Call ``callback(entry)`` for every future event of ``kind``."""

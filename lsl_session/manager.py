@@ -86,6 +86,9 @@ class SessionManager:
         the default is `lsl_session.recorder.SessionRecorder`.
     lsl_events : bool
         Publish the event log on the session's LSL marker stream.
+    rig : str | None
+        The rig identity in that stream's source_id (default: the host name,
+        see `lsl_session.rig`).
 
     Notes
     -----
@@ -101,7 +104,12 @@ class SessionManager:
         *,
         recorder_factory: RecorderFactory | None = None,
         lsl_events: bool = True,
+        rig: str | None = None,
     ) -> None:
+        from lsl_session.rig import default_rig
+
+        #: The rig identity in the session event stream's source_id.
+        self.rig = rig or default_rig()
         self.base_recordings_dir = Path(base_recordings_dir or default_root())
         self._recorder_factory = recorder_factory or _default_recorder_factory
         self._lsl_events = lsl_events
@@ -191,7 +199,9 @@ class SessionManager:
                 )
                 if self._session is not None:
                     self._session.close()
-                self._session = Session(folder, lsl_outlet=self._lsl_events)
+                self._session = Session(
+                    folder, lsl_outlet=self._lsl_events, rig=self.rig
+                )
                 self._session.update(lambda m: m.__setitem__("owner", owner_record()))
                 self._session.log_event("session_start", {"name": session_name})
             except BaseException:
@@ -230,7 +240,7 @@ class SessionManager:
 
         with self._lock:
             check_transition(self._state, State.CREATING, "open a session")
-            session = Session(folder, lsl_outlet=self._lsl_events)
+            session = Session(folder, lsl_outlet=self._lsl_events, rig=self.rig)
             previous = self._state
             self._set_state(State.CREATING)
             try:

@@ -112,10 +112,17 @@ class Session:
         process that owns the session should do this.
     fsync_events : bool
         Fsync the event log after every event.
+    rig : str | None
+        The rig identity in the event stream's source_id.
     """
 
     def __init__(
-        self, folder: Path | str, *, lsl_outlet: bool = False, fsync_events: bool = True
+        self,
+        folder: Path | str,
+        *,
+        lsl_outlet: bool = False,
+        fsync_events: bool = True,
+        rig: str | None = None,
     ) -> None:
         self.paths = SessionPaths(Path(folder).resolve())
         if not self.paths.root.is_dir():
@@ -128,6 +135,7 @@ class Session:
             self.session_id,
             EventLogFile(self.paths.log, self.paths.lock, fsync=fsync_events),
             lsl_outlet=lsl_outlet,
+            rig=rig,
         )
 
     @classmethod

@@ -185,10 +185,13 @@ class Agent:
         clock = SyncClock(
             period=period, consumer_wait=_number(msg.get("consumer_wait"), 40.0)
         )
+        rig = _rig(msg.get("rig"))  # the recorder host's: the same source_ids
         for d in self.mine:
             self.local.add_device(d.device_id, d.device_type, list(d.capabilities))
             runner = (
-                AGENT_KINDS[d.device_type](d) if d.device_type in AGENT_KINDS else None
+                AGENT_KINDS[d.device_type](d, rig)
+                if d.device_type in AGENT_KINDS
+                else None
             )
             if runner is None:
                 continue
@@ -306,3 +309,10 @@ def _number(value: Any, default: float) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
         return float(min(value, 86400.0))
     return default
+
+
+def _rig(value: Any) -> str | None:
+    """The rig the recorder host sent (None if missing or not a valid rig)."""
+    from lsl_session.rig import RIG_PATTERN
+
+    return value if isinstance(value, str) and RIG_PATTERN.match(value) else None

@@ -25,9 +25,11 @@ AGENT_KINDS: dict[str, type[DeviceRunner]] = {
 class RemoteDeviceRunner(DeviceRunner):
     """A device on another host (see the module doc)."""
 
-    def __init__(self, config: DeviceConfig, link: AgentLink) -> None:
-        super().__init__(config)
-        self.inner = AGENT_KINDS[config.device_type](config)
+    def __init__(
+        self, config: DeviceConfig, link: AgentLink, rig: str | None = None
+    ) -> None:
+        super().__init__(config, rig)
+        self.inner = AGENT_KINDS[config.device_type](config, rig)
         self.kind = self.inner.kind
         self.link = link
 
@@ -92,6 +94,8 @@ def remote_runners(hub: AgentHub) -> list[DeviceRunner]:
         mine = [d for d in hub.config.devices if d.host == host]
         out.append(AgentRunner(link, required=any(d.required for d in mine)))
         out += [
-            RemoteDeviceRunner(d, link) for d in mine if d.device_type in AGENT_KINDS
+            RemoteDeviceRunner(d, link, hub.config.rig)
+            for d in mine
+            if d.device_type in AGENT_KINDS
         ]
     return out

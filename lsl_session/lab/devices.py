@@ -23,6 +23,7 @@ import pylsl
 
 from lsl_session.config import DeviceConfig, SessionConfig
 from lsl_session.errors import DeviceError
+from lsl_session.rig import exact_query, source_id, this_host
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +52,13 @@ class DeviceRunner:
 
     kind = "device"
 
-    def __init__(self, config: DeviceConfig) -> None:
+    def __init__(self, config: DeviceConfig, rig: str | None = None) -> None:
         self.config = config
         self.device_id = config.device_id
         self.required = config.required
         self.simulated = config.simulate
+        #: The rig identity in the source_ids of this device's streams.
+        self.rig = rig
         self.error: str | None = None
 
     def start(self, session_dir: Path | None, clock: SyncClock) -> None:
@@ -86,7 +89,19 @@ class DeviceRunner:
         return False
 
     def queries(self) -> list[str]:
-        """LSL queries matching this device's streams (for the recorder)."""
+        """LSL queries matching this device's streams (for the recorder).
+
+        One query per device: its exact source_id(s), which hold the rig, and
+        this host when the outlets run here (not for a device with a ``host``:
+        its agent runs it), never a prefix other rigs share.
+        """
+        own = self.own_source_ids()
+        if not own:
+            return []
+        return [exact_query(own, None if self.config.host else this_host())]
+
+    def own_source_ids(self) -> list[str]:
+        """Every source_id this device may publish (whether it streams or not)."""
         return []
 
     def source_ids(self) -> list[str]:
@@ -103,11 +118,12 @@ class ShimmerRunner(DeviceRunner):
 
     kind = "shimmer_gsr"
 
-    def __init__(self, config: DeviceConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: DeviceConfig, rig: str | None = None) -> None:
+        super().__init__(config, rig)
         suffix = config.device_id.removeprefix("shimmer_")
         self.outlet_id = suffix or config.device_id
         self.stream_name = f"shimmer_{self.outlet_id}"
+        self.source_id = source_id(rig, self.stream_name)
         self.outlet: Any = None
         self.emulator: Any = None
 
@@ -125,6 +141,7 @@ class ShimmerRunner(DeviceRunner):
             self.outlet = ShimmerOutlet(
                 port,
                 device_id=self.outlet_id,
+                source_id=self.source_id,
                 rate=rate,
                 consumer_wait=clock.consumer_wait,
             )
@@ -154,11 +171,11 @@ class ShimmerRunner(DeviceRunner):
     def owns(self, stream_name: str) -> bool:
         return stream_name == self.stream_name
 
-    def queries(self) -> list[str]:
-        return [f"source_id='lsl_session/{self.stream_name}'"]
+    def own_source_ids(self) -> list[str]:
+        return [self.source_id]
 
     def source_ids(self) -> list[str]:
-        return [f"lsl_session/{self.stream_name}"] if self.outlet else []
+        return [self.source_id] if self.outlet else []
 
     def detail(self) -> str:
         port = "emulator" if self.simulated else self.config.options.get("port")
@@ -170,10 +187,11 @@ class WebcamRunner(DeviceRunner):
 
     kind = "pc_webcam"
 
-    def __init__(self, config: DeviceConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: DeviceConfig, rig: str | None = None) -> None:
+        super().__init__(config, rig)
         self.index = int(config.options.get("index") or 1)
         self.stream_name = f"webcam_{self.index}_frames"
+        self.source_id = source_id(rig, f"webcam_{self.index}", "frames")
         self.outlet: Any = None
 
     def start(self, session_dir: Path | None, clock: SyncClock) -> None:
@@ -199,7 +217,12 @@ class WebcamRunner(DeviceRunner):
             # recorded; the synthetic one runs at once (it anchors the pulses)
             wait = 0.0 if self.simulated else clock.consumer_wait
             self.outlet = WebcamOutlet(
-                source, fps=fps, index=self.index, wait_consumer=wait, **place
+                source,
+                fps=fps,
+                index=self.index,
+                source_id=self.source_id,
+                wait_consumer=wait,
+                **place,
             )
             self.outlet.start()
         except (OutletError, ValueError) as exc:
@@ -233,8 +256,8 @@ class WebcamRunner(DeviceRunner):
     def owns(self, stream_name: str) -> bool:
         return stream_name == self.stream_name
 
-    def queries(self) -> list[str]:
-        return [f"source_id='lsl_session/webcam_{self.index}/frames'"]
+    def own_source_ids(self) -> list[str]:
+        return [self.source_id]
 
     def source_ids(self) -> list[str]:
         return [self.outlet.source_id] if self.outlet else []
@@ -265,9 +288,11 @@ class MarkerRunner(DeviceRunner):
         simulated: bool,
         *,
         stdin: bool = False,
+        rig: str | None = None,
     ) -> None:
-        super().__init__(DeviceConfig(name, "markers", simulate=simulated))
+        super().__init__(DeviceConfig(name, "markers", simulate=simulated), rig)
         self.name = name
+        self.source_id = source_id(rig, "markers", name)
         self.sync_every = sync_every
         self.stdin = stdin
         self.outlet: Any = None
@@ -276,7 +301,7 @@ class MarkerRunner(DeviceRunner):
     def start(self, session_dir: Path | None, clock: SyncClock) -> None:
         from outlets.markers import MarkerOutlet, SyncMarkerPulser
 
-        self.outlet = MarkerOutlet(self.name)
+        self.outlet = MarkerOutlet(self.name, source_id=self.source_id)
         period = clock.period if self.simulated else self.sync_every
         if period:
             if clock.t0 is None:
@@ -317,8 +342,8 @@ class MarkerRunner(DeviceRunner):
     def owns(self, stream_name: str) -> bool:
         return stream_name == self.name
 
-    def queries(self) -> list[str]:
-        return [f"source_id='lsl_session/markers/{self.name}'"]
+    def own_source_ids(self) -> list[str]:
+        return [self.source_id]
 
     def source_ids(self) -> list[str]:
         return [self.outlet.source_id] if self.outlet else []
@@ -337,7 +362,7 @@ class PhoneRunner(DeviceRunner):
     kind = "android_phone"
 
     def __init__(self, config: DeviceConfig, fleet: PhoneFleet, number: int) -> None:
-        super().__init__(config)
+        super().__init__(config, fleet.config.rig)
         self.fleet = fleet
         self.number = number
         self.simulator: Any = None
@@ -404,8 +429,11 @@ class PhoneRunner(DeviceRunner):
     def owns(self, stream_name: str) -> bool:
         return stream_name.startswith(f"{self.device_id}_")
 
-    def queries(self) -> list[str]:
-        return [f"starts-with(source_id, 'lsl_session/{self.device_id}/')"]
+    def own_source_ids(self) -> list[str]:
+        from outlets.phone.protocol import STREAMS
+
+        keys = [*STREAMS, "clock", "clock_exchanges"]
+        return [source_id(self.rig, self.device_id, key) for key in keys]
 
     def source_ids(self) -> list[str]:
         relay = self.fleet.relay
@@ -453,6 +481,7 @@ class PhoneFleet:
             session=session_dir,
             ssl_context=context,
             heartbeat_timeout=cfg.heartbeat_timeout_s,
+            rig=self.config.rig,
         ).start()
         if cfg.web:
             self.web = self._start_web(host, cfg.web_port if port else 0, context)

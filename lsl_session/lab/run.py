@@ -77,8 +77,9 @@ def build_devices(config: SessionConfig) -> tuple[list[DeviceRunner], PhoneFleet
         config, devices=tuple(d for d in config.devices if not d.host)
     )
     fleet = PhoneFleet(config)
+    rig = config.rig
     devices: list[DeviceRunner] = [
-        WebcamRunner(d) for d in config.devices_of("pc_webcam")
+        WebcamRunner(d, rig) for d in config.devices_of("pc_webcam")
     ]
     if config.markers is not None:
         devices.append(
@@ -87,9 +88,10 @@ def build_devices(config: SessionConfig) -> tuple[list[DeviceRunner], PhoneFleet
                 config.markers.sync_every_s,
                 simulated=any_simulated and config.markers.sync_every_s is None,
                 stdin=config.markers.stdin,
+                rig=rig,
             )
         )
-    devices += [ShimmerRunner(d) for d in config.devices_of("shimmer_gsr")]
+    devices += [ShimmerRunner(d, rig) for d in config.devices_of("shimmer_gsr")]
     devices += fleet.phones
     return devices, fleet
 
@@ -149,13 +151,16 @@ class LabRun:
         from lsl_session.manager import SessionManager
 
         opts = self.options
-        self.manager = manager = SessionManager(self.config.root or opts.root)
+        self.manager = manager = SessionManager(
+            self.config.root or opts.root, rig=self.config.rig
+        )
         if opts.session_dir is not None:
             manager.open_session(opts.session_dir)
         else:
             manager.create_session(opts.name or self.config.name)
         result = LabResult(folder=manager.session_dir)
         try:
+            self.say(f"rig {self.config.rig}")
             self.say(f"session {manager.session_dir}")
             self._register_devices()
             self._start_devices()
@@ -252,6 +257,7 @@ class LabRun:
             self.hub.begin(
                 {
                     "session_id": self.manager.session.session_id,
+                    "rig": self.config.rig,
                     "sync_every_s": self.config.sync_every_s,
                     "consumer_wait": self.clock.consumer_wait,
                 }

@@ -76,7 +76,10 @@ def phone_clocks(streams: list[SyncedStream]) -> dict[str, dict[str, Any]]:
         knots = by_name.get(f"{device}_clock")
         if knots is not None and knots.type != CLOCK_TYPE:
             knots = None
-        prefix = f"lsl_session/{device}/"
+        # lsl_session/[<rig>/]<device>/clock_exchanges: the device's own prefix
+        prefix = s.source_id.rsplit("/", 1)[0] + "/"
+        if not s.source_id.endswith("/clock_exchanges"):
+            prefix = f"lsl_session/{device}/"
         data = [
             d
             for d in streams

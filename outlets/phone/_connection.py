@@ -311,12 +311,12 @@ class Connection:
         if dev.outlets is None:
             sync = {f"schedule_{k}": v for k, v in relay.sync_schedule.items()}
             dev.outlets = PhoneOutlets(
-                device_id, self.streams, hello=self.hello, sync=sync
+                device_id, self.streams, hello=self.hello, sync=sync, rig=relay.rig
             )
         else:
             dev.outlets.add(self.streams)  # a capability the phone did not have
         if dev.clock is None:
-            dev.clock = ClockOutlets(device_id)
+            dev.clock = ClockOutlets(device_id, rig=relay.rig)
             dev.clock.open()
         self.send(
             {

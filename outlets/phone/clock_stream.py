@@ -53,7 +53,12 @@ _UNITS = {
 
 
 def _info(
-    device_id: str, key: str, stype: str, fields: tuple[str, ...], text: str
+    device_id: str,
+    key: str,
+    stype: str,
+    fields: tuple[str, ...],
+    text: str,
+    rig: str | None = None,
 ) -> pylsl.StreamInfo:
     labels = (*fields, "connection")
     info = pylsl.StreamInfo(
@@ -62,7 +67,7 @@ def _info(
         len(labels),
         pylsl.IRREGULAR_RATE,
         pylsl.cf_double64,
-        source_id(device_id, key),
+        source_id(device_id, key, rig),
     )
     desc = info.desc()
     channels = desc.append_child("channels")
@@ -105,8 +110,9 @@ class ClockOutlets:
     Used from the relay's event loop only.
     """
 
-    def __init__(self, device_id: str) -> None:
+    def __init__(self, device_id: str, rig: str | None = None) -> None:
         self.device_id = device_id
+        self.rig = rig
         self.mapping: _HeldOutlet | None = None
         self.exchanges: _HeldOutlet | None = None
         self._budget = MAX_EXCHANGES_PER_S
@@ -125,6 +131,7 @@ class ClockOutlets:
                 KNOT_FIELDS,
                 "knots of the live phone-clock mapping: on [phone_time_k, "
                 "phone_time_k+1) lsl = p + offset_s + slope * (p - phone_time)",
+                self.rig,
             ),
             HELD_KNOTS,
         )
@@ -135,6 +142,7 @@ class ClockOutlets:
                 "ClockExchanges",
                 EXCHANGE_FIELDS,
                 "four-timestamp exchanges: t1/t4 phone clock, t2/t3 relay LSL clock",
+                self.rig,
             ),
             HELD_EXCHANGES,
         )
@@ -179,7 +187,8 @@ class ClockOutlets:
 
     def source_ids(self) -> dict[str, str]:
         """Stream key → source id."""
-        return {k: source_id(self.device_id, k) for k in ("clock", "clock_exchanges")}
+        keys = ("clock", "clock_exchanges")
+        return {k: source_id(self.device_id, k, self.rig) for k in keys}
 
     def close(self) -> None:
         """Destroy the outlets; safe to call twice."""

@@ -76,6 +76,8 @@ class PhoneRelay:
         Seconds to wait for a command acknowledgement.
     limits : RelayLimits | None
         Bounds on connections, buffers, logs and uploads (documented defaults).
+    rig : str | None
+        The rig identity put into every phone stream's source_id.
 
     Raises
     ------
@@ -100,7 +102,10 @@ class PhoneRelay:
         max_frame: int = MAX_FRAME,
         max_errors: int = 20,
         limits: RelayLimits | None = None,
+        rig: str | None = None,
     ) -> None:
+        #: The rig identity in the phones' source_ids (``lsl_session/<rig>/…``).
+        self.rig = rig
         if not 0 < heartbeat_timeout <= 3.0:
             raise ValueError(
                 f"heartbeat_timeout must be in (0, 3] s, got {heartbeat_timeout}"

@@ -26,9 +26,10 @@ CONSUMER_WAIT_S = 5.0
 MAX_HELD_ROWS = 65536
 
 
-def source_id(device_id: str, stream: str) -> str:
-    """Return the stable source id ``lsl_session/<device_id>/<stream>``."""
-    return f"lsl_session/{device_id}/{stream}"
+def source_id(device_id: str, stream: str, rig: str | None = None) -> str:
+    """Return the stable source id ``lsl_session/[<rig>/]<device_id>/<stream>``."""
+    prefix = f"lsl_session/{rig}" if rig else "lsl_session"
+    return f"{prefix}/{device_id}/{stream}"
 
 
 def stream_name(device_id: str, stream: str) -> str:
@@ -42,6 +43,7 @@ def make_info(
     *,
     hello: dict[str, Any],
     sync: dict[str, Any],
+    rig: str | None = None,
 ) -> pylsl.StreamInfo:
     """Build a stream info with channels, acquisition and synchronization desc."""
     info = pylsl.StreamInfo(
@@ -50,7 +52,7 @@ def make_info(
         spec.channel_count,
         spec.nominal_rate,
         _FORMATS[spec.channel_format],
-        source_id(device_id, spec.key),
+        source_id(device_id, spec.key, rig),
     )
     desc = info.desc()
     channels = desc.append_child("channels")
@@ -108,6 +110,8 @@ class PhoneOutlets:
         Written to ``desc/synchronization`` (schedule; fit quality if known).
     consumer_wait : float
         Seconds a new stream holds its samples until it has a consumer.
+    rig : str | None
+        The rig identity in the source_ids (see `source_id`).
 
     Notes
     -----
@@ -133,8 +137,10 @@ class PhoneOutlets:
         hello: dict[str, Any],
         sync: dict[str, Any],
         consumer_wait: float = CONSUMER_WAIT_S,
+        rig: str | None = None,
     ) -> None:
         self.device_id = device_id
+        self.rig = rig
         self.hello, self.sync = hello, sync
         self.consumer_wait = float(consumer_wait)
         self.outlets: dict[str, pylsl.StreamOutlet] = {}
@@ -159,7 +165,11 @@ class PhoneOutlets:
         new = [key for key in streams if key not in self.outlets]
         for key in new:
             info = make_info(
-                self.device_id, STREAMS[key], hello=self.hello, sync=self.sync
+                self.device_id,
+                STREAMS[key],
+                hello=self.hello,
+                sync=self.sync,
+                rig=self.rig,
             )
             self.outlets[key] = pylsl.StreamOutlet(info, 0, 360)
             self.counts[key] = 0
@@ -250,7 +260,7 @@ class PhoneOutlets:
 
     def source_ids(self) -> dict[str, str]:
         """Return stream key → source id."""
-        return {k: source_id(self.device_id, k) for k in self.outlets}
+        return {k: source_id(self.device_id, k, self.rig) for k in self.outlets}
 
     def close(self) -> None:
         """Destroy the outlets; safe to call twice."""

@@ -96,6 +96,8 @@ class ShimmerOutlet:
         Serial device (``/dev/rfcomm0``, or an emulator's pty).
     device_id : str
         Stream name ``shimmer_<device_id>``, source_id ``lsl_session/shimmer_<id>``.
+    source_id : str | None
+        Another source_id (the lab gives ``lsl_session/<rig>/shimmer_<id>``).
     rate : float
         Requested sampling rate in Hz; the rate read back is the nominal rate.
     call_timeout : float
@@ -131,6 +133,7 @@ class ShimmerOutlet:
         port: str,
         *,
         device_id: str = "1",
+        source_id: str | None = None,
         rate: float = 128.0,
         call_timeout: float = 3.0,
         stall_timeout: float = 2.0,
@@ -142,6 +145,7 @@ class ShimmerOutlet:
         consumer_wait: float = 0.0,
     ) -> None:
         self.port, self.device_id, self.rate = port, str(device_id), float(rate)
+        self._source_id = source_id
         self.call_timeout, self.stall_timeout = call_timeout, stall_timeout
         self.backoff, self.gsr_range, self.push_interval = (
             backoff,
@@ -173,8 +177,8 @@ class ShimmerOutlet:
 
     @property
     def source_id(self) -> str:
-        """Stable LSL source id (``lsl_session/shimmer_<device_id>``)."""
-        return f"lsl_session/{self.stream_name}"
+        """Stable LSL source id (``lsl_session/shimmer_<device_id>`` by default)."""
+        return self._source_id or f"lsl_session/{self.stream_name}"
 
     @property
     def connected(self) -> bool:

@@ -33,9 +33,13 @@ def test_simulate_command_publishes_streams(tmp_path):
     while proc.poll() is None and "simulating:" not in line:
         line = proc.stderr.readline()
     source_ids = line.split("simulating:", 1)[1].strip().split(", ")
-    assert "lsl_session/shimmer_1" in source_ids
-    assert any(s.startswith("lsl_session/phone_1/") for s in source_ids)
-    found = pylsl.resolve_byprop("source_id", "lsl_session/shimmer_1", 1, 5.0)
+    # a rig of its own (#23): lsl_session/<host>-demo-sim-<hex>/<device>/...
+    (shimmer,) = [s for s in source_ids if s.endswith("/shimmer_1")]
+    rig = shimmer.split("/")[1]
+    assert "-demo-sim-" in rig
+    assert all(s.startswith(f"lsl_session/{rig}/") for s in source_ids)
+    assert any(s.startswith(f"lsl_session/{rig}/phone_1/") for s in source_ids)
+    found = pylsl.resolve_byprop("source_id", shimmer, 1, 5.0)
     assert found and found[0].type() == "GSR"
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-2000:]
