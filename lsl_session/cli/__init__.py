@@ -74,6 +74,7 @@ def main(verbose: int, quiet: bool) -> None:
 def _register() -> None:
     from lsl_session.cli import session as session_cmds
     from lsl_session.cli.agent import agent_command
+    from lsl_session.cli.calibrate import COMMANDS as calibrate_commands
     from lsl_session.cli.demo import demo_command
     from lsl_session.cli.imports import COMMANDS as import_commands
     from lsl_session.cli.outlet import outlet_group
@@ -97,6 +98,7 @@ def _register() -> None:
         *process_commands,
         *import_commands,
         *replay_commands,
+        *calibrate_commands,
     ]:
         main.add_command(command)
 

@@ -101,6 +101,25 @@ def _read_log(path: Path, problems: list[str] | None = None) -> list[dict[str, A
     )
 
 
+def _has_calibration(root: Path, meta: dict[str, Any]) -> bool:
+    """Whether the session holds camera calibrations (it may then have no XDF)."""
+    folder = root / "processing" / "calibration"
+    return bool(meta.get("calibration")) or (
+        folder.is_dir() and any(folder.glob("*.json"))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Empty:
+    streams: tuple = ()
+    files: tuple = ()
+    problems: tuple = ()
+    headers: tuple = ()
+
+
+_NO_RECORDING = _Empty()
+
+
 @dataclass(slots=True)
 class SessionData:
     """A loaded session: synced streams (pyxdf semantics), events and time origin.
@@ -129,6 +148,17 @@ class SessionData:
     problems: list[str] = field(default_factory=list)
     headers: list[dict[str, Any]] = field(default_factory=list)
     window: tuple[float, float] | None = None
+
+    @property
+    def calibration(self) -> dict[str, Any]:
+        """Camera calibrations by device id (`DeviceCalibration`: per camera
+        ``camera_matrix``, ``distortion``, ``rms_px``; RGB↔thermal ``stereo``),
+        read from ``processing/calibration/<device>.json``; empty without any."""
+        if self.root is None:
+            return {}
+        from lsl_session.calibration.result import load_calibrations
+
+        return load_calibrations(self.root, self.metadata, self.problems)
 
     @property
     def keys(self) -> list[str]:
@@ -253,12 +283,13 @@ def load_session(path: Path | str, *, streams: list[str] | None = None) -> Sessi
         except MetadataError as err:
             logger.warning("%s", err)
         files = session_xdf_files(paths, meta)
-        if not files:
+        if not files and not _has_calibration(paths.root, meta):
             raise NoRecordingError(f"{path}: the session holds no XDF recording")
         log_events = _read_log(paths.log, log_problems)
     else:
         raise LslSessionError(f"{path}: no such session folder or XDF file")
-    result = load_xdf_files(files)
+    # a calibration-only session (`lsl-session calibrate`) loads without streams
+    result = load_xdf_files(files) if files else _NO_RECORDING
     recording = meta.get("recording") or {}
     if recording.get("imported"):
         log_events = []  # logged on this machine's clock, not the recording's
@@ -286,8 +317,8 @@ def load_session(path: Path | str, *, streams: list[str] | None = None) -> Sessi
             if s.name in streams or k in streams
         ]
     return SessionData(
-        root=root, session_id=session_id, metadata=meta, streams=chosen,
-        events=events, t0=t0, start_wall=wall, files=result.files,
-        problems=result.problems + log_problems, headers=result.headers,
+        root=root, session_id=session_id, metadata=meta, streams=list(chosen),
+        events=events, t0=t0, start_wall=wall, files=list(result.files),
+        problems=list(result.problems) + log_problems, headers=list(result.headers),
         window=recording_window(meta),
     )  # fmt: skip

@@ -1,0 +1,154 @@
+"""``lsl-session calibrate`` as a subprocess: stereo from folders, refusals, the
+result file, metadata, events, ``load_session(...).calibration``, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+from calib_truth import board_texture, look_at_pose, render, rgb_camera
+
+from lsl_session import load_session
+
+
+def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lsl_session", *args],
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def _events(session: Path) -> list[dict]:
+    return json.loads((session / f"{session.name}_log.json").read_text())
+
+
+def _folders(stereo_views, tmp_path: Path) -> tuple[Path, Path]:
+    rgb = tmp_path / "rgb"
+    th = tmp_path / "thermal"
+    shutil.copytree(stereo_views.rgb_dir, rgb)
+    shutil.copytree(stereo_views.thermal_dir, th)
+    board = stereo_views.board
+    # two frames to refuse: nothing on the board's side of the room, half a board
+    rng = np.random.default_rng(5)
+    noise = cv2.GaussianBlur(
+        rng.integers(0, 255, (1080, 1920), dtype=np.uint8), (0, 0), 3
+    )
+    cv2.imwrite(str(rgb / "rgb_000a.png"), noise)
+    half = render(rgb_camera(), board, *look_at_pose(600, 0, 0, 0, (0, 330), board),
+                  board_texture(board))  # fmt: skip
+    cv2.imwrite(str(rgb / "rgb_000b.png"), half)
+    times = (rgb / "frame_times.csv").read_text().splitlines()
+    times += ["rgb_000a.png,1000.1", "rgb_000b.png,1000.2"]
+    (rgb / "frame_times.csv").write_text("\n".join(times) + "\n")
+    return rgb, th
+
+
+def test_stereo_calibration_from_folders(stereo_views, tmp_path):
+    rgb, th = _folders(stereo_views, tmp_path)
+    root = tmp_path / "rec"
+    out = run_cli("calibrate", "--root", str(root), "--device", "rig", "--from", str(rgb),
+                  "--thermal-from", str(th), "--views", "10")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    err = out.stderr
+    assert "refused rgb_000a.png: rgb: no 9x6 chessboard found" in err
+    assert (
+        "refused rgb_000b.png: rgb: only part of the board is visible (27 corners found"
+        in err
+    )
+    assert "kept 10/10 views" in err and "coverage rgb" in err
+    assert any(set(line.strip()) <= {"#", ".", " "} and "#" in line
+               for line in err.splitlines())  # the coverage map  # fmt: skip
+    session = Path(out.stdout.strip().splitlines()[-1])
+    assert session.parent == root and session.name.startswith("calibration_run_")
+
+    doc = json.loads((session / "processing/calibration/rig.json").read_text())
+    cam = doc["cameras"]["rgb"]
+    assert cam["image_size"] == [1920, 1080]
+    assert abs(cam["camera_matrix"][0][0] / 1000 - 1) <= 0.005
+    assert abs(cam["camera_matrix"][1][1] / 1000 - 1) <= 0.005
+    assert len(cam["distortion"]) == 5 and cam["rms_px"] <= 0.3
+    assert len(cam["per_view_error_px"]) == 10
+    assert doc["cameras"]["thermal"]["image_size"] == [256, 192]
+    assert doc["cameras"]["thermal"]["rms_px"] <= 0.5
+    assert doc["board"]["spec"] == "chessboard:9x6:25mm"
+    assert abs(doc["stereo"]["baseline_mm"] - 30) <= 1
+    assert len(doc["stereo"]["R"]) == 3 and len(doc["stereo"]["T_mm"]) == 3
+    first = doc["views"][0]
+    assert abs(first["lsl_time"]["thermal"] - first["lsl_time"]["rgb"] - 0.004) < 1e-9
+    assert 0 < first["quality_score"] <= 1
+
+    meta = json.loads((session / "session_metadata.json").read_text())
+    ref = meta["calibration"]["rig"]
+    assert ref["file"] == "processing/calibration/rig.json"
+    assert ref["status"] == "solved" and ref["views"] == 10
+    assert meta["devices"]["rig"]["capabilities"] == ["rgb_video", "thermal_video"]
+    captures = [e for e in _events(session) if e["event"] == "calibration_capture"]
+    assert [e["view_id"] for e in captures] == [f"view_{i:03d}" for i in range(1, 11)]
+    assert captures[-1]["completed_points"] == 10 and captures[-1]["total_points"] == 10
+
+    state = json.loads((session / "processing/calibration/rig.state.json").read_text())
+    assert state["progress_tracking"]["completed_points"] == 10
+    assert state["progress_tracking"]["refused"] == {"no_board": 1, "partial": 1}
+
+    data = load_session(session)
+    cal = data.calibration["rig"]
+    assert np.allclose(cal.cameras["rgb"].camera_matrix, cam["camera_matrix"])
+    assert abs(cal.stereo.baseline_mm - 30) <= 1
+    assert data.streams == []  # a calibration-only session, no recording
+
+
+def test_rerun_after_success_keeps_the_result(stereo_views, tmp_path):
+    rgb = stereo_views.rgb_dir
+    root = tmp_path / "rec"
+    args = ("calibrate", "--root", str(root), "--device", "cam", "--from", str(rgb),
+            "--views", "6")  # fmt: skip
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    session = Path(first.stdout.strip().splitlines()[-1])
+    # a solved calibration is not "unfinished": the same command starts a new session
+    second = run_cli(*args)
+    assert second.returncode == 0, second.stderr
+    assert Path(second.stdout.strip().splitlines()[-1]) != session
+    # in the same session, it re-solves from the kept views without adding any
+    again = run_cli("calibrate", str(session), "--device", "cam", "--from", str(rgb),
+                    "--views", "6")  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    captures = [e for e in _events(session) if e["event"] == "calibration_capture"]
+    assert len(captures) == 6
+
+
+def test_bad_input_is_one_line_without_traceback(tmp_path):
+    cases = [
+        (["--from", str(tmp_path), "--board", "chessboard:9x6"], "board"),
+        (["--from", str(tmp_path / "missing")], "no such folder or video"),
+        (["--from", str(tmp_path)], "no images"),
+        (["--from", str(tmp_path), "--device", "../x"], "device id"),
+    ]
+    for extra, words in cases:
+        args = ["calibrate", "--root", str(tmp_path / "rec"), "--device", "cam", *extra]
+        out = run_cli(*args)
+        assert out.returncode != 0
+        assert "Traceback" not in out.stderr
+        lines = [x for x in out.stderr.splitlines() if x.startswith("Error")]
+        assert len(lines) == 1 and words in lines[0], out.stderr
+
+
+def test_too_few_views_fails_and_keeps_the_state(stereo_views, tmp_path):
+    folder = tmp_path / "few"
+    folder.mkdir()
+    for p in sorted(stereo_views.rgb_dir.glob("*.png"))[:3]:
+        shutil.copy(p, folder / p.name)
+    out = run_cli("calibrate", "--root", str(tmp_path / "rec"), "--device", "cam",
+                  "--from", str(folder), "--views", "8")  # fmt: skip
+    assert out.returncode == 1
+    assert "only 3 views kept for cam (at least 4 needed" in out.stderr
+    (session,) = (tmp_path / "rec").iterdir()
+    state = json.loads((session / "processing/calibration/cam.state.json").read_text())
+    assert state["progress_tracking"]["completed_points"] == 3
+    assert not (session / "processing/calibration/cam.json").exists()
