@@ -228,7 +228,10 @@ class PhoneOutlets:
         if outlet is None:
             return 0
         last = self.last_time.get(stream, -np.inf)
-        keep = phone_t > last
+        # strictly later than the last pushed row and than the row before it in the
+        # batch: a row at the same phone time as another is a duplicate (docs §5)
+        before = np.maximum.accumulate(np.concatenate(([last], phone_t[:-1])))
+        keep = phone_t > before
         if not keep.all():
             phone_t, lsl_t, values = phone_t[keep], lsl_t[keep], values[keep]
         if len(phone_t) == 0:

@@ -373,6 +373,41 @@ def test_rows_out_of_order_in_a_batch_never_go_back_in_lsl_time(env):
     _good_streams(relay)
 
 
+def test_equal_time_rows_in_a_batch_are_dropped_as_duplicates(env):
+    relay, _ = env
+    dev = f"equal_{uuid.uuid4().hex[:8]}"
+    relay.tokens[dev] = "t"
+    c = RawClient(relay.port)
+    assert c.hello(dev, "t", capabilities=["gsr_data"])["type"] == "welcome"
+    c.sync(64, offset=-50.0)
+    assert relay.wait_ready(dev)
+    inlet = pylsl.StreamInlet(
+        pylsl.resolve_byprop("source_id", source_id(dev, "gsr"), timeout=5)[0]
+    )
+    inlet.open_stream(timeout=5)
+    now = pylsl.local_clock() - 50.0
+    times = now + np.array([0.0, 0.1, 0.1, 0.2, 0.3, 0.3, 0.3, 0.4])
+    c.send(P.encode_samples("gsr", times, np.arange(8.0)))
+    values, stamps = [], []
+
+    def pulled_five() -> bool:
+        chunk, ts = inlet.pull_chunk(timeout=0.0)
+        values.extend(chunk)
+        stamps.extend(ts)
+        return len(stamps) >= 5
+
+    assert wait_until(pulled_five)
+    time.sleep(0.3)
+    chunk, ts = inlet.pull_chunk(timeout=0.0)
+    values.extend(chunk)
+    stamps.extend(ts)
+    assert np.all(np.diff(stamps) > 0)  # no duplicate stamp pushed
+    assert [row[0] for row in values] == [0.0, 1.0, 3.0, 4.0, 7.0]  # first of each
+    assert relay.devices[dev].outlets.counts["gsr"] == 5
+    c.close()
+    _good_streams(relay)
+
+
 def test_stored_hello_drops_token_and_cuts_strings(env):
     relay, session_dir = env
     dev = f"hello_{uuid.uuid4().hex[:8]}"
