@@ -206,6 +206,7 @@ class SessionData:
         stim: bool = False,
         channel_names: str = "auto",
         marker_prefix: bool | None = None,
+        session_events: bool = False,
     ):
         """Convert to ``mne.io.RawArray`` (see `lsl_session.processing.to_mne`).
 
@@ -225,8 +226,12 @@ class SessionData:
         marker_prefix : bool | None
             Descriptions ``<stream>/<marker>``; None: only when two marker streams
             share a label.
+        session_events : bool
+            Also annotate the session's bookkeeping events (``start_record``,
+            ``device_connected`` …). By default only markers are annotations:
+            those of marker streams and the session's ``marker``/stimulus events.
         """
-        from lsl_session.processing.to_mne import to_raw
+        from lsl_session.processing.to_mne import to_raw, without_bookkeeping
 
         keys = self.keys
         if streams is None:
@@ -234,8 +239,13 @@ class SessionData:
         else:
             chosen = [self.stream(n) for n in streams]
             chosen_keys = [keys[self.streams.index(s)] for s in chosen]
+        events = self.events
+        if not session_events:
+            session = {k for s, k in zip(self.streams, keys, strict=True)
+                       if tables.is_session_event_stream(s, self.session_id)}  # fmt: skip
+            events = without_bookkeeping(events, session)
         return to_raw(
-            chosen, self.events, t0=self.t0, start_wall=self.start_wall,
+            chosen, events, t0=self.t0, start_wall=self.start_wall,
             sfreq=sfreq, stim=stim, channel_names=channel_names,
             marker_prefix=marker_prefix, keys=chosen_keys,
         )  # fmt: skip

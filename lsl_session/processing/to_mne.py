@@ -119,6 +119,36 @@ def mne_channel_names(
     ]
 
 
+#: Session events that mark the experiment (annotations by default); the other
+#: session events (start_record, device_connected, processing_end …) are bookkeeping.
+EXPERIMENT_EVENTS = frozenset(
+    {"marker", "stimulus_play", "stimulus_stop", "calibration_capture"}
+)
+
+
+def _event_name(value: Any) -> str | None:
+    try:
+        event = json.loads(value)
+    except (TypeError, ValueError):
+        return None
+    return str(event.get("event")) if isinstance(event, dict) else None
+
+
+def without_bookkeeping(events: pd.DataFrame, session_keys: set[str]) -> pd.DataFrame:
+    """``events`` without the session's bookkeeping events.
+
+    Rows of the session event stream (keys in ``session_keys``, and the JSON log's
+    ``session_log``) stay only when their event is in `EXPERIMENT_EVENTS`; markers of
+    every other stream always stay.
+    """
+    session = events["stream"].isin(session_keys | {"session_log"}).to_numpy()
+    if not session.any():
+        return events
+    names = [_event_name(v) for v in events["value"]]
+    keep = ~session | np.array([n in EXPERIMENT_EVENTS for n in names], dtype=bool)
+    return events[keep].reset_index(drop=True)
+
+
 def shared_marker_labels(events: pd.DataFrame) -> bool:
     """True when two recorded marker streams share at least one description."""
     recorded = events[events["stream"] != "session_log"]

@@ -233,3 +233,34 @@ def test_marker_prefix_auto_when_two_marker_streams_share_labels():
     assert sorted(raw.annotations.description) == ["go", "press", "stop"]
     raw = _session([eeg, m1, m3]).to_mne(marker_prefix=True)
     assert "Button/press" in raw.annotations.description
+
+
+def test_bookkeeping_session_events_are_annotations_only_when_asked(data):
+    import dataclasses
+    import json
+
+    import pandas as pd
+
+    key = next(k for k in data.keys if k.endswith("_events"))
+    first = min(float(s.time_stamps[0]) for s in data.streams if not s.is_string)
+    extra = [({"event": "start_record"}, key), ({"event": "device_connected",
+              "device_id": "p1"}, key), ({"event": "processing_end"}, "session_log"),
+             ({"event": "marker", "label": "logged"}, "session_log")]  # fmt: skip
+    rows = pd.DataFrame({
+        "onset": 0.5, "lsl_time": first + 0.5 + np.arange(len(extra)) * 0.1,
+        "duration": 0.0, "description": [e["event"] for e, _ in extra],
+        "stream": [s for _, s in extra], "value": [json.dumps(e) for e, _ in extra],
+    })  # fmt: skip
+    both = dataclasses.replace(data, events=pd.concat([data.events, rows],
+                                                      ignore_index=True))  # fmt: skip
+
+    def described(raw) -> list[str]:
+        return [d for d in raw.annotations.description if d != "BAD_ACQ_SKIP"]
+
+    plain = described(both.to_mne())
+    assert not {"start_record", "device_connected", "processing_end"} & set(plain)
+    assert {"m0", "marker/block_1", "stimulus_play", "marker"} <= set(plain)
+    assert len(plain) == len(data.events) + 1  # the logged marker stays
+    asked = described(both.to_mne(session_events=True))
+    assert {"start_record", "device_connected", "processing_end"} <= set(asked)
+    assert len(asked) == len(data.events) + len(extra)
