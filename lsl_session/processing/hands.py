@@ -55,6 +55,7 @@ from lsl_session.processing.model import ProcessingContext
 from lsl_session.processing.pulses import detect_flashes
 from lsl_session.processing.video import (
     find_videos,
+    frame_coverage,
     frame_stream_name,
     frame_times,
     iter_frames,
@@ -222,7 +223,9 @@ class HandSegmentationProcessor:
         dict
             ``{"backend": str, "videos": [per-video report, ...]}``; a per-video
             report holds ``video``, ``stream`` (None when not recorded), ``csv``,
-            ``mask_video``, ``n_frames``, ``n_frames_without_time``,
+            ``mask_video``, ``n_frames``, ``n_frames_without_time`` (of which
+            ``n_frames_outside_recording`` were captured before or after the
+            frame stream was recorded, ``n_frames_unstamped_inside`` between),
             ``frames_with_hands``, ``n_flash_frames`` (or ``error``).
         """
         opts = context.options
@@ -261,10 +264,15 @@ class HandSegmentationProcessor:
             csv = out_dir / f"{video.stem}_hands.csv"
             write_csv_atomic(table, csv)
             missing = int(np.isnan(lsl).sum())
+            before, after, inside = frame_coverage(lsl)
             if stream is None:
                 logger.warning("No stream %r for %s: lsl_time is NaN", stream_name, rel)
-            elif missing:
-                logger.warning("%s: %d frames have no LSL time", rel, missing)
+            elif inside:
+                logger.warning("%s: %d frames inside the recording have no LSL time",
+                               rel, inside)  # fmt: skip
+            if before or after:
+                logger.info("%s: %d frames before and %d after the recording of its "
+                            "frame stream (no LSL time)", rel, before, after)  # fmt: skip
             videos.append(
                 {
                     "video": rel,
@@ -275,6 +283,8 @@ class HandSegmentationProcessor:
                     ),
                     "n_frames": len(table),
                     "n_frames_without_time": missing,
+                    "n_frames_outside_recording": before + after,
+                    "n_frames_unstamped_inside": inside,
                     "frames_with_hands": int((table["n_hands"] > 0).sum()),
                     "n_flash_frames": int(flashes.sum()),
                 }

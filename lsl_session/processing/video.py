@@ -61,6 +61,23 @@ def frame_times(stream: SyncedStream | None, n_frames: int) -> np.ndarray:
     return out
 
 
+def frame_coverage(lsl: np.ndarray) -> tuple[int, int, int]:
+    """Frames without an LSL time: ``(before, after, inside)`` the recorded span.
+
+    ``before``/``after``: frames the camera captured before the first or after the
+    last frame its stream recorded (the video runs while the recording starts and
+    stops: expected). ``inside``: frames between two recorded ones that no sample
+    refers to (lost frame samples: a problem). A video with no recorded frame at
+    all counts every frame as ``inside``.
+    """
+    valid = np.isfinite(lsl)
+    if not valid.any():
+        return 0, 0, len(lsl)
+    idx = np.flatnonzero(valid)
+    before, after = int(idx[0]), int(len(lsl) - 1 - idx[-1])
+    return before, after, int(len(lsl) - valid.sum()) - before - after
+
+
 def find_videos(root: Path) -> list[Path]:
     """Return the session videos hand segmentation looks at, sorted.
 

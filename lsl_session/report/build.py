@@ -267,15 +267,19 @@ def write_report(
 
 
 def frame_notes(run: dict[str, Any]) -> list[str]:
-    """Explain videos whose frames have no LSL time (from the hand segmentation)."""
+    """Explain videos with frames inside the recording that have no LSL time.
+
+    Frames captured before or after the frame stream was recorded (the camera runs
+    while the recording starts and stops) are expected and are no note.
+    """
     result = (run.get("steps", {}).get("hand_segmentation") or {}).get("report") or {}
     notes = []
     for video in (result.get("result") or {}).get("videos", []):
         missing = video.get("n_frames_without_time") or 0
-        if missing:
+        inside = video.get("n_frames_unstamped_inside", missing) or 0
+        if inside:
             notes.append(
-                f"{video['video']}: {missing} of {video.get('n_frames')} frames have no"
-                " LSL time: the camera captured them while their frame stream was not"
-                " being recorded (before its first or after its last sample)"
+                f"{video['video']}: {inside} of {video.get('n_frames')} frames inside"
+                " the recording have no LSL time: their frame-index samples are missing"
             )
     return notes

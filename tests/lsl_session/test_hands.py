@@ -105,6 +105,31 @@ def test_names_map_videos_to_frame_streams():
     )
 
 
+def test_frames_before_and_after_the_recording_are_not_missing_inside():
+    from lsl_session.processing.video import frame_coverage
+    from lsl_session.report.build import frame_notes
+
+    nan = np.nan
+    lsl = np.array([nan, nan, 1.0, 1.1, nan, 1.3, nan, nan, nan])
+    assert frame_coverage(lsl) == (2, 3, 1)
+    assert frame_coverage(np.full(4, nan)) == (0, 0, 4)
+    assert frame_coverage(np.arange(3.0)) == (0, 0, 0)
+
+    def run_with(**video):
+        return {"steps": {"hand_segmentation": {"report": {"result": {"videos": [
+            {"video": "webcam/w.mp4", "n_frames": 726, **video}]}}}}}  # fmt: skip
+
+    healthy = run_with(n_frames_without_time=124, n_frames_outside_recording=124,
+                       n_frames_unstamped_inside=0)  # fmt: skip
+    assert frame_notes(healthy) == []  # the camera ran while recording started/stopped
+    lost = run_with(n_frames_without_time=130, n_frames_outside_recording=124,
+                    n_frames_unstamped_inside=6)  # fmt: skip
+    assert frame_notes(lost) == [
+        "webcam/w.mp4: 6 of 726 frames inside the recording have no LSL time: their"
+        " frame-index samples are missing"
+    ]
+
+
 def test_frame_times_missing_and_duplicate_samples():
     stream = frame_stream(
         "webcam_1_frames", [0, 1, 1, 3, 7, -1], [10.0, 10.1, 10.15, 10.3, 10.7, 11.0]
@@ -148,6 +173,8 @@ def test_processor_writes_csv_with_lsl_time_and_iou(session):
     web = by_video["webcam/webcam_1_20250731_143022.mp4"]
     assert web["n_frames"] == N_FRAMES
     assert web["n_frames_without_time"] == 2
+    assert web["n_frames_unstamped_inside"] == 2  # 5 and 6: between recorded ones
+    assert web["n_frames_outside_recording"] == 0
     assert web["n_flash_frames"] == len(video.flash_indices(N_FRAMES))
     assert (session.root / web["mask_video"]).stat().st_size > 0
     phone_report = by_video[
