@@ -112,12 +112,42 @@ def locked(lock_path: Path) -> Iterator[None]:
     with _thread_locks_guard:
         tlock = _thread_locks.setdefault(key, threading.RLock())
     with tlock:
-        fd = os.open(key, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        while True:
+            fd = os.open(key, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                raise
+            if _same_file(fd, key):
+                break
+            os.close(fd)  # removed (`remove_lock`) while we waited: lock the new one
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
+
+
+def _same_file(fd: int, path: str) -> bool:
+    try:
+        now = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
+
+
+def remove_lock(lock_path: Path) -> None:
+    """Delete a lock file made by `locked`, holding the lock while doing it.
+
+    A process waiting for the old file sees it is gone and locks a new one, so
+    the lock stays exclusive; a later `locked` simply creates the file again.
+    """
+    path = Path(lock_path)
+    if not path.exists():
+        return
+    with locked(path), contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def check_room(folder: Path, need: float, what: str) -> None:

@@ -14,6 +14,8 @@ from lsl_session.errors import InvalidNameError, LslSessionError
 
 METADATA_FILE = "session_metadata.json"
 LOCK_FILE = ".session.lock"
+#: Pre-allocated room for the last writes on a full disk (only while recording).
+RESERVE_FILE = ".lsl_session_reserve"
 TMP_PREFIX = ".creating-"
 MAX_NAME_LEN = 64
 DEFAULT_PREFIX = "session"

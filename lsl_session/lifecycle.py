@@ -16,6 +16,7 @@ class State(StrEnum):
     RECORDING = "recording"
     PROCESSING = "processing"
     COMPLETED = "completed"
+    EMPTY = "empty"
     ERROR = "error"
     INTERRUPTED = "interrupted"
     RECOVERED = "recovered"
@@ -24,10 +25,13 @@ class State(StrEnum):
 TRANSITIONS: dict[State, frozenset[State]] = {
     State.IDLE: frozenset({State.CREATING}),
     State.CREATING: frozenset({State.ACTIVE, State.ERROR}),
-    State.ACTIVE: frozenset({State.RECORDING, State.PROCESSING, State.ERROR}),
+    State.ACTIVE: frozenset(
+        {State.RECORDING, State.PROCESSING, State.EMPTY, State.ERROR}
+    ),
     State.RECORDING: frozenset({State.ACTIVE, State.ERROR}),
     State.PROCESSING: frozenset({State.COMPLETED, State.ERROR}),
     State.COMPLETED: frozenset({State.IDLE, State.CREATING, State.PROCESSING}),
+    State.EMPTY: frozenset({State.IDLE, State.CREATING}),
     State.ERROR: frozenset({State.IDLE}),
     State.INTERRUPTED: frozenset({State.RECOVERED}),
     State.RECOVERED: frozenset({State.PROCESSING, State.IDLE, State.CREATING}),

@@ -15,15 +15,21 @@ from lsl_session.catalog import owner_record
 from lsl_session.errors import LslSessionError, SessionStateError
 from lsl_session.events import SessionLogger
 from lsl_session.fsutil import release_reserve, reserve_space
+from lsl_session.layout import RESERVE_FILE
 from lsl_session.lifecycle import State, check_transition
 from lsl_session.metadata import now_iso
-from lsl_session.session import Session, create_session_folder
+from lsl_session.session import (
+    FINISHED,
+    Session,
+    create_session_folder,
+    remove_helper_files,
+)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ROOT_ENV = "LSL_SESSION_ROOT"
 #: Hidden file holding disk space while recording, freed for the final writes.
-RESERVE_NAME = ".lsl_session_reserve"
+RESERVE_NAME = RESERVE_FILE
 #: Its size: room for the summary, the error event and the status when disk is full.
 RESERVE_BYTES = 2_000_000
 
@@ -72,6 +78,20 @@ def _merge_streams(
         )
         total["last_timestamp"] = s.get("last_timestamp") or total.get("last_timestamp")
     return list(merged.values())
+
+
+EMPTY_LINE = "nothing recorded: the session ended empty (its files are kept)"
+
+
+def recorded_anything(meta: dict[str, Any]) -> bool:
+    """True when a stream other than the session's own event stream has samples."""
+    own = f"lsl_session/{meta.get('session_id')}/events"
+    streams = (meta.get("recording") or {}).get("streams") or []
+    return any(
+        (s.get("sample_count") or 0) > 0 and s.get("source_id") != own
+        for s in streams
+        if isinstance(s, dict)
+    )
 
 
 class SessionManager:
@@ -251,7 +271,7 @@ class SessionManager:
                         f"cannot open {session.root}: process {pid} is using it"
                     )
                 status = effective_status(meta)
-                if status not in ("active", "completed", "recovered"):
+                if status not in ("active", "completed", "empty", "recovered"):
                     hint = (
                         " (run `lsl-session recover` first)"
                         if status == "interrupted"
@@ -461,6 +481,10 @@ class SessionManager:
     def end_session(self, *, process: bool = True, **process_options: Any) -> dict:
         """End the session: log ``session_end``, process it, mark it completed.
 
+        A session in which nothing was recorded (no recording, or no sample of any
+        stream but the session's own event stream) is not processed and ends
+        ``empty``; its files are kept.
+
         Raises
         ------
         SessionStateError
@@ -473,6 +497,16 @@ class SessionManager:
             end = now_iso()
             start = datetime.fromisoformat(meta["start_time"])
             duration = (datetime.fromisoformat(end) - start).total_seconds()
+            if not recorded_anything(meta):
+                session.log_event(
+                    "session_end", {"duration_s": round(duration, 6), "empty": True}
+                )
+                session.set_status(
+                    State.EMPTY.value, end_time=end, duration_s=round(duration, 6)
+                )
+                self._set_state(State.EMPTY)
+                logger.info("nothing was recorded: the session ends empty")
+                return session.metadata()
             session.set_status(
                 State.PROCESSING.value, end_time=end, duration_s=round(duration, 6)
             )
@@ -545,12 +579,15 @@ class SessionManager:
     def _release(session: Session) -> None:
         """Give up ownership (it no longer looks interrupted) and close."""
         release_reserve(session.root / RESERVE_NAME)
+        status = None
         try:
-            session.update(lambda m: m.pop("owner", None))
+            status = session.update(lambda m: m.pop("owner", None)).get("status")
         except Exception as exc:
             logger.error("could not release %s: %s", session.root, exc)
             logger.debug("release failed", exc_info=True)
         session.close()
+        if status in FINISHED:
+            remove_helper_files(session.root)
 
     # --------------------------------------------------------------- lookup
     def list_sessions(self) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from typing import Any
 from lsl_session import layout
 from lsl_session.errors import DeviceError, LslSessionError, SessionNotFoundError
 from lsl_session.events import EventLogFile, SessionLogger
-from lsl_session.fsutil import fsync_dir
+from lsl_session.fsutil import fsync_dir, remove_lock
 from lsl_session.layout import SessionPaths
 from lsl_session.metadata import (
     new_metadata,
@@ -34,6 +34,29 @@ from lsl_session.metadata import (
 logger = logging.getLogger(__name__)
 
 _MAX_SUFFIX = 1000
+
+
+#: Statuses after which no writer is expected: helper files are removed.
+FINISHED = frozenset({"completed", "empty", "recovered"})
+
+
+def remove_helper_files(root: Path) -> list[str]:
+    """Remove the session's helper files (lock, disk reserve); return their names.
+
+    Only for a finished session (`FINISHED`): a process that locks it later
+    creates the lock file again (see `fsutil.remove_lock`).
+    """
+    removed = []
+    reserve = Path(root) / layout.RESERVE_FILE
+    if reserve.is_file() and not reserve.is_symlink():
+        with contextlib.suppress(FileNotFoundError):
+            reserve.unlink()
+            removed.append(layout.RESERVE_FILE)
+    lock = Path(root) / layout.LOCK_FILE
+    if lock.is_file() and not lock.is_symlink():
+        remove_lock(lock)
+        removed.append(layout.LOCK_FILE)
+    return removed
 
 
 def sha256_file(path: Path, block: int = 1 << 20) -> str:

@@ -41,8 +41,13 @@ def run_lab(
     if result.folder is not None:
         print_summary(result.folder, result.summary, result.metadata)
         click.echo("")
-        for line in read_verdict(result.folder, result.summary):
-            click.echo(line)
+        if (result.metadata or {}).get("status") == "empty":
+            from lsl_session.manager import EMPTY_LINE
+
+            click.echo(EMPTY_LINE)
+        else:
+            for line in read_verdict(result.folder, result.summary):
+                click.echo(line)
     click.echo(f"total {time.monotonic() - started:.1f} s", err=True)
     if result.missing_uploads:
         click.echo(

@@ -27,7 +27,8 @@ labrecorder_config_option = click.option(
 allow_missing_option = click.option(
     "--allow-missing",
     is_flag=True,
-    help="Exit 0 even if a RequiredStreams entry or a --config device is missing.",
+    help="Exit 0 even if a RequiredStreams entry or a --config device is missing;"
+    " record even if a --stream query matches nothing yet (it is picked up later).",
 )
 
 

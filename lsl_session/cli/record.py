@@ -196,6 +196,8 @@ def record_command(
 
     for q in stream_queries or []:
         validate_query(q)
+    if queries and control_port is None and not allow_missing:
+        _require_matches(list(queries))
     manager = SessionManager(root)
 
     def open_session(session_name: str | None) -> None:
@@ -249,6 +251,33 @@ def record_command(
     click.echo(str(manager.session_dir))
     if code:
         raise SystemExit(code)
+
+
+#: Seconds each --stream query may take to match a stream before the start.
+MATCH_WAIT_S = 3.0
+
+
+def _require_matches(queries: list[str], wait: float = MATCH_WAIT_S) -> None:
+    """Exit 2 before anything is created when a query matches no visible stream.
+
+    As LabRecorderCLI, which creates no file then: each unmatched query is named
+    with the closest visible streams. ``--allow-missing`` records anyway and picks
+    the stream up when it appears.
+    """
+    from lsl_session.lsl import explain_unmatched, find_streams
+
+    unmatched = [q for q in queries if not find_streams(q, wait)]
+    if not unmatched:
+        return
+    visible = find_streams(None, 0.5)
+    for query in unmatched:
+        click.echo(f"Error: {explain_unmatched(query, visible)}", err=True)
+    click.echo(
+        "nothing recorded, no session created (--allow-missing records anyway and"
+        " picks the stream up when it appears)",
+        err=True,
+    )
+    raise SystemExit(2)
 
 
 def _serve_remote_control(manager, stopper, open_session, run_options) -> int:
@@ -324,8 +353,13 @@ def _finish(
         click.echo(str(manager.session_dir))  # the data is there: say where
         raise RecorderError(message or "recording failed")
     if manager.state is State.ACTIVE:
+        from lsl_session.manager import EMPTY_LINE
+
         folder = manager.session_dir
         manager.end_session(process=not no_process)
-        for line in read_verdict(folder, summary):
-            click.echo(line, err=True)
+        if manager.state is State.EMPTY:
+            click.echo(EMPTY_LINE, err=True)
+        else:
+            for line in read_verdict(folder, summary):
+                click.echo(line, err=True)
     return 2 if unmatched else 0

@@ -22,7 +22,7 @@ from lsl_session.recovery.rebuild import (
     rebuild_metadata,
 )
 from lsl_session.recovery.xdf_repair import XdfRepair, repair_xdf
-from lsl_session.session import Session, sha256_file
+from lsl_session.session import FINISHED, Session, remove_helper_files, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -293,8 +293,13 @@ def recover_session(folder: Path | str, *, dry_run: bool = False) -> RecoveryRep
             keep = {k: rec[k] for k in ("runs",) if k in rec}
             meta["recording"] = {**recording, **keep}
             report.actions.append("recording summary recomputed from the XDF file(s)")
+    reserve = folder / layout.RESERVE_FILE
+    if report.interrupted and reserve.is_file() and not reserve.is_symlink():
+        report.actions.append(f"removed the disk reserve {layout.RESERVE_FILE}")
     if report.nothing_to_do:
         logger.info("%s: nothing to do", folder.name)
+        if not dry_run and meta is not None and meta.get("status") in FINISHED:
+            remove_helper_files(folder)
         return report
     report.status = State.RECOVERED.value
     if dry_run:
@@ -360,6 +365,7 @@ def _commit(
         session_meta.update(change)
     finally:
         session_meta.close()
+    remove_helper_files(folder)  # the reserve (a crash mid-recording) and the lock
     logger.info("%s recovered: %s", folder.name, "; ".join(report.actions))
 
 

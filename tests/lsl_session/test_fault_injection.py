@@ -29,6 +29,7 @@ import pytest
 import pyxdf
 
 from lsl_session.catalog import session_folders
+from lsl_session.layout import LOCK_FILE, RESERVE_FILE
 from lsl_session.metadata import read_metadata
 from lsl_session.recovery import recover_root, recover_session
 
@@ -185,11 +186,17 @@ def run_trials(n: int, tmp_path: Path, pusher: Pusher, seed: int) -> dict:
         summary["phase_killed"][last_phase] = (
             summary["phase_killed"].get(last_phase, 0) + 1
         )
-        before = {p.relative_to(root) for p in root.rglob("*") if p.is_file()}
+        helpers = (LOCK_FILE, RESERVE_FILE)  # no data: recover removes them
+        before = {
+            p.relative_to(root)
+            for p in root.rglob("*")
+            if p.is_file() and p.name not in helpers
+        }
         ctx = f"trial {k} (seed {seed}, target {target}, phases {sorted(phases, key=phases.get)})"
         recover_root(root)
         after = {p.relative_to(root) for p in root.rglob("*") if p.is_file()}
         assert before <= after, ctx
+        assert not {p for p in after if p.name in helpers}, ctx
         for folder in session_folders(root):
             meta = read_metadata(folder)
             status = meta["status"]

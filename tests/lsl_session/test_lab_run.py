@@ -206,6 +206,36 @@ def test_missing_required_device_is_named_and_exits_2(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+def test_ctrl_c_during_the_device_wait_ends_the_session_empty(tmp_path):
+    config = tmp_path / "lab.toml"
+    config.write_text(
+        '[session]\nroot = "rec"\n[record]\nwait_s = 120\n'
+        f'[relay]\nhost = "127.0.0.1"\nport = {_free_port()}\n'
+        '[[devices]]\nid = "absent_phone"\ntype = "android_phone"\ntoken = "t"\n'
+        "required = true\n"
+    )
+    proc = subprocess.Popen(
+        [*CLI, "record", "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        _wait_line(proc, "session ")
+        time.sleep(1.0)  # inside the 120 s wait for the required phone
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert "Traceback" not in err, err[-3000:]
+    folder = Path(out.strip().splitlines()[-1])
+    meta = json.loads((folder / "session_metadata.json").read_text())
+    assert meta["status"] == "empty", meta["status"]  # not "completed"
+    assert "the session ended empty" in out
+    events = json.loads((folder / f"{folder.name}_log.json").read_text())
+    end = next(e for e in events if e["event"] == "session_end")
+    assert end["empty"] is True
+    assert not (folder / "processing" / "report.html").exists()
+
+
 # the injected byte kills pyshimmer's reader thread on purpose
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_shimmer_drop_is_logged_and_its_reconnect_continues_the_stream(

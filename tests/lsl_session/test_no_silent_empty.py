@@ -74,7 +74,11 @@ def test_explain_unmatched_typos(query, hint):
 
 
 def test_query_typo_names_closest_stream_and_exits_2(session_root, uid):
-    """The CLI end to end, with the issue's first typo (the others: above)."""
+    """The CLI end to end, with the issue's first typo (the others: above).
+
+    As LabRecorderCLI creates no file, a query that matches nothing before the
+    start creates no session folder.
+    """
     name = f"EEG_{uid}"
     src = RegularSource(name, f"eeg_{uid}", channels=2, srate=100).start()
     query = f'nme="{name}"'
@@ -86,8 +90,21 @@ def test_query_typo_names_closest_stream_and_exits_2(session_root, uid):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.splitlines()
     (warning,) = [ln for ln in lines if "matched no stream" in ln]
+    assert warning.startswith(f"Error: query {query!r} matched no stream")
     assert hint in warning
     assert f"closest visible: {name} (type EEG, source_id eeg_{uid}" in warning
+    assert "no session created" in proc.stderr
+    assert proc.stdout == ""
+    assert list(session_root.iterdir()) == []
+    assert "Traceback" not in proc.stderr
+
+
+def test_unmatched_query_with_allow_missing_records_and_ends_empty(session_root, uid):
+    query = f'name="NoSuch_{uid}"'
+    proc = _record(session_root, "--stream", query, "--duration", "1.5",
+                   "--allow-missing")  # fmt: skip
+    assert proc.returncode == 2, proc.stderr  # the query never matched
+    lines = proc.stderr.splitlines()
     assert any(
         ln.startswith(f"Error: query {query!r} never matched any stream")
         for ln in lines
@@ -98,6 +115,8 @@ def test_query_typo_names_closest_stream_and_exits_2(session_root, uid):
     assert error["query"] == query
     meta = json.loads((folder / "session_metadata.json").read_text())
     assert meta["recording"]["runs"][-1]["unmatched_queries"] == [query]
+    assert meta["status"] == "empty"  # nothing recorded: not "completed"
+    assert "the session ended empty" in proc.stderr
 
 
 def test_record_without_queries_names_what_it_records(session_root, uid):

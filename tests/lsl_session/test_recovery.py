@@ -33,11 +33,15 @@ from lsl_session.xdf.writer import (
 )
 
 
+#: Helper files (lock, disk reserve) hold no data; recover removes them.
+HELPERS = {".session.lock", ".lsl_session_reserve"}
+
+
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {
         p.relative_to(folder).as_posix(): p.read_bytes()
         for p in folder.rglob("*")
-        if p.is_file()
+        if p.is_file() and p.name not in HELPERS
     }
 
 
@@ -108,6 +112,7 @@ def make_session(root: Path, *, status: str, footers: bool = True, tear: int = 0
 def assert_kept(before: dict[str, bytes], folder: Path) -> None:
     after = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
     assert set(before) <= after
+    assert not HELPERS & after  # and no helper file is left
 
 
 def test_healthy_completed_session_has_nothing_to_do(session_root):
