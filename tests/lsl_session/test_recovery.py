@@ -32,7 +32,6 @@ from lsl_session.xdf.writer import (
     encode_stream_header,
 )
 
-
 #: Helper files (lock, disk reserve) hold no data; recover removes them.
 HELPERS = {".session.lock", ".lsl_session_reserve"}
 
