@@ -85,10 +85,17 @@ EMPTY_LINE = "nothing recorded: the session ended empty (its files are kept)"
 
 def recorded_anything(meta: dict[str, Any]) -> bool:
     """True when a stream other than the session's own event stream has samples."""
-    own = f"lsl_session/{meta.get('session_id')}/events"
+    session_id = meta.get("session_id")
     streams = (meta.get("recording") or {}).get("streams") or []
+
+    def own(s: dict[str, Any]) -> bool:  # lsl_session/[<rig>/]<session_id>/events
+        sid = str(s.get("source_id") or "")
+        return s.get("name") == f"{session_id}_events" or (
+            sid.startswith("lsl_session/") and sid.endswith(f"{session_id}/events")
+        )
+
     return any(
-        (s.get("sample_count") or 0) > 0 and s.get("source_id") != own
+        (s.get("sample_count") or 0) > 0 and not own(s)
         for s in streams
         if isinstance(s, dict)
     )
