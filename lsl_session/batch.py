@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 import time
 import traceback
@@ -277,21 +276,6 @@ def _collect(future: Any, task: Task) -> dict[str, Any]:
                 "error": _one_line(exc), "worker": "?", "duration_s": 0.0}  # fmt: skip
 
 
-def _reachable(address: str) -> None:
-    """Fail fast (one line) when a ``tcp://host:port`` scheduler refuses connections."""
-    match = re.match(r"^tcp://\[?([^\]]+?)\]?:(\d+)$", address)
-    if not match:
-        return
-    try:
-        socket.create_connection(
-            (match.group(1), int(match.group(2))), timeout=5
-        ).close()
-    except OSError as exc:
-        raise LslSessionError(
-            f"cannot reach the Dask scheduler {address}: {exc.strerror or exc}"
-        ) from None
-
-
 def _run_dask(tasks: list[Task], address: str, deliver: Callable) -> None:
     try:
         from distributed import Client
@@ -300,14 +284,30 @@ def _run_dask(tasks: list[Task], address: str, deliver: Callable) -> None:
         raise LslSessionError(
             "--scheduler needs dask.distributed: pip install 'lsl-session[cluster]'"
         ) from None
-    _reachable(address)
+    from lsl_session.scheduler import (
+        SchedulerError,
+        parse_address,
+        probe,
+        worker_wait,
+    )
+
+    where = parse_address(address)
+    probe(where)  # a silent listener would hang Client() forever
     try:
-        client = Client(address, timeout=10)
+        client = Client(where.url, timeout=10)
     except (OSError, TimeoutError) as exc:
-        raise LslSessionError(
-            f"cannot reach the Dask scheduler {address}: {exc}"
+        raise SchedulerError(
+            f"cannot reach the Dask scheduler {where.url}: {_one_line(exc)}"
         ) from None
     try:
+        wait = worker_wait()
+        try:
+            client.wait_for_workers(1, timeout=wait)
+        except (OSError, TimeoutError):
+            raise SchedulerError(
+                f"the Dask scheduler {where.url} has no worker (none joined in"
+                f" {wait:g} s)"
+            ) from None
         batch = uuid.uuid4().hex[:8]
         keys = [f"lsl-session-{t.kind}-{batch}-{i}" for i, t in enumerate(tasks)]
         futures = client.map(run_task, tasks, pure=False, retries=0, key=keys)

@@ -140,6 +140,7 @@ def test_signals_at_random_moments_short(tmp_path, uid):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(7200)  # ~25 min on the 2-core VM; a hang still fails a trial
 def test_200_signals_at_random_moments(tmp_path, uid):
     storm = _storm(tmp_path, uid, {"record": 120, "lab": 50, "demo": 30}, seed=2031)
     assert sum(len(v) for v in storm.times.values()) == 200
