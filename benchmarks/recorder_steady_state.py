@@ -91,20 +91,19 @@ def _pylsl_pullers(infos, write: bool, out: Path):
 
 
 def _ours(infos, without: set[str], out: Path):
-    from lsl_session.recorder import Recorder, core, output, stream
+    from lsl_session.recorder import Recorder, output, stream
 
     if "offsets" in without:
-        stream.RecordedStream.poll_offset = lambda self, now: False
+        stream.PooledStream.poll_offset = lambda self, now, force=False: False
     if "housekeeping" in without:
         output.XdfOutput.flush = lambda self: None
         output.XdfOutput.write_boundary = lambda self: None
-    if "resolver" in without:
-        core.Recorder._watch = lambda self: None
     queries = [f"source_id='{i.source_id()}'" for i in infos]
     rec = Recorder(out, streams=queries, initial_wait=10.0)
     rec.start()
-    if "resolver" in without:
-        rec._resolver = None  # destroys liblsl's continuous resolver
+    if "resolver" in without:  # no continuous resolver, no rescans
+        rec.pool.rescan_interval = float("inf")
+        rec.pool._resolver = None  # destroys liblsl's continuous resolver
     return rec.stop
 
 

@@ -41,7 +41,10 @@ class RecorderLike(Protocol):
         """Resolve streams and begin writing; raise on failure."""
 
     def stop(self) -> dict[str, Any]:
-        """Drain, write footers, close; return the recording summary."""
+        """Drain, write footers, close; return the recording summary.
+
+        A recorder may take ``stop(cutoff)``: the stop request's LSL time.
+        """
 
 
 RecorderFactory = Callable[..., RecorderLike]
@@ -388,8 +391,16 @@ class SessionManager:
             self._set_state(State.RECORDING)
             return session.metadata()
 
-    def stop_recording(self) -> dict[str, Any]:
-        """Stop the recorder (drain, footers), store the summary, log ``stop_record``."""
+    def stop_recording(self, cutoff: float | None = None) -> dict[str, Any]:
+        """Stop the recorder (drain, footers), store the summary, log ``stop_record``.
+
+        Parameters
+        ----------
+        cutoff : float | None
+            The stop request's ``pylsl.local_clock()`` time (a remote ``stop``
+            line's arrival); default: now. Samples stamped from then on are not
+            in this recording.
+        """
         with self._lock:
             session = self._require_session("stop recording")
             check_transition(self._state, State.ACTIVE, "stop recording")
@@ -397,7 +408,7 @@ class SessionManager:
                 raise SessionStateError(
                     f"cannot stop recording: the session is {self._state.value}"
                 )
-            summary = self._finish_recorder()
+            summary = self._finish_recorder(cutoff)
             session.set_status(State.ACTIVE.value)
             session.log_event(
                 "stop_record",
@@ -418,12 +429,12 @@ class SessionManager:
             self._set_state(State.ACTIVE)
             return summary
 
-    def _finish_recorder(self) -> dict[str, Any]:
+    def _finish_recorder(self, cutoff: float | None = None) -> dict[str, Any]:
         recorder, self._recorder = self._recorder, None
         if recorder is None:
             return {}
         try:
-            summary = recorder.stop()
+            summary = recorder.stop() if cutoff is None else recorder.stop(cutoff)
         finally:
             if self._session is not None:
                 release_reserve(self._session.root / RESERVE_NAME)
@@ -445,7 +456,14 @@ class SessionManager:
                 rec.get("streams", []), summary.get("streams", [])
             )
             rec.setdefault("runs", []).append(dict(summary))
-            for key in ("start_lsl_time", "stop_lsl_time", "start_time", "stop_time"):
+            for key in (
+                "start_lsl_time",
+                "stop_lsl_time",
+                "cutoff_lsl_time",
+                "stop_grace_s",
+                "start_time",
+                "stop_time",
+            ):
                 if key in summary:
                     rec[key] = summary[key]
 

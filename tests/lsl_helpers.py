@@ -38,8 +38,11 @@ class RegularSource:
         fmt: int = pylsl.cf_float32,
         stype: str = "EEG",
         chunk: float = 0.01,
+        lag: float = 0.0,
     ) -> None:
         self.info = pylsl.StreamInfo(name, stype, channels, srate, fmt, source_id)
+        #: data arrives this late: each sample is pushed ``lag`` s after its stamp
+        self.lag = lag
         self.srate = srate
         self.channels = channels
         self.dtype = {
@@ -67,11 +70,16 @@ class RegularSource:
             if n > 0:
                 idx = np.arange(self.index, self.index + n)
                 data = np.repeat(idx[:, None], self.channels, axis=1).astype(self.dtype)
-                ts = self.t0 + idx / self.srate
+                ts = self.t0 + idx / self.srate - self.lag
                 self.outlet.push_chunk(data, ts)
                 self.stamps.append(ts)
                 self.index += n
             time.sleep(self.chunk)
+
+    def silence(self) -> None:
+        """Stop pushing but keep the outlet (a stream gone silent)."""
+        self._stop.set()
+        self._thread.join()
 
     def pause(self) -> None:
         """Stop pushing and destroy the outlet (the stream vanishes)."""

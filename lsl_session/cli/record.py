@@ -113,6 +113,14 @@ def format_status(status: dict) -> str:
     default=None,
     help="Start a new XDF part after this many minutes.",
 )
+@click.option(
+    "--stop-grace",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    help="At stop, wait at most this long for each stream to deliver past the"
+    " stop time (late Wi-Fi/phone data).",
+)
 @labrecorder_config_option
 @allow_missing_option
 @click.option(
@@ -137,6 +145,7 @@ def record_command(
     no_process: bool,
     split_mb: float | None,
     split_minutes: float | None,
+    stop_grace: float,
     labrecorder_config: Path | None,
     allow_missing: bool,
     status_interval: float,
@@ -159,7 +168,7 @@ def record_command(
 
     if simulate and config_file is None:
         raise click.UsageError("--simulate needs --config")
-    options = {}
+    options: dict = {"stop_grace": stop_grace}
     if split_mb:
         options["split_bytes"] = split_mb * 1e6
     if split_minutes:

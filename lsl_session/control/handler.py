@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsl_session.control.finisher import SessionFinisher
+from lsl_session.control.open_streams import OpenStreams
 from lsl_session.control.protocol import (
     FILENAME_OPTIONS,
     MAX_QUERY,
@@ -78,6 +79,9 @@ class ControlHandler:
     create_session : callable | None
         ``create_session(name)`` making a new current session (e.g. one that
         also registers configured devices); default ``manager.create_session``.
+    keep_streams_open : bool
+        Keep the selected streams' inlets open and pulled between runs (see
+        `OpenStreams`): a ``start`` records from its request time at once.
 
     Notes
     -----
@@ -100,6 +104,7 @@ class ControlHandler:
         finisher: SessionFinisher | None = None,
         resolve_wait: float = 0.5,
         create_session: Callable[[str | None], object] | None = None,
+        keep_streams_open: bool = True,
     ) -> None:
         self.manager = manager
         self._create_session = create_session or manager.create_session
@@ -120,9 +125,20 @@ class ControlHandler:
         self._updated: list[Any] = []
         self._resolver: Any = None
         self._lock = threading.Lock()
+        #: keep the selected streams open between runs (instant start)
+        self.keep_streams_open = keep_streams_open
+        self.streams = OpenStreams(self.recorder_options)
 
-    def handle(self, line: str) -> bytes:
+    def handle(self, line: str, received: float | None = None) -> bytes:
         """Execute one line and return the bytes to send back.
+
+        Parameters
+        ----------
+        line : str
+            The line, without its newline.
+        received : float | None
+            ``pylsl.local_clock()`` when the line arrived: a ``start`` records
+            what is stamped from then on, a ``stop`` cuts there. Default: now.
 
         Returns
         -------
@@ -137,7 +153,7 @@ class ControlHandler:
             return self._status()
         try:
             with self._lock:
-                self._dispatch(command)
+                self._dispatch(command, received)
         except ControlRefused as exc:
             logger.error("control: refused %s: %s", _short(line, 60), exc)
             return error_reply(str(exc))
@@ -147,23 +163,43 @@ class ControlHandler:
         return REPLY_OK
 
     # --------------------------------------------------------------- commands
-    def _dispatch(self, command: Command) -> None:
+    def received(self, line: str, received: float) -> None:
+        """A line arrived (called at once by the transport, before it is queued).
+
+        A ``stop`` cuts the running recording at ``received`` right away, so
+        nothing stamped after the request is written into it while the line
+        waits for its turn. Does nothing if another command is running.
+        """
+        if parse_line(line).kind not in ("stop", "quit"):
+            return
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            recorder = self.manager.recorder
+            if self.manager.state is State.RECORDING and hasattr(recorder, "cut"):
+                recorder.cut(received)
+        finally:
+            self._lock.release()
+
+    def _dispatch(self, command: Command, received: float | None = None) -> None:
         kind = command.kind
         if kind == "start":
-            self._start()
+            self._start(received)
         elif kind == "stop":
-            self._stop()  # the server stays up for the next run (LabRecorder)
+            self._stop(received)  # the server stays up for the next run (LabRecorder)
         elif kind == "quit":
-            self._stop()
+            self._stop(received)
             self.quit_requested.set()
         elif kind == "update":
             self._update()
         elif kind == "select_all":
             self.selection, self.select_all = [], True
             logger.info("control: selected all streams")
+            self.warm()
         elif kind == "select_none":
             self.selection, self.select_all = [], False
             logger.info("control: selection cleared")
+            self.warm()
         elif kind == "select_query":
             self._select(command.arg or "")
         elif kind == "filename":
@@ -175,7 +211,22 @@ class ControlHandler:
         else:
             logger.warning("control: unknown command %s", _short(command.arg or ""))
 
-    def _start(self) -> None:
+    def _queries(self) -> list[str] | None:
+        """The queries a ``start`` records now (None: every stream)."""
+        return None if self.select_all or not self.selection else list(self.selection)
+
+    def warm(self) -> None:
+        """Resolve and open the selected streams now, so the first ``start`` is instant."""
+        if self.keep_streams_open:
+            self.streams.warm(self._queries())
+
+    def close(self) -> None:
+        """Stop a running recording (like ``stop``), then close the open streams."""
+        with self._lock:
+            self._stop()
+            self.streams.close()
+
+    def _start(self, received: float | None = None) -> None:
         manager = self.manager
         if manager.state is State.RECORDING:
             logger.warning("control: start ignored, already recording")
@@ -193,11 +244,13 @@ class ControlHandler:
             name = session_name_from_fields(self.fields) or self.default_name
             self._create_session(name)
             logger.info("control: created session %s", manager.session_dir)
-        streams = None if self.select_all or not self.selection else self.selection
+        streams = self._queries()
+        options = dict(self.recorder_options)
+        if self.keep_streams_open:
+            options["pool"] = self.streams.pool_for(streams)
+            options["start_at"] = self.streams.start_time(received)
         try:
-            manager.start_recording(
-                None if streams is None else list(streams), **self.recorder_options
-            )
+            manager.start_recording(streams, **options)
         except LslSessionError as exc:
             raise ControlRefused(f"start failed: {exc}") from None
         logger.info(
@@ -219,12 +272,21 @@ class ControlHandler:
         with self._lock:
             self._stop()
 
-    def _stop(self) -> None:
+    def _stop(self, received: float | None = None) -> None:
+        try:
+            self._stop_run(received)
+        finally:
+            self.streams.stopped()  # the reply goes out now
+
+    def _stop_run(self, received: float | None) -> None:
         manager = self.manager
         folder = manager.session_dir
         unmatched: list[str] = []
         if manager.state is State.RECORDING:
-            unmatched = manager.stop_recording().get("unmatched_queries") or []
+            cutoff = self.streams.cutoff(received)
+            self.streams.stopping(cutoff)
+            summary = manager.stop_recording(cutoff)
+            unmatched = summary.get("unmatched_queries") or []
             if self.allow_missing:
                 tolerated = {r.query for r in self.required}
                 unmatched = [q for q in unmatched if q not in tolerated]
@@ -304,6 +366,8 @@ class ControlHandler:
             len(self.selection),
             "y" if len(self.selection) == 1 else "ies",
         )
+        if self.keep_streams_open:
+            self.streams.warm(self._queries())
         infos = self.visible_infos()
         if not any(matches_query(i, query) for i in infos):
             logger.warning("control: select: %s (yet)", explain_unmatched(query, infos))
@@ -398,5 +462,6 @@ class ControlHandler:
             "visible": [stream_record(i) for i in infos],
             "runs": len(self.runs),
             "processing": [str(p) for p in self.finisher.pending],
+            "open_streams": self.streams.open_names(),
         }
         return json.dumps(body, default=str).encode("utf-8") + b"\n"

@@ -109,6 +109,7 @@ def serve_runs(
     handler.required, handler.allow_missing = options.required, options.allow_missing
     handler.fields.update(options.fields)
     control.start()
+    handler.warm()  # the selected streams open now: the first start is instant
     try:
         if on_listening is not None:
             on_listening(control.address)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from lsl_session.control.finisher import SessionFinisher
 from lsl_session.control.handler import ControlHandler
+from lsl_session.control.lines import LineWorker, enable_arrival_stamps, recv_stamped
 from lsl_session.control.protocol import MAX_LINE, REPLY_OK, parse_line
 from lsl_session.errors import LslSessionError
 
@@ -210,7 +211,7 @@ class ControlServer:
         return self
 
     def stop(self) -> None:
-        """Stop accepting, close every connection; safe to call twice."""
+        """Stop accepting, close every connection, end a running run; safe twice."""
         server, self._server = self._server, None
         if server is None:
             return
@@ -222,6 +223,9 @@ class ControlServer:
                 _shutdown(sock)
         if self._thread is not None:
             self._thread.join(timeout=2.0)
+        close = getattr(self.handler, "close", None)
+        if close is not None:  # a running run is stopped, the open streams closed
+            close()
         logger.info("remote control stopped")
 
     # ------------------------------------------------------------ transport
@@ -287,11 +291,32 @@ class ControlServer:
         )
 
     def _read_lines(self, client: _Client) -> None:
-        sock, peer = client.sock, client.peer
+        sock = client.sock
         sock.settimeout(POLL_INTERVAL)
+        worker = LineWorker(
+            sock, self._handle_queued, self._after_reply, name="control-lines"
+        )
+        try:
+            self._read_into(client, worker)
+        finally:
+            worker.finish(timeout=60.0)
+
+    def _handle_queued(self, line: str | None, received: float) -> bytes:
+        if line is None:  # an over-long line, discarded
+            return REPLY_OK
+        return self.handler.handle(line, received)
+
+    def _after_reply(self) -> None:
+        if self.handler.quit_requested.is_set() and self.on_quit:
+            self.on_quit()
+
+    def _read_into(self, client: _Client, worker: LineWorker) -> None:
+        """Read lines; authenticate here, queue the rest with their arrival time."""
+        sock, peer = client.sock, client.peer
         authenticated = self.token is None
         buffer = bytearray()
         discarding = 0  # bytes dropped of the current over-long line
+        stamped = enable_arrival_stamps(sock)
         while not self._closing.is_set():
             if not authenticated and client.idle(time.monotonic()) > self.auth_timeout:
                 logger.warning(
@@ -301,7 +326,7 @@ class ControlServer:
                 )
                 return
             try:
-                data = sock.recv(65536)
+                data, arrived = recv_stamped(sock, stamped)
             except TimeoutError:
                 continue
             if not data:
@@ -333,23 +358,24 @@ class ControlServer:
                     discarding = 0
                     if not authenticated:
                         return
-                    reply = REPLY_OK
-                else:
-                    line = raw.decode("utf-8", errors="replace")
-                    if not authenticated:
-                        if not self._authenticate(line):
-                            logger.warning(
-                                "control: client %s failed to authenticate; closing",
-                                peer[:2],
-                            )
-                            return
-                        authenticated = True
-                        reply = REPLY_OK
-                    else:
-                        reply = self.handler.handle(line)
-                sock.sendall(reply)
-                if self.handler.quit_requested.is_set() and self.on_quit:
-                    self.on_quit()
+                    worker.put(None, arrived)
+                    continue
+                line = raw.decode("utf-8", errors="replace")
+                if not authenticated:
+                    if not self._authenticate(line):
+                        logger.warning(
+                            "control: client %s failed to authenticate; closing",
+                            peer[:2],
+                        )
+                        return
+                    authenticated = True
+                    sock.sendall(REPLY_OK)  # nothing is queued before the auth line
+                    continue
+                idle = worker.idle
+                worker.put(line, arrived)
+                early = getattr(self.handler, "received", None)
+                if idle and early is not None:
+                    early(line, arrived)
 
     def _authenticate(self, line: str) -> bool:
         command = parse_line(line)

@@ -38,7 +38,7 @@ class LabControl:
         self._status = status
         self.quit_requested = threading.Event()
 
-    def handle(self, line: str) -> bytes:
+    def handle(self, line: str, received: float | None = None) -> bytes:
         """Execute one line; reply ``OK`` (``status``: one JSON line)."""
         command = parse_line(line)
         if command.kind == "status":

@@ -1,13 +1,14 @@
-"""The recorder: resolve streams, record each into one XDF file, stop cleanly (SPEC §7)."""
+"""The recorder: one run of streams into one XDF file, cut by time stamp (SPEC §7)."""
 
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,29 +16,19 @@ import pylsl
 
 from lsl_session import __version__
 from lsl_session.errors import RecorderError
-from lsl_session.lsl import (
-    combine_queries,
-    explain_unmatched,
-    format_name,
-    matches_query,
-    resolve_all,
-    sort_key,
-    stream_key,
-)
-from lsl_session.recorder.discovery import (
-    RESCAN_SECONDS,
-    continuous_resolver,
-    open_inlet,
-    rescan,
-    settled_results,
-)
-from lsl_session.recorder.loop import PullLoop
+from lsl_session.lsl import combine_queries, matches_query, sort_key
+from lsl_session.recorder.discovery import RESCAN_SECONDS
 from lsl_session.recorder.output import OutputFailed, XdfOutput
-from lsl_session.recorder.stream import RecordedStream, RecorderTiming
+from lsl_session.recorder.pool import StreamPool
+from lsl_session.recorder.run import END_FAILED, RunStream
+from lsl_session.recorder.stream import PooledStream, RecorderTiming
 
 logger = logging.getLogger(__name__)
 
 ErrorCallback = Callable[[str, dict[str, Any]], None]
+
+#: Longest wait for the initial streams of a pool to be resolved and opened.
+READY_TIMEOUT = 30.0
 
 
 class Recorder:
@@ -63,22 +54,29 @@ class Recorder:
     flush_interval, boundary_interval : float
         Fsync cadence (≤ 1 s), Boundary cadence.
     resolve_interval, rescan_interval : float
-        Late streams: liblsl's continuous resolver is polled every
-        ``resolve_interval`` during the first ``rescan_interval`` and as long
-        as a query has matched no stream; after that (every query matched, or
-        no queries) a one-shot resolve runs every ``rescan_interval``
-        (LabRecorder's cadence) and the continuous resolver is closed.
+        Late streams (see `~lsl_session.recorder.pool.StreamPool`).
     timing : RecorderTiming | None
-        Pull, offset and drain cadences.
+        Pull, offset, stop and history cadences.
     file_header_extra : dict | None
         Extra FileHeader fields.
+    pool : StreamPool | None
+        Streams already open (``record --control-port``): the run records the
+        pool's streams and its own ``streams`` queries that are not the pool's
+        are watched for the run only. None: the recorder opens its own pool
+        and closes it at stop.
+    start_at : float | None
+        With a pool: the run holds the samples stamped from this recorder-clock
+        time on (the ``start`` request's time); default: now.
+    stop_grace : float | None
+        Seconds a stop waits at most for a stream to pass the cutoff (default
+        ``timing.stop_grace``, 2 s).
 
     Notes
     -----
-    Two threads record: one loop pulls every stream, writes the clock offsets
-    and keeps the file (fsync, boundaries, splitting, disk checks; see
-    `~lsl_session.recorder.loop.PullLoop`), and one watches for late streams
-    and opens their inlets, which may block.
+    One loop pulls every stream (`~lsl_session.recorder.loop.PoolLoop`); each
+    chunk goes to the runs whose window ``[start, cutoff)`` holds its stamps
+    (recorder clock: the sender's stamp plus its latest clock offset), so with
+    a shared pool every sample lands in at most one run.
 
     Stream ids are assigned in sorted (name, type, source_id, hostname) order
     for the initial streams, then in order of discovery. A stream that drops out
@@ -104,11 +102,14 @@ class Recorder:
         timing: RecorderTiming | None = None,
         file_header_extra: dict | None = None,
         first_part: int = 1,
+        pool: StreamPool | None = None,
+        start_at: float | None = None,
+        stop_grace: float | None = None,
     ) -> None:
         self.path = Path(path)
         self.first_part = int(first_part)
         self.queries = list(streams) if streams else None
-        self._predicate = combine_queries(self.queries)
+        combine_queries(self.queries)  # an invalid query fails here
         self._on_error = on_error
         self.split_bytes = split_bytes
         self.split_seconds = split_seconds
@@ -118,22 +119,28 @@ class Recorder:
         self.boundary_interval = boundary_interval
         self.resolve_interval = resolve_interval
         self.rescan_interval = rescan_interval
-        self.timing = timing or RecorderTiming()
+        self.timing = timing or (pool.timing if pool else RecorderTiming())
+        self.stop_grace = float(
+            self.timing.stop_grace if stop_grace is None else stop_grace
+        )
         self._extra = {
             "writer": f"lsl_session {__version__}",
             **(file_header_extra or {}),
         }
-        self.streams: dict[int, RecordedStream] = {}
+        self.pool = pool
+        self._own_pool = pool is None
+        self._start_at = start_at
+        self._window_start = -math.inf
+        self.streams: dict[int, RunStream] = {}
         #: ``tap(stream_id, stamps, values)`` sees every pulled chunk (the dashboard)
         self.taps: list[Callable[[int, Any, Any], None]] = []
         self._keys: set[str] = set()
         self._lock = threading.RLock()
-        self._stop = threading.Event()
         self._failure: str | None = None
         self._output: XdfOutput | None = None
-        self._resolver: pylsl.ContinuousResolver | None = None
-        self._loop: PullLoop | None = None
-        self._watcher: threading.Thread | None = None
+        self._cutoff: float | None = None
+        self._drained = threading.Event()
+        self._closing = False
         self.started = False
         self.stopped = False
         self.start_clock: float | None = None
@@ -142,14 +149,13 @@ class Recorder:
         self.stop_time: str | None = None
         self._summary: dict[str, Any] | None = None
         self._done = threading.Event()
-        self._retry_after: dict[str, float] = {}
-        #: queries that matched a recorded stream; the recorder's own ones
-        self._matched: set[str] = set()
+        self._next_flush = self._next_boundary = 0.0
+        #: the recorder's own queries (the session's event stream)
         self.internal_queries: set[str] = set()
 
     # ---------------------------------------------------------------- start
     def start(self) -> None:
-        """Check the disk, create the file, resolve and start recording.
+        """Check the disk, create the file, attach to the streams and record.
 
         Raises
         ------
@@ -171,7 +177,6 @@ class Recorder:
                 f"only {free / 1e6:.1f} MB free in {self.path.parent};"
                 f" need {self.min_free_bytes / 1e6:.1f} MB to record"
             )
-        self._resolver = continuous_resolver(self._predicate)
         self._output = XdfOutput(
             self._part_path,
             split_bytes=self.split_bytes,
@@ -184,116 +189,118 @@ class Recorder:
         # leaves a closed, valid file and no threads behind
         self.started = True
         try:
-            initial = self._initial_streams()
-            for info in sorted(initial, key=sort_key):
-                opened = self._open_inlet(info)
-                if opened is not None:
-                    with self._lock:
-                        self._register(info, *opened)
-            # the recording starts when the streams are opened and pulled
+            if self.pool is None:
+                self.pool = StreamPool(
+                    self.queries,
+                    timing=self.timing,
+                    initial_wait=self.initial_wait,
+                    resolve_interval=self.resolve_interval,
+                    rescan_interval=self.rescan_interval,
+                    internal_queries=self.internal_queries,
+                ).start()
+            else:
+                for query in self._run_queries():
+                    self.pool.watch(query)
+            pool = self.pool
+            pool.wait_ready(READY_TIMEOUT)
             self.start_clock = pylsl.local_clock()
+            if not self._own_pool:
+                # a shared pool: the run holds what is stamped from the request on
+                if self._start_at is not None:
+                    self.start_clock = min(self._start_at, self.start_clock)
+                self._window_start = self.start_clock
+            ago = pylsl.local_clock() - self.start_clock
             self.start_time = (
-                datetime.now().astimezone().isoformat(timespec="microseconds")
-            )
-            self._loop = PullLoop(
-                self._output,
-                self.timing,
-                flush_interval=self.flush_interval,
-                boundary_interval=self.boundary_interval,
-                check_disk=self._check_disk,
-                on_failure=self._fail,
-            )
-            self._loop.start(list(self.streams.values()))
-            self._watcher = threading.Thread(
-                target=self._watch, name="recorder-watch", daemon=True
-            )
-            self._watcher.start()
+                datetime.now().astimezone() - timedelta(seconds=ago)
+            ).isoformat(timespec="microseconds")
+            now = time.monotonic()
+            self._next_flush = now + self.flush_interval
+            self._next_boundary = now + self.boundary_interval
+            with pool.lock:
+                for stream in sorted(pool.streams.values(), key=_info_key):
+                    self._register(stream)
+                pool.add_run(self)
         except BaseException:
             self.stop()
             raise
         logger.info("recording %d stream(s) into %s", len(self.streams), self.path)
+
+    def _run_queries(self) -> list[str]:
+        """This run's queries that the shared pool does not already have."""
+        have = set(self.pool.queries or ()) if self.pool else set()
+        if self.pool is not None and self.pool.queries is None:
+            return sorted(self.internal_queries)
+        return [q for q in self.queries or () if q not in have]
 
     def _part_path(self, part: int) -> Path:
         if part <= 1:
             return self.path
         return self.path.with_name(f"{self.path.stem}_part{part:03d}{self.path.suffix}")
 
-    def _initial_streams(self) -> list[pylsl.StreamInfo]:
-        """Wait until every query matched and the answers settled, or ``initial_wait``.
+    def _wants(self, stream: PooledStream) -> bool:
+        """A shared pool's stream belongs to this run unless another run watches it."""
+        if self._own_pool:
+            return True
+        info = stream.info
+        mine = self._run_queries()
+        if any(matches_query(info, q) for q in mine):
+            return True
+        others = [q for q in self.pool.watched() if q not in mine]
+        return not any(matches_query(info, q) for q in others)
 
-        Answers to a resolve arrive over a few tens of ms; stopping at the first
-        match of a broad query would leave the rest to the late-stream path, with
-        stream ids in arrival order instead of sorted order.
-        """
-        found = settled_results(self._resolver, self.queries, self.initial_wait)
-        missing = [
-            q
-            for q in self.queries or []
-            if q not in self.internal_queries
-            and not any(matches_query(i, q) for i in found)
-        ]
-        if missing:
-            visible = [
-                i
-                for i in resolve_all(0.5)
-                if not any(matches_query(i, q) for q in self.internal_queries)
-            ]
-            for q in missing:
-                logger.warning("%s; watching for it", explain_unmatched(q, visible))
-        return found
-
-    def _open_inlet(
-        self, info: pylsl.StreamInfo
-    ) -> tuple[pylsl.StreamInlet, pylsl.StreamInfo] | None:
-        return open_inlet(info)
-
-    def _register(
-        self, info: pylsl.StreamInfo, inlet: pylsl.StreamInlet, full: pylsl.StreamInfo
-    ) -> RecordedStream | None:
-        """Give an opened stream the next id and write its header (hold the lock)."""
-        key = stream_key(info)
-        if key in self._keys:
+    def _register(self, stream: PooledStream) -> RunStream | None:
+        """Give a pooled stream the next id, write its header, attach (pool lock held)."""
+        if stream.key in self._keys or not self._wants(stream):
             return None
         stream_id = len(self.streams) + 1
-        self._output.add_stream(stream_id, full.as_xml(), format_name(full))
-        stream = RecordedStream(stream_id, inlet, full, self._output, self.timing)
-        self._keys.add(key)
-        self.streams[stream_id] = stream
-        self._matched.update(q for q in self.queries or [] if matches_query(info, q))
-        return stream
+        self._output.add_stream(stream_id, stream.xml, stream.channel_format)
+        run_stream = RunStream(
+            stream_id, stream, self._output, self._window_start, self._fail
+        )
+        run_stream.internal = any(
+            matches_query(stream.info, q) for q in self.internal_queries
+        )
+        self._keys.add(stream.key)
+        self.streams[stream_id] = run_stream
+        stream.attach(run_stream)
+        if stream.offset_known:  # this file's own first offset, from its start
+            stream.poll_offset(pylsl.local_clock(), force=True)
+        return run_stream
 
-    # --------------------------------------------------------- late streams
-    def _watch(self) -> None:
-        """Find late streams (see ``resolve_interval``) and add them."""
-        # late answers to the initial resolve (a busy machine) still come in
-        # through the continuous resolver during the first rescan interval
-        next_rescan = time.monotonic() + self.rescan_interval
-        while not self._stop.wait(self.resolve_interval):
-            try:
-                resolver = self._resolver
-                if (
-                    resolver is not None
-                    and time.monotonic() >= next_rescan
-                    and not self._unmatched()
-                ):
-                    # every query has its stream: stop liblsl's continuous
-                    # resolve waves and rescan at LabRecorder's cadence
-                    self._resolver = resolver = None
-                if resolver is not None:
-                    found = resolver.results()
-                elif time.monotonic() >= next_rescan:
-                    found = self._rescan()
-                    next_rescan = time.monotonic() + self.rescan_interval
-                else:
-                    continue
-                self._pick_up_late_streams(found)
-            except OutputFailed as exc:
-                self._fail(str(exc))
-                return
-            except Exception as exc:
-                logger.exception("watching for late streams failed")
-                self._fail(f"recorder failure: {exc}")
-                return
+    def on_stream(self, stream: PooledStream) -> None:
+        """A stream the pool opened while recording (pool lock held)."""
+        if self._cutoff is not None or self._closing or self._failure:
+            return
+        try:
+            run_stream = self._register(stream)
+        except OutputFailed as exc:
+            self._fail(str(exc))
+            return
+        if run_stream is not None:
+            logger.info(
+                "late stream %s recorded as id %d", stream.name, run_stream.stream_id
+            )
+
+    # ---------------------------------------------------------- the file
+    def housekeeping(self, now: float) -> None:
+        """Fsync about once a second, boundaries, splitting by time, disk check."""
+        out = self._output
+        if out is None or self._closing or self._failure:
+            return
+        try:
+            if now >= self._next_flush:
+                out.flush()
+                self._next_flush = now + self.flush_interval
+                self._check_disk()
+            if now >= self._next_boundary:
+                out.write_boundary()
+                self._next_boundary = now + self.boundary_interval
+            out.maybe_split_by_time()
+        except OutputFailed as exc:
+            self._fail(str(exc))
+        except RecorderError:
+            if not self._closing:
+                raise
 
     def _check_disk(self) -> None:
         free = shutil.disk_usage(self.path.parent).free
@@ -303,39 +310,9 @@ class Recorder:
                 " recording stopped"
             )
 
-    def _unmatched(self) -> list[str]:
-        """Every query (the recorder's own too) that no recorded stream matches yet."""
-        return [q for q in self.queries or () if q not in self._matched]
-
-    def _rescan(self) -> list[pylsl.StreamInfo]:
-        return [] if self._stop.is_set() else rescan(self._predicate)
-
-    def _pick_up_late_streams(self, found: list[pylsl.StreamInfo]) -> None:
-        now = time.monotonic()
-        new = [
-            i
-            for i in found
-            if stream_key(i) not in self._keys
-            and self._retry_after.get(stream_key(i), 0.0) <= now
-        ]
-        for info in sorted(new, key=sort_key):
-            if self._stop.is_set():
-                return
-            opened = self._open_inlet(info)
-            if opened is None:  # e.g. its data port is firewalled: retry later
-                self._retry_after[stream_key(info)] = time.monotonic() + 5.0
-                continue
-            with self._lock:
-                if self._stop.is_set():
-                    return
-                stream = self._register(info, *opened)
-                if stream is not None:
-                    self._loop.add(stream)
-                    logger.info(
-                        "late stream %s recorded as id %d",
-                        stream.name,
-                        stream.stream_id,
-                    )
+    def fail(self, message: str) -> None:
+        """The pool failed: end the recording (see `_fail`)."""
+        self._fail(message)
 
     def _fail(self, message: str) -> None:
         """End the recording because of ``message``; report it once."""
@@ -354,38 +331,95 @@ class Recorder:
             self._on_error(self._failure or "recording failed", summary)
 
     # ----------------------------------------------------------------- stop
-    def stop(self) -> dict[str, Any]:
-        """Drain every stream, write footers, fsync, close; return the summary.
+    def cut(self, cutoff: float) -> None:
+        """Keep only samples stamped before ``cutoff`` (recorder clock); earliest wins.
 
+        The stop's drain then runs in the pool's loop; `stop` waits for it.
+        """
+        pool = self.pool
+        if pool is None:
+            return
+        with pool.lock:
+            if self._cutoff is not None and self._cutoff <= cutoff:
+                return
+            self._cutoff = cutoff
+            for run_stream in self.streams.values():
+                run_stream.cut(cutoff)
+        pool.loop.wake()
+
+    def check_drain(self, now: float) -> bool:
+        """End the streams that passed the cutoff or ran out of grace (pool lock held).
+
+        Returns
+        -------
+        bool
+            True while some stream is still draining.
+        """
+        if self._cutoff is None:
+            return False
+        draining = False
+        for run_stream in self.streams.values():
+            if not run_stream.check_end(now, self.stop_grace):
+                draining = True
+        if not draining:
+            self._drained.set()
+        return draining
+
+    def stop(self, cutoff: float | None = None) -> dict[str, Any]:
+        """Cut at ``cutoff`` (default now), drain, write footers, close; return the summary.
+
+        Parameters
+        ----------
+        cutoff : float | None
+            The stop request's ``pylsl.local_clock()`` time: samples stamped
+            from then on are not in this recording. Each stream is drained
+            until it delivers a sample stamped at or after the cutoff, or the
+            grace runs out (``stop_grace``).
+
+        Notes
+        -----
         Safe to call twice and from several threads: a call that finds another
         one stopping waits for it and returns the same summary.
         """
         with self._lock:
             first = not self.stopped
             self.stopped = True
-            self._stop.set()
         if not first:  # another thread is stopping: wait for its summary
-            self._done.wait(5.0)
+            self._done.wait(self.stop_grace + 5.0)
             return self._summary or {}
         try:
-            return self._stop_once()
+            return self._stop_once(cutoff)
         finally:
             self._done.set()
 
-    def _stop_once(self) -> dict[str, Any]:
+    def _stop_once(self, cutoff: float | None) -> dict[str, Any]:
         if not self.started:
             self._summary = {"xdf_files": [], "streams": []}
             return self._summary
-        self.stop_clock = pylsl.local_clock()
-        self.stop_time = datetime.now().astimezone().isoformat(timespec="microseconds")
-        if self._loop is not None:
-            self._loop.halt(self.stop_clock)
-            self._loop.join(timeout=self.timing.drain_deadline + 0.5)
+        pool = self.pool
+        if pool is not None:
+            self.cut(pylsl.local_clock() if cutoff is None else cutoff)
+            if self._failure is None and pool.alive and self.streams:
+                self._drained.wait(self.stop_grace + 1.0)
+            self.stop_clock = self._cutoff
+            ago = pylsl.local_clock() - self._cutoff
+            self.stop_time = (
+                datetime.now().astimezone() - timedelta(seconds=max(0.0, ago))
+            ).isoformat(timespec="microseconds")
+            with pool.lock:
+                self._closing = True
+                for run_stream in self.streams.values():
+                    run_stream.force_end(END_FAILED if self._failure else "stopped")
+                    run_stream.source.detach(run_stream)
+                pool.remove_run(self)
+        self._closing = True
         self._output.close()
-        watcher = self._watcher
-        if watcher is not None and watcher is not threading.current_thread():
-            watcher.join(1.0)
-        self._resolver = None
+        if pool is not None:
+            if self._own_pool:
+                pool.close()
+            else:
+                for query in self._run_queries():
+                    pool.unwatch(query)
         self._summary = self.summary()
         logger.info("recording stopped: %s", self.path)
         return self._summary
@@ -393,10 +427,12 @@ class Recorder:
     # --------------------------------------------------------------- status
     def unmatched_queries(self) -> list[str]:
         """The caller's queries that have not matched any recorded stream."""
+        infos = [s.info for s in list(self.streams.values())]
         return [
             q
             for q in self.queries or []
-            if q not in self._matched and q not in self.internal_queries
+            if q not in self.internal_queries
+            and not any(matches_query(i, q) for i in infos)
         ]
 
     @property
@@ -430,9 +466,15 @@ class Recorder:
             "queries": self.queries,
             "start_lsl_time": self.start_clock,
             "stop_lsl_time": self.stop_clock,
+            "cutoff_lsl_time": self._cutoff,
+            "stop_grace_s": self.stop_grace,
             "start_time": self.start_time,
             "stop_time": self.stop_time,
             "error": self._failure,
             "unmatched_queries": self.unmatched_queries(),
             "streams": [s.summary() for s in self.streams.values()],
         }
+
+
+def _info_key(stream: PooledStream) -> tuple[str, ...]:
+    return sort_key(stream.info)

@@ -1,10 +1,11 @@
-"""The recorder's one loop: pulls, clock offsets, fsync, boundaries, the stop drain.
+"""The recorder's one loop: pulls, clock offsets, the stop drain, each run's file upkeep.
 
-One thread serves every stream (LabRecorder and the first version of this recorder
-ran two threads per stream). Each tick it pulls every inlet (``pull_chunk`` with a
-zero timeout into preallocated buffers), writes the offsets that are due, and does
-the file housekeeping. Between ticks it sleeps on an event, so a stop request
-starts the drain at once.
+One thread serves every stream of a pool (LabRecorder runs two threads per
+stream). Each tick it pulls every inlet (``pull_chunk`` with a zero timeout into
+preallocated buffers; irregular streams more often, so their delivery delay is
+known), writes the clock offsets that are due, ends the streams of a stopping
+run that passed the cutoff, and keeps each run's file (fsync, boundaries,
+splitting, disk checks). Between ticks it sleeps on an event.
 """
 
 from __future__ import annotations
@@ -12,153 +13,99 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from typing import Any, Protocol
 
 import pylsl
 
-from lsl_session.recorder.output import OutputFailed, XdfOutput
-from lsl_session.recorder.stream import RecordedStream, RecorderTiming
+from lsl_session.recorder.stream import PooledStream, RecorderTiming
+
+
+class LoopPool(Protocol):
+    """What the loop needs from its pool (`lsl_session.recorder.pool.StreamPool`)."""
+
+    lock: Any
+    streams: dict[str, PooledStream]
+    runs: list[Any]
+    timing: RecorderTiming
+
+    def fail(self, message: str) -> None:
+        """The loop failed: end every run."""
+
 
 logger = logging.getLogger(__name__)
 
-#: Pause between the drain's rounds over the streams still in flight.
+#: Pause between the drain's rounds while a run is stopping.
 DRAIN_POLL = 0.005
 
 
-class PullLoop:
-    """Run the recording of all streams in one thread.
+class PoolLoop:
+    """Run the pulling of all streams of ``pool`` in one thread."""
 
-    Parameters
-    ----------
-    output : XdfOutput
-        The file.
-    timing : RecorderTiming
-        Pull, offset and drain cadences.
-    flush_interval, boundary_interval : float
-        Fsync and Boundary cadences (seconds).
-    check_disk : callable
-        Called after every fsync (free-space check).
-    on_failure : callable
-        ``on_failure(message)`` when a write failed or the loop crashed; the loop
-        has ended by then.
-    """
-
-    def __init__(
-        self,
-        output: XdfOutput,
-        timing: RecorderTiming,
-        *,
-        flush_interval: float,
-        boundary_interval: float,
-        check_disk: Callable[[], None],
-        on_failure: Callable[[str], None],
-    ) -> None:
-        self.output = output
-        self.timing = timing
-        self.flush_interval = flush_interval
-        self.boundary_interval = boundary_interval
-        self._check_disk = check_disk
-        self._on_failure = on_failure
-        self.streams: tuple[RecordedStream, ...] = ()
+    def __init__(self, pool: LoopPool) -> None:
+        self.pool = pool
         self._halt = threading.Event()
-        self._stop_clock: float | None = None
+        self._wake = threading.Event()
+        self._urgent = False
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
 
-    def add(self, stream: RecordedStream) -> None:
-        """Record ``stream`` too from the next tick on (its first offset is asked now)."""
-        self._first_offset(stream)
-        self.streams = (*self.streams, stream)
-
-    def start(self, streams: list[RecordedStream]) -> None:
-        """Ask every stream's first clock offset, then start the thread."""
-        for stream in streams:
-            self._first_offset(stream)
-        self.streams = tuple(streams)
+    def start(self) -> None:
+        """Start the thread."""
         self._thread.start()
 
-    def _first_offset(self, stream: RecordedStream) -> None:
-        # starts liblsl's time thread of the inlet: the first estimate is ready
-        # ~0.5 s later and written by the loop's fast offset polls
-        try:
-            stream.poll_offset(pylsl.local_clock())
-        except OutputFailed as exc:
-            self._on_failure(str(exc))
+    def wake(self) -> None:
+        """Run a tick now (a stop starts its drain at once)."""
+        self._urgent = True
+        self._wake.set()
 
-    def halt(self, stop_clock: float) -> None:
-        """Drain what is stamped up to ``stop_clock`` (recorder clock), then end."""
-        self._stop_clock = stop_clock
+    def halt(self) -> None:
+        """End the loop and wait for it (at most 2 s)."""
         self._halt.set()
-
-    def join(self, timeout: float) -> None:
-        """Wait for the loop (and its drain) to end."""
+        self._wake.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+            self._thread.join(2.0)
 
-    # ---------------------------------------------------------------- the loop
     def _run(self) -> None:
-        t = self.timing
+        pool, t = self.pool, self.pool.timing
         now = time.monotonic()
-        next_pull = now + t.pull_interval
-        next_flush = now + self.flush_interval
-        next_boundary = now + self.boundary_interval
+        next_pull = next_fast = now
         next_offsets = now + t.offset_poll  # first offsets: poll soon
+        draining = False
         try:
-            while not self._halt.wait(
-                max(0.0, min(next_pull, next_offsets, next_flush) - time.monotonic())
-            ):
+            while not self._halt.is_set():
                 now = time.monotonic()
-                streams = self.streams
-                pulled = now >= next_pull
-                if pulled:
+                clock = pylsl.local_clock()
+                # while a run is stopping every stream is pulled each round
+                full = now >= next_pull or draining or self._urgent
+                self._urgent = draining = False
+                with pool.lock:
+                    streams = list(pool.streams.values())
+                    fast = now >= next_fast
                     for stream in streams:
-                        stream.pull()
-                    next_pull = max(next_pull + t.pull_interval, now + 0.01)
-                if pulled or now >= next_offsets:
-                    clock = pylsl.local_clock()
-                    pending = False
-                    for stream in streams:
-                        pending |= stream.poll_offset(clock)
-                    # a running measurement is looked at again soon; otherwise
-                    # due offsets are written with the pulls
-                    next_offsets = now + t.offset_poll if pending else float("inf")
-                if now >= next_flush:
-                    self.output.flush()
-                    next_flush = now + self.flush_interval
-                    self._check_disk()
-                if now >= next_boundary:
-                    self.output.write_boundary()
-                    next_boundary = now + self.boundary_interval
-                self.output.maybe_split_by_time()
-            self._drain()
-        except OutputFailed as exc:
-            self._on_failure(str(exc))
+                        if full or (fast and not stream.regular):
+                            stream.pull(clock)
+                    if now >= next_pull:
+                        next_pull = max(next_pull + t.pull_interval, now + 0.01)
+                    if fast:
+                        next_fast = now + t.irregular_poll
+                    if full or now >= next_offsets:
+                        pending = False
+                        for stream in streams:
+                            pending |= stream.poll_offset(clock)
+                        next_offsets = now + t.offset_poll if pending else float("inf")
+                    runs = list(pool.runs)
+                    for run in runs:
+                        draining |= run.check_drain(pylsl.local_clock())
+                for run in runs:
+                    run.housekeeping(now)
+                if draining:
+                    wait = DRAIN_POLL
+                else:
+                    due = [next_pull, next_offsets, now + 0.2]
+                    if any(not s.regular for s in streams):
+                        due.append(next_fast)
+                    wait = max(0.0, min(due) - time.monotonic())
+                self._wake.wait(wait)
+                self._wake.clear()
         except Exception as exc:
             logger.exception("the recorder loop failed")
-            self._on_failure(f"recorder failure: {exc}")
-        finally:
-            for stream in self.streams:
-                stream.close()
-
-    def _drain(self) -> None:
-        """Pull until every stream has passed the stop time or fallen quiet."""
-        stop_clock = self._stop_clock
-        if stop_clock is None:
-            return
-        t = self.timing
-        start = pylsl.local_clock()
-        deadline = start + t.drain_deadline
-        quiet_since = {s: start for s in self.streams if not s.lost}
-        while quiet_since:
-            for stream in list(quiet_since):
-                got = stream.pull()
-                now = pylsl.local_clock()
-                last = stream.last_stamp()
-                if stream.lost or (last is not None and last >= stop_clock):
-                    del quiet_since[stream]
-                elif got:
-                    quiet_since[stream] = now
-                elif now - quiet_since[stream] >= t.drain_quiet:
-                    del quiet_since[stream]  # nothing more is in flight
-            if not quiet_since or pylsl.local_clock() >= deadline:
-                return
-            time.sleep(DRAIN_POLL)
+            pool.fail(f"recorder failure: {exc}")

@@ -64,6 +64,7 @@ class StreamEntry:
     channel_format: str
     total: StreamStats = field(default_factory=StreamStats)
     part: StreamStats = field(default_factory=StreamStats)
+    footer_extra: dict[str, float | str] = field(default_factory=dict)
 
 
 class XdfOutput:
@@ -191,6 +192,11 @@ class XdfOutput:
             entry.total.offsets.append((collection, value))
             entry.part.offsets.append((collection, value))
 
+    def set_footer_extra(self, stream_id: int, extra: dict[str, float | str]) -> None:
+        """Fields added to the stream's final footer (the stop's cutoff, end reason)."""
+        with self._lock:
+            self._streams[stream_id].footer_extra.update(extra)
+
     def write_boundary(self) -> None:
         """Write a Boundary chunk (resync point for damaged files)."""
         with self._lock:
@@ -228,12 +234,19 @@ class XdfOutput:
                 self._maybe_split()
 
     # --------------------------------------------------------------- finish
-    def _write_footers(self, stats: Callable[[StreamEntry], StreamStats]) -> None:
+    def _write_footers(
+        self, stats: Callable[[StreamEntry], StreamStats], *, final: bool = False
+    ) -> None:
         for entry in self._streams.values():
             s = stats(entry)
             self._write(
                 encode_stream_footer(
-                    entry.stream_id, s.first, s.last, s.count, s.offsets
+                    entry.stream_id,
+                    s.first,
+                    s.last,
+                    s.count,
+                    s.offsets,
+                    extra=entry.footer_extra if final else None,
                 )
             )
 
@@ -265,7 +278,7 @@ class XdfOutput:
                 self.failed, failed = None, self.failed
                 if self._fd is not None:
                     try:
-                        self._write_footers(lambda e: e.part)
+                        self._write_footers(lambda e: e.part, final=True)
                     except OutputFailed:
                         logger.error(
                             "no room for the stream footers in %s", self.paths[-1]

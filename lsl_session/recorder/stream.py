@@ -1,8 +1,11 @@
-"""One recorded stream: its inlet, its pull buffer and its clock offsets.
+"""One open LSL stream: its inlet, pull buffer, clock offsets and a short recent history.
 
-A `RecordedStream` owns no thread: the recorder's single loop (``core.py``) calls
-`RecordedStream.pull` and `RecordedStream.poll_offset` for every stream in turn.
-Neither call blocks.
+A `PooledStream` owns no thread: the pool's single loop (``loop.py``) calls
+`PooledStream.pull` and `PooledStream.poll_offset` for every stream in turn.
+Neither call blocks. Every pulled chunk is handed to the stream's sinks (one per
+recording run, `lsl_session.recorder.run.RunStream`), each of which keeps the
+samples stamped inside its run, and kept for a few seconds in a bounded history
+so a run that starts at an earlier request time still gets them.
 """
 
 from __future__ import annotations
@@ -10,21 +13,34 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+from collections import deque
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import pylsl
 from pylsl.util import LostError, handle_error
 from pylsl.util import TimeoutError as LslTimeoutError
 
-from lsl_session.lsl import format_name
-from lsl_session.recorder.output import XdfOutput
+from lsl_session.lsl import format_name, stream_key
 
 logger = logging.getLogger(__name__)
 
 #: Seconds of data the preallocated pull buffer holds.
 BUFFER_SECONDS = 1.0
 MIN_BUFFER_SAMPLES = 1024
+#: Delivery delays remembered per irregular stream (its stop allowance).
+LAG_HISTORY = 64
+
+
+class Sink(Protocol):
+    """What receives a pooled stream's chunks (`lsl_session.recorder.run.RunStream`)."""
+
+    def take(self, stamps: np.ndarray, values: Any, local: np.ndarray) -> None:
+        """A pulled chunk (``local``: its stamps on the recorder's clock)."""
+
+    def offset(self, collection: float, value: float) -> None:
+        """A measured clock offset."""
 
 
 @dataclass(slots=True)
@@ -34,55 +50,60 @@ class RecorderTiming:
     ``offset_poll`` is how often a clock offset still being measured is looked
     at; after ``offset_timeout`` without a result the measurement counts as
     timed out (nothing is written) and the next one is due ``offset_interval``
-    later.
+    later. ``stop_grace`` is how long a stop waits at most for a stream to pass
+    the cutoff; ``history`` how many seconds of pulled data every stream keeps
+    for a run that starts at an earlier request time (at least
+    ``stop_grace + 1``). ``irregular_poll`` is how often irregular streams
+    (markers) are looked at, so their delivery delay is known to ±that.
     """
 
     pull_interval: float = 0.5
     offset_interval: float = 5.0
     offset_timeout: float = 1.0
-    drain_quiet: float = 0.15
-    drain_deadline: float = 0.6
+    drain_quiet: float = 0.1
+    stop_grace: float = 2.0
     offset_poll: float = 0.05
+    irregular_poll: float = 0.05
+    history: float = 3.0
+
+    @property
+    def history_seconds(self) -> float:
+        """The history actually kept: ``history``, but ≥ ``stop_grace + 1``."""
+        return max(self.history, self.stop_grace + 1.0)
 
 
-class RecordedStream:
-    """Pull one LSL stream into the XDF output, with its clock offsets.
+class PooledStream:
+    """Pull one LSL stream and hand its chunks to the runs recording it.
 
     Parameters
     ----------
-    stream_id : int
-        The XDF stream id.
     inlet : pylsl.StreamInlet
         An opened inlet (``recover=True`` so a returning source continues here).
     info : pylsl.StreamInfo
-        The full info (``inlet.info()``), written as the StreamHeader.
-    output : XdfOutput
-        Where chunks go.
+        The full info (``inlet.info()``), written as each run's StreamHeader.
     timing : RecorderTiming
         Cadences.
 
     Notes
     -----
     Samples land in a preallocated numpy buffer (``pull_chunk(dest_obj=...)``)
-    and are encoded a whole chunk at a time; no Python work per sample except
+    and are handed on a whole chunk at a time; no Python work per sample except
     for string streams. Clock offsets are measured by liblsl's own time thread
     (started by the first ``time_correction`` call); asking with a zero timeout
     returns the latest estimate, so nothing here waits for the network.
+
+    The history holds the chunks pulled in the last ``timing.history_seconds``
+    (copies), at most ``history_seconds × max(nominal rate, 1024/s)`` samples:
+    the memory bound of a stream between runs.
     """
 
     def __init__(
-        self,
-        stream_id: int,
-        inlet: pylsl.StreamInlet,
-        info: pylsl.StreamInfo,
-        output: XdfOutput,
-        timing: RecorderTiming,
+        self, inlet: pylsl.StreamInlet, info: pylsl.StreamInfo, timing: RecorderTiming
     ) -> None:
-        self.stream_id = stream_id
         self.inlet = inlet
         self.info = info
-        self.output = output
         self.timing = timing
+        self.key = stream_key(info)
         self.name = info.name()
         self.type = info.type()
         self.source_id = info.source_id()
@@ -91,6 +112,7 @@ class RecordedStream:
         self.nominal_srate = info.nominal_srate()
         self.channel_format = format_name(info)
         self.is_string = self.channel_format == "string"
+        self.xml = info.as_xml()
         cap = max(MIN_BUFFER_SAMPLES, int(self.nominal_srate * BUFFER_SECONDS))
         self._capacity = cap
         self._buffer = (
@@ -115,31 +137,47 @@ class RecordedStream:
                 ctypes.byref(self._error),
             )
         )
-        self._gap_limit = 2.0 / self.nominal_srate if self.nominal_srate > 0 else 0.0
-        self.gaps = 0
+        self.sinks: list[Sink] = []
         self.lost = False
         self.last_offset = 0.0
+        self.offset_known = False
         self._offset_due = 0.0  # recorder clock; 0: measure right away
         self._offset_asked: float | None = None
+        #: newest stamp pulled, on the recorder's clock; when it arrived (local_clock)
+        self.newest: float | None = None
+        self.last_arrival: float | None = None
+        self._delays: deque[float] = deque(maxlen=LAG_HISTORY)
+        self._history: deque[tuple[float, np.ndarray, Any]] = deque()
+        self._history_samples = 0
+        self._history_cap = int(
+            timing.history_seconds * max(self.nominal_srate, MIN_BUFFER_SAMPLES)
+        )
+
+    @property
+    def regular(self) -> bool:
+        """True for a stream with a nominal rate (it passes a cutoff by itself)."""
+        return self.nominal_srate > 0
 
     # ---------------------------------------------------------------- pulling
-    def pull(self) -> int:
-        """Move everything the inlet holds into the file, without waiting.
+    def pull(self, now: float) -> int:
+        """Move everything the inlet holds to the sinks, without waiting.
+
+        Parameters
+        ----------
+        now : float
+            The recorder's ``local_clock()`` (arrival time of what is pulled).
 
         Returns
         -------
         int
-            The number of samples written.
-
-        Raises
-        ------
-        OutputFailed
-            If the write failed (the recording has to end).
+            The number of samples pulled.
         """
         if self.lost:
             return 0
         total = 0
         try:
+            if not self.regular and not self.inlet.samples_available():
+                return 0
             while True:
                 if self.is_string:
                     values, stamps = self.inlet.pull_chunk(
@@ -155,9 +193,7 @@ class RecordedStream:
                 n = len(stamps)
                 if n == 0:
                     return total
-                if self._gap_limit:
-                    self._count_gaps(stamps)
-                self.output.write_samples(self.stream_id, stamps, values)
+                self._arrived(now, stamps, values)
                 total += n
                 if n < self._capacity:
                     return total
@@ -168,8 +204,52 @@ class RecordedStream:
             )
         return total
 
+    def _arrived(self, now: float, stamps: np.ndarray, values: Any) -> None:
+        local = stamps + self.last_offset
+        newest = float(local.max())
+        self.newest = newest if self.newest is None else max(self.newest, newest)
+        self.last_arrival = now
+        self._delays.append(max(0.0, now - newest))
+        if not self.is_string:  # the pull buffer is reused: keep copies
+            stamps, values = stamps.copy(), values.copy()
+            local = stamps + self.last_offset
+        self._remember(now, stamps, values)
+        for sink in self.sinks:
+            sink.take(stamps, values, local)
+
+    def _remember(self, now: float, stamps: np.ndarray, values: Any) -> None:
+        history = self._history
+        history.append((now, stamps, values))
+        self._history_samples += len(stamps)
+        oldest = now - self.timing.history_seconds
+        while history and (
+            history[0][0] < oldest or self._history_samples > self._history_cap
+        ):
+            self._history_samples -= len(history.popleft()[1])
+
+    def attach(self, sink: Sink) -> None:
+        """Hand ``sink`` the history (its window picks), then every new chunk."""
+        for _, stamps, values in self._history:
+            sink.take(stamps, values, stamps + self.last_offset)
+        self.sinks.append(sink)
+
+    def detach(self, sink: Sink) -> None:
+        """Stop handing chunks to ``sink``."""
+        with contextlib.suppress(ValueError):
+            self.sinks.remove(sink)
+
+    def allowance(self) -> float:
+        """How long an irregular stream may still deliver something stamped earlier.
+
+        The longest delivery delay seen over its last `LAG_HISTORY` arrivals
+        (measured to ± ``irregular_poll``), at least ``drain_quiet``, at most
+        ``stop_grace``.
+        """
+        seen = max(self._delays, default=0.0)
+        return min(self.timing.stop_grace, max(self.timing.drain_quiet, seen))
+
     def close(self) -> None:
-        """End the data connection (after the drain).
+        """End the data connection.
 
         A source closing after our stop is then no "transmission broke off"
         for a lingering inlet.
@@ -177,38 +257,23 @@ class RecordedStream:
         with contextlib.suppress(Exception):
             self.inlet.close_stream()
 
-    def _count_gaps(self, stamps: np.ndarray) -> None:
-        last = self.output.stats(self.stream_id).last
-        gaps = int(np.count_nonzero(np.diff(stamps) > self._gap_limit))
-        if last is not None and stamps[0] - last > self._gap_limit:
-            gaps += 1
-        self.gaps += gaps
-
-    def last_stamp(self) -> float | None:
-        """The last recorded stamp on the recorder's clock (None before any sample)."""
-        last = self.output.stats(self.stream_id).last
-        return None if last is None else last + self.last_offset
-
     # ---------------------------------------------------------------- offsets
-    def poll_offset(self, now: float) -> bool:
-        """Write a clock offset if one is due and measured.
+    def poll_offset(self, now: float, *, force: bool = False) -> bool:
+        """Write a clock offset to every sink if one is due and measured.
 
         Parameters
         ----------
         now : float
             The recorder's ``local_clock()``.
+        force : bool
+            Ask now even if the next one is not due yet.
 
         Returns
         -------
         bool
             True while a due measurement is still running (poll again soon).
-
-        Raises
-        ------
-        OutputFailed
-            If writing the ClockOffset chunk failed.
         """
-        if self.lost or now < self._offset_due:
+        if self.lost or (now < self._offset_due and not force):
             return False
         if self._offset_asked is None:
             self._offset_asked = now
@@ -228,60 +293,12 @@ class RecordedStream:
             self._next_offset(now)
             return False
         self.last_offset = offset
-        self.output.write_clock_offset(self.stream_id, now - offset, offset)
+        self.offset_known = True
+        for sink in list(self.sinks):
+            sink.offset(now - offset, offset)
         self._next_offset(now)
         return False
 
     def _next_offset(self, now: float) -> None:
         self._offset_asked = None
         self._offset_due = now + self.timing.offset_interval
-
-    # ----------------------------------------------------------------- status
-    def status(self, now: float) -> dict:
-        """Live figures for the status display."""
-        stats = self.output.stats(self.stream_id)
-        rate = 0.0
-        if stats.count > 1 and stats.last is not None and stats.first is not None:
-            span = stats.last - stats.first
-            rate = (stats.count - 1) / span if span > 0 else 0.0
-        age = None if stats.last is None else now - (stats.last + self.last_offset)
-        # lag means something only for a regular stream: an irregular one (markers,
-        # the session's own events) is quiet between events by design
-        lag = age if self.nominal_srate > 0 else None
-        recent = [value for _, value in stats.offsets[-10:]]
-        return {
-            "stream_id": self.stream_id,
-            "name": self.name,
-            "type": self.type,
-            "samples": stats.count,
-            "nominal_srate": self.nominal_srate,
-            "effective_srate": round(rate, 3),
-            "lag_s": None if lag is None else round(lag, 3),
-            "last_sample_age_s": None if age is None else round(age, 3),
-            "clock_offset": recent[-1] if recent else None,
-            "clock_offset_spread_ms": (
-                round(float(np.std(recent)) * 1e3, 4) if len(recent) > 1 else None
-            ),
-            "clock_offsets": len(stats.offsets),
-            "gaps": self.gaps,
-            "lost": self.lost,
-        }
-
-    def summary(self) -> dict:
-        """The stream's entry in the session metadata."""
-        stats = self.output.stats(self.stream_id)
-        return {
-            "stream_id": self.stream_id,
-            "name": self.name,
-            "type": self.type,
-            "source_id": self.source_id,
-            "hostname": self.hostname,
-            "channel_count": self.channel_count,
-            "channel_format": self.channel_format,
-            "nominal_srate": self.nominal_srate,
-            "sample_count": stats.count,
-            "first_timestamp": stats.first,
-            "last_timestamp": stats.last,
-            "clock_offsets": len(stats.offsets),
-            "gaps": self.gaps,
-        }

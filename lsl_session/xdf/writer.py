@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
 from xml.etree import ElementTree
+from xml.sax.saxutils import escape
 
 import numpy as np
 
@@ -251,6 +252,7 @@ def encode_stream_footer(
     last_timestamp: float | None,
     sample_count: int,
     clock_offsets: Sequence[tuple[float, float]] = (),
+    extra: Mapping[str, float | str] | None = None,
 ) -> bytes:
     """Encode a StreamFooter chunk with LabRecorder's footer XML.
 
@@ -265,6 +267,10 @@ def encode_stream_footer(
         Number of recorded samples.
     clock_offsets : sequence of (float, float)
         ``(collection_time, offset_value)`` pairs, as in the ClockOffset chunks.
+    extra : mapping | None
+        More elements after ``clock_offsets`` (``cutoff``, ``end_reason`` of a
+        stop by cutoff); names are XML element names, values numbers or plain
+        text (escaped).
 
     Returns
     -------
@@ -280,7 +286,12 @@ def encode_stream_footer(
         f"<first_timestamp>{_num(first_timestamp)}</first_timestamp>"
         f"<last_timestamp>{_num(last_timestamp)}</last_timestamp>"
         f"<sample_count>{int(sample_count)}</sample_count>"
-        f"<clock_offsets>{offsets}</clock_offsets></info>"
+        f"<clock_offsets>{offsets}</clock_offsets>"
+        + "".join(
+            f"<{k}>{_num(v) if isinstance(v, float) else escape(str(v))}</{k}>"
+            for k, v in (extra or {}).items()
+        )
+        + "</info>"
     )
     return encode_chunk(ChunkTag.STREAM_FOOTER, xml.encode("utf-8"), stream_id)
 

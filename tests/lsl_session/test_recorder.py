@@ -174,7 +174,7 @@ def test_new_stream_of_a_matched_broad_query_is_found_by_the_rescan(tmp_path, ui
         rescan_interval=1.0,
     )
     rec.start()
-    assert wait_until(lambda: rec._resolver is None, timeout=5)  # rescans now
+    assert wait_until(lambda: rec.pool._resolver is None, timeout=5)  # rescans now
     second = RegularSource(f"bb2_{uid}", f"bb_{uid}_2", channels=1, srate=100)
     second.start()
     try:

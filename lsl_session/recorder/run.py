@@ -1,0 +1,250 @@
+"""One stream inside one run: the samples stamped in the run's window, and how it ended.
+
+A run records the samples stamped in ``[start, cutoff)`` on the recorder's clock
+(the sender's stamp plus the stream's latest clock offset). At ``stop`` each
+stream is drained until it delivers a sample stamped at or after the cutoff, or
+its grace runs out; the reason it ended goes into its footer and the metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from lsl_session.recorder.output import OutputFailed, XdfOutput
+from lsl_session.recorder.stream import PooledStream
+
+logger = logging.getLogger(__name__)
+
+#: Why a stream's part of a run ended (footer ``end_reason``, metadata).
+END_CUTOFF = "cutoff_reached"  # it delivered a sample stamped at/after the cutoff
+END_GRACE = "grace_expired"  # it was delivering, but not past the cutoff in time
+END_SILENT = "silent"  # nothing arrived from it during the grace
+END_QUIET = "quiet"  # irregular: nothing arrived within its longest delivery delay
+END_LOST = "lost"  # the source vanished and cannot come back
+END_FAILED = "failed"  # the run's file failed (disk full, I/O error)
+
+#: The session's own event stream ends this long after the cutoff (local delivery).
+INTERNAL_QUIET = 0.02
+
+
+class RunStream:
+    """The part of one pooled stream that belongs to one run (one XDF stream id).
+
+    Parameters
+    ----------
+    stream_id : int
+        Its XDF stream id in the run's file.
+    source : PooledStream
+        The open stream.
+    output : XdfOutput
+        The run's file.
+    start : float
+        First recorder-clock stamp of the run (``-inf``: everything pulled).
+    on_failure : callable
+        ``on_failure(message)`` when a write to the run's file failed.
+    """
+
+    def __init__(
+        self,
+        stream_id: int,
+        source: PooledStream,
+        output: XdfOutput,
+        start: float,
+        on_failure: Callable[[str], None],
+    ) -> None:
+        self.stream_id = stream_id
+        self.source = source
+        self.output = output
+        self.start = start
+        self.end = math.inf
+        self.ended = False
+        self.end_reason: str | None = None
+        #: the session's own event stream: pushed by this process, so all it
+        #: logged before the cutoff is delivered within milliseconds
+        self.internal = False
+        self._newest_at_cut: float | None = None
+        self._on_failure = on_failure
+        srate = source.nominal_srate
+        self._gap_limit = 2.0 / srate if srate > 0 else 0.0
+        self.gaps = 0
+        # what the rest of the recorder reads, as for any recorded stream
+        self.info = source.info
+        self.name = source.name
+        self.type = source.type
+        self.source_id = source.source_id
+        self.hostname = source.hostname
+        self.channel_count = source.channel_count
+        self.nominal_srate = srate
+        self.channel_format = source.channel_format
+
+    # ------------------------------------------------------------- samples
+    def take(self, stamps: np.ndarray, values: Any, local: np.ndarray) -> None:
+        """Write the samples of a chunk stamped inside the run's window.
+
+        ``local`` holds the stamps on the recorder's clock; the file keeps the
+        sender's own ``stamps``.
+        """
+        if self.ended or not len(stamps):
+            return
+        lo, hi = self.start, self.end
+        if local.min() < lo or local.max() >= hi:
+            keep = (local >= lo) & (local < hi)
+            if not keep.any():
+                return
+            stamps = stamps[keep]
+            if isinstance(values, np.ndarray):
+                values = values[keep]
+            else:  # string stream: a list
+                values = [values[i] for i in np.flatnonzero(keep)]
+        try:
+            if self._gap_limit:
+                self._count_gaps(stamps)
+            self.output.write_samples(self.stream_id, stamps, values)
+        except OutputFailed as exc:
+            self.ended, self.end_reason = True, END_FAILED
+            self._on_failure(str(exc))
+
+    def _count_gaps(self, stamps: np.ndarray) -> None:
+        last = self.output.stats(self.stream_id).last
+        gaps = int(np.count_nonzero(np.diff(stamps) > self._gap_limit))
+        if last is not None and stamps[0] - last > self._gap_limit:
+            gaps += 1
+        self.gaps += gaps
+
+    def offset(self, collection: float, value: float) -> None:
+        """Write a ClockOffset measured by the pooled stream into the run's file."""
+        if self.ended and self.end_reason == END_FAILED:
+            return
+        self.output.write_clock_offset(self.stream_id, collection, value)
+
+    # ---------------------------------------------------------------- stop
+    def cut(self, cutoff: float) -> None:
+        """Keep only samples stamped before ``cutoff`` from now on (earliest wins)."""
+        self.end = min(self.end, cutoff)
+
+    def check_end(self, now: float, grace: float) -> bool:
+        """End the stream's part of the run if it passed the cutoff or ran out of time.
+
+        Parameters
+        ----------
+        now : float
+            The recorder's ``local_clock()``.
+        grace : float
+            Seconds after the cutoff a stream may still deliver.
+
+        Returns
+        -------
+        bool
+            True once ended.
+        """
+        if self.ended:
+            return True
+        if math.isinf(self.end):
+            return False
+        src = self.source
+        cutoff = self.end
+        if self._newest_at_cut is None:  # the first round after the cut pulled all
+            self._newest_at_cut = -math.inf if src.newest is None else src.newest
+        reason = None
+        if src.lost:
+            reason = END_LOST
+        elif src.newest is not None and src.newest >= cutoff:
+            reason = END_CUTOFF
+        elif (
+            not src.regular
+            and now - max(cutoff, src.last_arrival or -math.inf) >= src.allowance()
+        ):
+            reason = END_QUIET
+        elif now - cutoff >= grace:
+            # silent: nothing newer arrived since the stop's first pull
+            moved = src.newest is not None and src.newest > self._newest_at_cut
+            reason = END_GRACE if moved else END_SILENT
+        if reason is not None:
+            self.ended, self.end_reason = True, reason
+            self.output.set_footer_extra(
+                self.stream_id, {"cutoff": cutoff, "end_reason": reason}
+            )
+            if reason in (END_GRACE, END_SILENT):
+                logger.warning(
+                    "stream %s: %s at stop (nothing stamped after the cutoff"
+                    " arrived within %.1f s)",
+                    self.name,
+                    reason.replace("_", " "),
+                    grace,
+                )
+        return self.ended
+
+    def force_end(self, reason: str) -> None:
+        """End now (the recording failed or is torn down)."""
+        if not self.ended:
+            self.ended, self.end_reason = True, reason
+            if not math.isinf(self.end):
+                self.output.set_footer_extra(
+                    self.stream_id, {"cutoff": self.end, "end_reason": reason}
+                )
+
+    # ----------------------------------------------------------------- status
+    def last_stamp(self) -> float | None:
+        """The last recorded stamp on the recorder's clock (None before any sample)."""
+        last = self.output.stats(self.stream_id).last
+        return None if last is None else last + self.source.last_offset
+
+    @property
+    def lost(self) -> bool:
+        """True if the source vanished for good."""
+        return self.source.lost
+
+    def status(self, now: float) -> dict:
+        """Live figures for the status display."""
+        stats = self.output.stats(self.stream_id)
+        rate = 0.0
+        if stats.count > 1 and stats.last is not None and stats.first is not None:
+            span = stats.last - stats.first
+            rate = (stats.count - 1) / span if span > 0 else 0.0
+        age = None if stats.last is None else now - self.last_stamp()
+        # lag means something only for a regular stream: an irregular one (markers,
+        # the session's own events) is quiet between events by design
+        lag = age if self.nominal_srate > 0 else None
+        recent = [value for _, value in stats.offsets[-10:]]
+        return {
+            "stream_id": self.stream_id,
+            "name": self.name,
+            "type": self.type,
+            "samples": stats.count,
+            "nominal_srate": self.nominal_srate,
+            "effective_srate": round(rate, 3),
+            "lag_s": None if lag is None else round(lag, 3),
+            "last_sample_age_s": None if age is None else round(age, 3),
+            "clock_offset": recent[-1] if recent else None,
+            "clock_offset_spread_ms": (
+                round(float(np.std(recent)) * 1e3, 4) if len(recent) > 1 else None
+            ),
+            "clock_offsets": len(stats.offsets),
+            "gaps": self.gaps,
+            "lost": self.lost,
+        }
+
+    def summary(self) -> dict:
+        """The stream's entry in the session metadata."""
+        stats = self.output.stats(self.stream_id)
+        return {
+            "stream_id": self.stream_id,
+            "name": self.name,
+            "type": self.type,
+            "source_id": self.source_id,
+            "hostname": self.hostname,
+            "channel_count": self.channel_count,
+            "channel_format": self.channel_format,
+            "nominal_srate": self.nominal_srate,
+            "sample_count": stats.count,
+            "first_timestamp": stats.first,
+            "last_timestamp": stats.last,
+            "clock_offsets": len(stats.offsets),
+            "gaps": self.gaps,
+            "end_reason": self.end_reason,
+        }
