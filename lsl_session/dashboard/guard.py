@@ -19,6 +19,7 @@ import hmac
 import http.server
 import logging
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -51,9 +52,12 @@ def token_ok(target: str, token: str | None) -> bool:
     """Whether a request target (``/path?query``) carries ``token`` (None: any)."""
     if token is None:
         return True
-    query = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query)
+    try:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query)
+    except ValueError:  # e.g. an unbalanced "[" in a netloc-like target
+        return False
     given = (query.get("token") or [""])[0]
-    return hmac.compare_digest(given.encode(), token.encode())
+    return hmac.compare_digest(given.encode("utf-8", "replace"), token.encode())
 
 
 def read_head(
@@ -181,6 +185,15 @@ class GuardedServer(http.server.ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._release(str(client_address[0]))
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One log line, never a traceback on stderr, for a request that failed."""
+        exc = sys.exc_info()[1]
+        logger.warning(
+            "dashboard: request from %s failed: %s",
+            client_address[0],
+            f"{type(exc).__name__}: {exc}"[:200],
+        )
 
     def _release(self, ip: str) -> None:
         with self._conn_lock:

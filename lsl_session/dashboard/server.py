@@ -79,6 +79,27 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             self.handle_one_request()
 
+    def send_response_only(self, code: int, message: str | None = None) -> None:
+        """Always an HTTP/1.1 status line (never the header-less HTTP/0.9 form)."""
+        self.request_version = "HTTP/1.1"
+        super().send_response_only(code, message)
+
+    def send_error(
+        self, code: int, message: str | None = None, explain: str | None = None
+    ) -> None:
+        """A plain-text error naming only the code: nothing the peer sent is echoed."""
+        logger.debug("dashboard %s: %d %s", self.client_address[0], code, message)
+        self.close_connection = True
+        reason = self.responses.get(code, ("error",))[0]
+        body = f"{code} {reason}\n".encode()
+        self.send_response(code, reason)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)
+
     def _authorised(self) -> bool:
         return token_ok(self.path, self.server.dashboard.token)
 
@@ -92,7 +113,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
-        url = urllib.parse.urlsplit(self.path)
+        try:
+            url = urllib.parse.urlsplit(self.path)
+        except ValueError:
+            self._reply(400, b"bad request target\n", "text/plain")
+            return
         if not self._authorised():
             self._reply(403, b"forbidden: wrong or missing token\n", "text/plain")
             return
