@@ -79,11 +79,20 @@ def _open(session_dir: Path, root: Path):
     help="Phone streams: re-map from the recorded clock exchanges over the whole "
     "session, or keep the relay's live stamps.",
 )
+@click.option(
+    "--register-thermal", is_flag=True,
+    help="Write thermal videos registered to the RGB view (needs an RGB↔thermal "
+    "calibration, see `lsl-session calibrate`).",
+)  # fmt: skip
+@click.option(
+    "--register-depth", type=click.FloatRange(50, 100000), default=600.0,
+    show_default=True, help="Scene depth (mm) assumed for thermal registration.",
+)  # fmt: skip
 @batch_options
 def process_command(
     session_dir: tuple[Path, ...], root: Path, rate: float | None,
-    no_hand_segmentation: bool, phone_clock: str, all_: bool, jobs: int,
-    scheduler: str | None,
+    no_hand_segmentation: bool, phone_clock: str, register_thermal: bool,
+    register_depth: float, all_: bool, jobs: int, scheduler: str | None,
 ) -> None:  # fmt: skip
     """Load, synchronize and export a session; run the processors.
 
@@ -100,7 +109,8 @@ def process_command(
 
     if wants_batch(session_dir, all_, jobs, scheduler):
         options = {"rate": rate, "hand_segmentation": not no_hand_segmentation,
-                   "phone_clock": phone_clock}  # fmt: skip
+                   "phone_clock": phone_clock, "register_thermal": register_thermal,
+                   "options": {"register_depth_mm": register_depth}}  # fmt: skip
         return cli_batch.run("process", session_dir, root, all_=all_, jobs=jobs,
                              scheduler=scheduler, options=options,
                              done=is_processed, what="process")  # fmt: skip
@@ -111,6 +121,8 @@ def process_command(
             rate=rate,
             hand_segmentation=not no_hand_segmentation,
             phone_clock=phone_clock,
+            register_thermal=register_thermal,
+            options={"register_depth_mm": register_depth},
         )
     finally:
         session.close()

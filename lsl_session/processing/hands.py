@@ -28,6 +28,15 @@ For every video in ``webcam/`` and ``devices/*/rgb_videos/`` the processor write
     and coverage = area / (w · h), how much of the box the mask fills. Empty (NaN)
     when fewer regions were found.
 
+``hand<i>_thermal_mean, hand<i>_thermal_mean_c``
+    Only when the video's device has an RGB↔thermal calibration
+    (``processing/calibration/<device>.json`` with ``stereo``) and a thermal
+    video: the mean thermal grey level (0-255) over the hand's skin pixels, in the
+    thermal frame nearest in LSL time registered to the RGB view (see
+    `lsl_session.calibration.register`), and the same in °C when the thermal
+    frame stream carries each frame's range (NaN otherwise, and when no thermal
+    frame lies within ``thermal_tolerance_s``).
+
 Segmentation (OpenCV, vectorised per frame): YCrCb skin range AND a loose HSV
 range, a 3x3 opening and a 7x7 closing, then 8-connected components. When
 ``mediapipe`` is importable and ``hands_backend`` is ``"auto"`` or
@@ -43,6 +52,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +144,7 @@ def segment_video(
     max_hands: int = 2,
     mask_path: Path | None = None,
     backend: str = "opencv",
+    thermal: Callable[[int], tuple[np.ndarray, np.ndarray | None] | None] | None = None,
 ) -> pd.DataFrame:
     """Segment hands in every frame of a video.
 
@@ -147,6 +158,10 @@ def segment_video(
         Also write the skin mask as an mp4 here.
     backend : str
         ``"opencv"`` or ``"mediapipe"``.
+    thermal : callable | None
+        Frame index → ``(grey, celsius | None)`` thermal images registered to
+        this video's view (NaN outside the thermal view), or None for a frame
+        without one; adds the ``hand<i>_thermal_mean[_c]`` columns.
 
     Returns
     -------
@@ -165,13 +180,16 @@ def segment_video(
         for frame in iter_frames(path):
             mask = skin_mask(frame)
             regions = detect(frame) if detect is not None else hand_regions(mask)
-            row = np.full(4 + 6 * max_hands, np.nan)
+            width = 4 + 6 * max_hands
+            row = np.full(width + (2 * max_hands if thermal else 0), np.nan)
             row[0] = len(rows)
             row[1] = len(regions)
             row[2] = np.count_nonzero(mask) / mask.size
             row[3] = cv2.mean(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))[0]
             kept = regions[:max_hands]
             row[4 : 4 + kept.size] = kept.ravel()
+            if thermal is not None:
+                row[width:] = _thermal_means(thermal(len(rows)), mask, kept, max_hands)
             rows.append(row)
             if mask_path is not None:
                 if writer is None:
@@ -187,9 +205,38 @@ def segment_video(
             detect.close()
     columns = ["frame", "n_hands", "mask_fraction", "brightness"]
     columns += [f"hand{i}_{f}" for i in range(max_hands) for f in REGION_FIELDS]
+    if thermal is not None:
+        columns += [
+            f"hand{i}_{f}" for i in range(max_hands)
+            for f in ("thermal_mean", "thermal_mean_c")
+        ]  # fmt: skip
     table = pd.DataFrame(np.array(rows).reshape(-1, len(columns)), columns=columns)
     table[["frame", "n_hands"]] = table[["frame", "n_hands"]].astype(np.int64)
     return table
+
+
+def _thermal_means(
+    images: tuple[np.ndarray, np.ndarray | None] | None, mask: np.ndarray,
+    regions: np.ndarray, max_hands: int,
+) -> np.ndarray:  # fmt: skip
+    """Per hand: mean registered thermal grey and °C over its skin pixels."""
+    out = np.full(2 * max_hands, np.nan)
+    if images is None:
+        return out
+    grey, celsius = images
+    for i, (x, y, w, h) in enumerate(regions[:, :4].astype(int)):
+        box = (slice(y, y + h), slice(x, x + w))
+        skin = mask[box] > 0
+        if not skin.any():
+            skin = np.ones_like(skin)
+        for j, img in enumerate((grey, celsius)):
+            if img is None:
+                continue
+            vals = img[box][skin]
+            vals = vals[np.isfinite(vals)]
+            if len(vals):
+                out[2 * i + j] = float(vals.mean())
+    return out
 
 
 def write_csv_atomic(table: pd.DataFrame, path: Path) -> None:
@@ -247,14 +294,20 @@ class HandSegmentationProcessor:
                 out_dir / f"{video.stem}_mask.mp4" if opts.get("mask_video") else None
             )
             rel = video.relative_to(root).as_posix()
+            thermal, thermal_report = _hand_thermal(context, video)
             try:
                 table = segment_video(
-                    video, max_hands=max_hands, mask_path=mask_path, backend=backend
-                )
+                    video, max_hands=max_hands, mask_path=mask_path, backend=backend,
+                    thermal=thermal,
+                )  # fmt: skip
             except OSError as err:
                 logger.warning("Hand segmentation skipped %s: %s", rel, err)
                 videos.append({"video": rel, "stream": stream_name, "error": str(err)})
                 continue
+            finally:
+                if thermal is not None:
+                    thermal.close()
+                    thermal_report["frames_with_thermal"] = thermal.frames_with_thermal
             lsl = frame_times(stream, len(table))
             table.insert(1, "lsl_time", lsl)
             table.insert(2, "time", lsl - context.t0)
@@ -287,10 +340,33 @@ class HandSegmentationProcessor:
                     "n_frames_unstamped_inside": inside,
                     "frames_with_hands": int((table["n_hands"] > 0).sum()),
                     "n_flash_frames": int(flashes.sum()),
+                    "thermal": thermal_report,
                 }
             )
         logger.info("Hand segmentation (%s): %d videos", backend, len(videos))
         return {"backend": backend, "videos": videos}
+
+
+def _hand_thermal(context: ProcessingContext, video: Path) -> tuple[Any, dict | None]:
+    """The registered thermal source of a video's device, if it is calibrated.
+
+    A broken calibration or thermal video is reported, never fatal.
+    """
+    from lsl_session.calibration.thermal import hand_thermal_for
+
+    try:
+        thermal = hand_thermal_for(context, video)
+    except Exception as exc:  # a damaged calibration must not stop segmentation
+        logger.warning("thermal means skipped for %s: %s", video.name, exc)
+        return None, {"error": f"{type(exc).__name__}: {exc}"}
+    if thermal is None:
+        return None, None
+    root = context.paths.root
+    return thermal, {
+        "device": thermal.device,
+        "thermal_video": thermal.thermal_video.relative_to(root).as_posix(),
+        "depth_mm": thermal.depth_mm,
+    }
 
 
 class _MediaPipeHands:  # pragma: no cover - mediapipe is an optional extra

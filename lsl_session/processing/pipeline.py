@@ -270,6 +270,7 @@ def process_session(
     processors: list[str] | None = None,
     options: dict[str, Any] | None = None,
     phone_clock: str = "remap",
+    register_thermal: bool = False,
 ) -> dict[str, Any]:
     """Run the whole post-processing of a session and record it.
 
@@ -289,6 +290,10 @@ def process_session(
         Re-map phone streams from their recorded clock exchanges (a whole-session
         fit; see `lsl_session.processing.phone_remap`), or keep the relay's live
         stamps. Sessions without phone clock streams are not affected.
+    register_thermal : bool
+        Run the ``thermal_registration`` processor: thermal videos of devices
+        with an RGB↔thermal calibration warped into the RGB view
+        (``options["register_depth_mm"]`` sets the assumed scene depth).
 
     Returns
     -------
@@ -308,14 +313,16 @@ def process_session(
     started = time.perf_counter()
     run: dict[str, Any] = {
         "kind": "process", "started": now_iso(), "options": {"rate": rate, "hand_segmentation": hand_segmentation,
-                                          "processors": processors, "phone_clock": phone_clock},
+                                          "processors": processors, "phone_clock": phone_clock,
+                                          "register_thermal": register_thermal},
         "steps": {}, "errors": [],
     }  # fmt: skip
     session.log_event("processing_start", {"options": run["options"]})
     try:
         _process_steps(session, run, rate=rate, hand_segmentation=hand_segmentation,
                        processors=processors, options=options,
-                       phone_clock=phone_clock)  # fmt: skip
+                       phone_clock=phone_clock,
+                       register_thermal=register_thermal)  # fmt: skip
     except KeyboardInterrupt:
         _finish(session, run, started, interrupted=True)
         raise
@@ -325,7 +332,7 @@ def process_session(
 def _process_steps(
     session: Any, run: dict[str, Any], *, rate: float | None, hand_segmentation: bool,
     processors: list[str] | None, options: dict[str, Any] | None,
-    phone_clock: str = "remap",
+    phone_clock: str = "remap", register_thermal: bool = False,
 ) -> None:  # fmt: skip
     from lsl_session.processing.phone_remap import phone_clocks, remap_phone_streams
 
@@ -340,6 +347,7 @@ def _process_steps(
             )
         export_outputs(data, paths, run, csv=True, mat=True, rate=rate, sync=True)
     builtins = ["sync_check"] + (["hand_segmentation"] if hand_segmentation else [])
+    builtins += ["thermal_registration"] if register_thermal else []
     try:
         specs = plugins.discover(builtins=builtins)
     except Exception as exc:  # a broken distribution's metadata

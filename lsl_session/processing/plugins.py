@@ -19,6 +19,9 @@ GROUP = "lsl_session.processors"
 BUILTINS: dict[str, str] = {
     "sync_check": "lsl_session.processing.sync_check:SyncCheckProcessor",
     "hand_segmentation": "lsl_session.processing.hands:HandSegmentationProcessor",
+    "thermal_registration": (
+        "lsl_session.calibration.thermal:ThermalRegistrationProcessor"
+    ),
 }
 
 
