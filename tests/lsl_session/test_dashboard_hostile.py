@@ -110,16 +110,24 @@ def _dashboard_port(proc: subprocess.Popen, lines: list[str]) -> int:
 
 
 def _slowloris_against_record(
-    session_root: Path, uid: str, *, count: int, duration: float, split: bool
+    session_root: Path,
+    uid: str,
+    *,
+    count: int,
+    duration: float,
+    split: bool,
+    process: bool = False,
 ) -> None:
     name = f"loris_{uid}"
     rate = 3000 if split else 500  # split: > 1 MB a part in the duration
     outlet = subprocess.Popen([sys.executable, str(CHILD), name, str(rate)])
     cmd = [
         sys.executable, "-m", "lsl_session", "record", "--root", str(session_root),
-        "--stream", f"name='{name}'", "--no-process", "--dashboard",
+        "--stream", f"name='{name}'", "--dashboard",
         "--dashboard-port", "0", "--duration", str(duration),
     ]  # fmt: skip
+    if not process:
+        cmd.append("--no-process")
     if split:
         cmd += ["--split-mb", "1"]
     record = subprocess.Popen(
@@ -169,6 +177,9 @@ def _slowloris_against_record(
     meta = json.loads((folder / "session_metadata.json").read_text())
     assert meta["status"] == "completed", meta["status"]
     assert "owner" not in meta
+    if process:  # processing ran under the attack too (it had failed: no fds left)
+        runs = meta["processing"]["runs"]
+        assert [r["status"] for r in runs] == ["ok"], runs
     parts = sorted(folder.rglob("*.xdf"))
     if split:
         assert len(parts) > 1, parts
@@ -184,7 +195,9 @@ def _slowloris_against_record(
 
 
 def test_slowloris_short_record_goes_on(session_root, uid):
-    _slowloris_against_record(session_root, uid, count=200, duration=12, split=False)
+    _slowloris_against_record(
+        session_root, uid, count=200, duration=12, split=False, process=True
+    )
 
 
 @pytest.mark.slow
