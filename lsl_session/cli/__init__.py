@@ -35,7 +35,9 @@ class _Group(click.Group):
 
 
 #: Commands that use liblsl's network side (their liblsl log is routed).
-LSL_COMMANDS = frozenset({"record", "streams", "outlet", "demo", "replay", "agent"})
+LSL_COMMANDS = frozenset(
+    {"record", "streams", "outlet", "demo", "replay", "agent", "gui"}
+)
 
 
 def _stdout_closed() -> None:
@@ -76,6 +78,7 @@ def _register() -> None:
     from lsl_session.cli.agent import agent_command
     from lsl_session.cli.calibrate import COMMANDS as calibrate_commands
     from lsl_session.cli.demo import demo_command
+    from lsl_session.cli.gui import COMMANDS as gui_commands
     from lsl_session.cli.imports import COMMANDS as import_commands
     from lsl_session.cli.outlet import outlet_group
     from lsl_session.cli.process import COMMANDS as process_commands
@@ -99,6 +102,7 @@ def _register() -> None:
         *import_commands,
         *replay_commands,
         *calibrate_commands,
+        *gui_commands,
     ]:
         main.add_command(command)
 

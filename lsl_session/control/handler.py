@@ -123,6 +123,9 @@ class ControlHandler:
         self.selection: list[str] = list(default_streams or [])
         self.select_all = False
         self._updated: list[Any] = []
+        #: called with each ended run's entry, under the lock, before ``stop``
+        #: replies (the control room's run counter)
+        self.on_run_ended: Callable[[dict[str, Any]], None] | None = None
         self._resolver: Any = None
         self._lock = threading.Lock()
         #: keep the selected streams open between runs (instant start)
@@ -309,6 +312,8 @@ class ControlHandler:
             self._missing = []
             logger.info("control: run %d ended: %s", len(self.runs), folder)
             self.finisher.submit(folder)
+            if self.on_run_ended is not None:
+                self.on_run_ended(self.runs[-1])
         elif manager.state is State.ERROR and folder is not None:
             meta = manager.current_session or {}
             runs = meta.get("recording", {}).get("runs", [])

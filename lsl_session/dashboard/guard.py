@@ -79,6 +79,30 @@ def read_head(
     HeadError
         Deadline passed (408), too large (431), wrong token (403), peer closed (0).
     """
+    return read_head_and_rest(sock, token, deadline_s=deadline_s, max_bytes=max_bytes)[
+        0
+    ]
+
+
+def read_head_and_rest(
+    sock: socket.socket,
+    token: str | None,
+    *,
+    deadline_s: float = HEAD_DEADLINE,
+    max_bytes: int = MAX_HEAD_BYTES,
+) -> tuple[bytes, bytes]:
+    """As `read_head`, also returning the bytes already read past the head.
+
+    Returns
+    -------
+    head, rest : bytes
+        The request head, and the start of the body that came with it.
+
+    Raises
+    ------
+    HeadError
+        Deadline passed (408), too large (431), wrong token (403), peer closed (0).
+    """
     deadline = time.monotonic() + deadline_s
     buf = bytearray()
     checked = False
@@ -107,7 +131,7 @@ def read_head(
         if end:
             if end > max_bytes:
                 raise HeadError(431, "request head too large")
-            return bytes(buf[:end])
+            return bytes(buf[:end]), bytes(buf[end:])
         if len(buf) > max_bytes:
             raise HeadError(431, "request head too large")
 

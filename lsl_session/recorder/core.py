@@ -440,6 +440,21 @@ class Recorder:
         """Why the recording ended early, if it did."""
         return self._failure
 
+    def split(self) -> Path:
+        """Close the current file and go on in the next part, now.
+
+        Every sample lands in exactly one part (parts are cut between chunks).
+
+        Returns
+        -------
+        Path
+            The new part file.
+        """
+        if self._output is None or not self.started or self.stopped:
+            raise RecorderError("not recording: nothing to split")
+        self._output.next_part()
+        return self._output.paths[-1]
+
     def status(self) -> dict[str, Any]:
         """Live status: per stream samples, rate, lag, gaps; file size; disk free."""
         now = pylsl.local_clock()
