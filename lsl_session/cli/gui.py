@@ -29,7 +29,13 @@ from lsl_session.cli._options import root_option
     help="LabRecorder.cfg: StudyRoot, RequiredStreams, RCS port.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port of the page (0: any free one).",
+)
 @click.option("--token", default=None, help="Required for a non-loopback --host.")
 @click.option(
     "--rcs-port",
@@ -50,8 +56,10 @@ def gui_command(
     no_process: bool,
     duration: float | None,
 ) -> None:
-    """Serve the control room: pick streams, name runs, Start/Stop/Split, notes,
-    live view, past sessions (loopback by default; prints its URL).
+    """Serve the control room in the browser (loopback by default; prints its URL).
+
+    Pick streams, name runs, Start/Stop/Split, add notes and markers, watch
+    every channel live, and browse, process and export past sessions.
 
     The page and LabRecorder remote control (--rcs-port) drive one recorder:
     each Start…Stop is one session folder, named from the run fields and the
