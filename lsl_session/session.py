@@ -59,6 +59,35 @@ def remove_helper_files(root: Path) -> list[str]:
     return removed
 
 
+#: A device's ``status`` in ``session_metadata.json``: ``waiting`` (configured,
+#: not connected yet), ``connected``, ``disconnected`` (dropped during the
+#: session, with ``disconnected_time``), ``stopped`` (its connection ended after
+#: the recording), ``missing`` (never connected).
+DEVICE_STATUSES = ("waiting", "connected", "disconnected", "stopped", "missing")
+
+
+def _transition(meta: dict[str, Any], info: dict[str, Any], status: str) -> None:
+    """Apply a device status change to its metadata entry (`set_device_status`)."""
+    previous = info.get("status")
+    now = now_iso()
+    info.setdefault("restarts", 0)
+    if status == "connected":
+        info.setdefault("connected_time", now)
+        if previous in ("disconnected", "stopped"):
+            info["restarts"] += 1
+        info.pop("disconnected_time", None)
+    elif status == "disconnected":
+        if previous in ("waiting", "missing", None) and "connected_time" not in info:
+            return  # never connected: nothing dropped
+        recorded = bool((meta.get("recording") or {}).get("runs"))
+        if recorded and meta.get("status") != "recording":
+            status = "stopped"
+        info["disconnected_time"] = now
+    elif status == "missing" and info.get("connected_time"):
+        return  # it did connect once: never "missing"
+    info["status"] = status
+
+
 def sha256_file(path: Path, block: int = 1 << 20) -> str:
     """Return the hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
@@ -194,9 +223,17 @@ class Session:
         return self.update(change)
 
     def add_device(
-        self, device_id: str, device_type: str, capabilities: list[str]
+        self,
+        device_id: str,
+        device_type: str,
+        capabilities: list[str],
+        status: str = "connected",
     ) -> dict[str, Any]:
         """Register a device and create its folders.
+
+        ``status`` is ``connected`` (the device is there) or ``waiting`` (a
+        configured device, not connected yet); registering a device again keeps
+        its history (``added_time``, ``connected_time``, ``restarts``).
 
         Raises
         ------
@@ -222,28 +259,46 @@ class Session:
         for sub in layout.DEVICE_SUBDIRS:
             (self.paths.device(device_id) / sub).mkdir(parents=True, exist_ok=True)
         fsync_dir(self.paths.devices)
-        info = {
+        if status not in DEVICE_STATUSES:
+            raise DeviceError(f"unknown device status {status!r}")
+        base: dict[str, Any] = {
             "device_type": device_type,
             "capabilities": list(capabilities),
             "added_time": now_iso(),
-            "status": "connected",
         }
+        result: dict[str, Any] = {}
 
         def change(meta: dict[str, Any]) -> None:
-            previous = meta["devices"].get(device_id)
-            if previous:
-                info["added_time"] = previous.get("added_time", info["added_time"])
-            meta["devices"][device_id] = info
+            previous = meta["devices"].get(device_id) or {}
+            merged = {**previous, **base}
+            merged["added_time"] = previous.get("added_time", base["added_time"])
+            if status == "waiting" and previous.get("status"):
+                merged["status"] = previous["status"]  # keep what it already is
+            else:
+                _transition(meta, merged, status)
+            meta["devices"][device_id] = merged
+            result.clear()
+            result.update(merged)
 
         self.update(change)
-        return info
+        return result
 
     def set_device_status(self, device_id: str, status: str) -> None:
-        """Record a device's connection status (connected, disconnected, …)."""
+        """Record a device's connection status (see `DEVICE_STATUSES`).
+
+        ``connected`` stamps ``connected_time`` (first connection) and, after a
+        drop, counts one more ``restarts``; ``disconnected`` stamps
+        ``disconnected_time``, and becomes ``stopped`` when the session is no
+        longer recording and recorded before (the device ended with it, not a
+        drop); ``missing`` is a device that never connected.
+        """
+        if status not in DEVICE_STATUSES:
+            raise DeviceError(f"unknown device status {status!r}")
 
         def change(meta: dict[str, Any]) -> None:
-            if device_id in meta["devices"]:
-                meta["devices"][device_id]["status"] = status
+            info = meta["devices"].get(device_id)
+            if info is not None:
+                _transition(meta, info, status)
 
         self.update(change)
 

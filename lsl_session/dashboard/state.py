@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from lsl_session.report.verdict import device_status_text
+
 #: Channels of a stream drawn as traces.
 TRACE_CHANNELS = 4
 #: Seconds of trace kept per stream.
@@ -84,6 +86,25 @@ def _decimate(values: np.ndarray, points: int) -> np.ndarray:
     return values[idx]
 
 
+#: Error sentences kept for the warnings (the newest).
+MAX_ERRORS = 8
+
+
+def event_sentence(entry: dict[str, Any]) -> str:
+    """A session event as a sentence (errors and device changes), else ``""``."""
+    event = str(entry.get("event", ""))
+    device = entry.get("device_id")
+    who = f"{_short(device)}: " if isinstance(device, str) else ""
+    if event == "error":
+        message = entry.get("message") or entry.get("code") or "error"
+        return f"error: {who}{_short(message)}"
+    if event in ("device_connected", "device_disconnected") and who:
+        what = event.removeprefix("device_")
+        again = " again" if entry.get("reconnect") else ""
+        return f"{who}{what}{again}"
+    return ""
+
+
 def _short(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= MAX_DETAIL_CHARS else text[: MAX_DETAIL_CHARS - 1] + "…"
@@ -112,6 +133,8 @@ class LiveState:
         self._traces: dict[int, collections.deque] = {}
         self._labels: dict[int, list[str]] = {}
         self._events: collections.deque = collections.deque(maxlen=MAX_EVENTS)
+        #: the session's error events as sentences, shown with the warnings
+        self._errors: collections.deque = collections.deque(maxlen=MAX_ERRORS)
         self._tapped: Any = None
         self._subscribed: Any = None
         self._last_offset: dict[int, float] = {}
@@ -143,13 +166,17 @@ class LiveState:
             for k, v in entry.items()
             if k not in ("event", "timestamp", "lsl_time")
         }
+        sentence = event_sentence(entry)
         self._events.append(
             {
                 "time": entry.get("timestamp"),
                 "event": _short(entry.get("event", "")),
                 "details": _short(details) if details else "",
+                "text": sentence,
             }
         )
+        if entry.get("event") == "error" and sentence:
+            self._errors.append(sentence)
 
     def refresh(self) -> None:
         """Attach to the current recorder and session (called periodically)."""
@@ -202,7 +229,7 @@ class LiveState:
             {
                 "device_id": _short(device_id),
                 "type": _short(info.get("device_type", info.get("type", ""))),
-                "status": _short(info.get("status", "connected")),
+                "status": _short(device_status_text(info)),
             }
             for device_id, info in sorted(devices.items())
         ]
@@ -235,6 +262,7 @@ class LiveState:
             warnings.append(f"disk low: {disk_free / 1e9:.2f} GB free")
         if status.get("failure"):
             warnings.append(f"recording failed: {_short(status['failure'])}")
+        warnings += list(self._errors)
         return {
             "session_id": getattr(session, "session_id", None),
             "recording": bool(status.get("recording")),

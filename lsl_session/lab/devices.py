@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,29 @@ FIRST_FRAME_TIMEOUT = 10.0
 
 @dataclass
 class SyncClock:
-    """The simulated devices' shared sync-pulse schedule: ``t0 + k * period``."""
+    """The lab's sync-pulse schedule: pulse ``k`` (its id) at ``t0 + k * period``.
+
+    The marker stream pushes ``sync_pulse k``; simulated devices that follow the
+    schedule by themselves (the synthetic webcam, the Shimmer emulator) pulse at
+    the same times; devices that must be told (phones) subscribe with `listen`
+    and are called before each pulse (`announce`).
+    """
 
     period: float
     t0: float | None = None
     #: Seconds new outlets hold their first samples until the recorder attached.
     consumer_wait: float = 0.0
+    listeners: list[Callable[[int, float], None]] = field(default_factory=list)
+
+    def listen(self, callback: Callable[[int, float], None]) -> None:
+        """Call ``callback(k, when)`` before each pulse (once per callback)."""
+        if callback not in self.listeners:
+            self.listeners.append(callback)
+
+    def announce(self, k: int, when: float) -> None:
+        """Tell every listener that pulse ``k`` comes at LSL time ``when``."""
+        for callback in list(self.listeners):
+            callback(k, when)
 
     def pulse_times(self, until: float) -> list[float]:
         """LSL times of pulses 1 … n up to ``until``."""
@@ -306,7 +323,9 @@ class MarkerRunner(DeviceRunner):
         if period:
             if clock.t0 is None:
                 clock.t0 = pylsl.local_clock() + 1.0
-            self.pulser = SyncMarkerPulser(self.outlet, clock.t0, period).start()
+            self.pulser = SyncMarkerPulser(
+                self.outlet, clock.t0, period, announce=clock.announce
+            ).start()
         if self.stdin:
             threading.Thread(
                 target=self._read_stdin,
@@ -368,6 +387,7 @@ class PhoneRunner(DeviceRunner):
         self.simulator: Any = None
 
     def start(self, session_dir: Path | None, clock: SyncClock) -> None:
+        clock.listen(self.fleet.flash)  # the lab's sync pulses, with their ids
         if not self.simulated:
             return  # the phone connects by itself
         from outlets.phone.simulator import PhoneSimulator
@@ -379,10 +399,8 @@ class PhoneRunner(DeviceRunner):
         jitter = float(opts.get("jitter_ms", 30.0))
         relay = self.fleet.relay
         cfg = self.fleet.config.relay
-        kwargs: dict[str, Any] = {}
-        if clock.t0 is not None:
-            kwargs = {"pulse_interval": clock.period, "pulse_start": clock.t0}
-            kwargs["pulse_start"] += clock.period
+        # the phone shows the lab's pulses only, each when the relay says so
+        kwargs: dict[str, Any] = {"pulse_interval": None}
         caps = self.config.capabilities
         if caps:
             kwargs["capabilities"] = tuple(caps)
@@ -509,6 +527,12 @@ class PhoneFleet:
     def add_observer(self, callback: Callable[[dict[str, Any]], None]) -> None:
         """Forward relay events (``file_received``, ``device_ack`` …)."""
         self.relay.add_observer(callback)
+
+    def flash(self, pulse: int, when: float) -> None:
+        """Send sync pulse ``pulse`` (at LSL time ``when``) to every phone; no wait."""
+        relay = self.relay
+        if relay is not None:
+            relay.send_sync_pulse(pulse, when)
 
     def command(self, name: str, session_id: str | None) -> dict[str, dict]:
         """Send ``start_record``/``stop_record`` to every connected phone."""

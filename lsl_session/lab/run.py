@@ -243,12 +243,29 @@ class LabRun:
             if (self.hub.command or {}).get("type") == "start":
                 self.hub.stop_agents()  # the run ended early: agents stop too
             self.hub.close()
+        self._final_device_status()
+
+    def _final_device_status(self) -> None:
+        """Devices still waiting never connected: ``missing``; the others stopped."""
+        session = self.manager.session
+        try:
+            devices = session.metadata().get("devices", {})
+            for d in self.devices:
+                status = (devices.get(d.device_id) or {}).get("status")
+                if status == "waiting":
+                    session.set_device_status(d.device_id, "missing")
+                elif status == "connected":
+                    session.set_device_status(d.device_id, "disconnected")  # stopped
+        except Exception:
+            logger.exception("recording the devices' final status failed")
 
     # ------------------------------------------------------------- devices
     def _register_devices(self) -> None:
         session = self.manager.session
-        for d in self.config.devices:
-            session.add_device(d.device_id, d.device_type, list(d.capabilities))
+        for d in self.config.devices:  # "waiting" until it is seen streaming
+            session.add_device(
+                d.device_id, d.device_type, list(d.capabilities), status="waiting"
+            )
 
     def _start_devices(self) -> None:
         folder = self.manager.session_dir
@@ -312,9 +329,16 @@ class LabRun:
                 "error", {"category": "device", "message": message}
             )
             self.say(f"{message}; recording the others")
+        session = self.manager.session
         for d in self.devices:
             self._was_streaming[d.device_id] = d.streaming()
             self._connections[d.device_id] = d.connections()
+            if d.kind == "markers":
+                continue  # not a registered device
+            if d.streaming() or d.ended():
+                session.set_device_status(d.device_id, "connected")
+            elif not stopper.is_set():
+                session.set_device_status(d.device_id, "missing")
         return missing
 
     # ------------------------------------------------------------ recording
@@ -434,6 +458,7 @@ class LabRun:
         if event == "device_connected":
             details["reconnect"] = True  # the same outlet: the streams continue
         self.manager.session.log_event(event, details)
+        self.manager.session.set_device_status(device_id, event.removeprefix("device_"))
 
     def _wait_uploads(self) -> dict[str, list[str]]:
         total = self.tracker.expected_count()

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from lsl_session.report.verdict import aligned_text
+
 
 def session_tree(folder: Path, max_files: int = 6) -> list[str]:
     """A compact tree of the session folder (files per folder capped)."""
@@ -43,7 +45,7 @@ def sync_table(report: dict) -> list[str]:
             f" {'-' if med is None else f'{med:.2f}':>10}"
             f" {'-' if mx is None else f'{mx:.2f}':>8}"
             f" {r.get('sample_period_ms') or 0:>10.2f}"
-            f"  {'yes' if r.get('within_one_sample') else 'NO'}"
+            f"  {aligned_text(r)}"
         )
     return rows
 

@@ -2,15 +2,16 @@
 
 `detect_steps` finds steps in a GSR-like signal (median filtered first difference
 against ``k`` robust standard deviations, onset refined on the raw samples),
-`detect_flashes` finds flash frames in a brightness series, `sync_marker_times`
-picks the ``sync…`` markers of a string stream, `match_pulses` pairs detected
-and reference pulses one-to-one and `consensus_reference` builds a reference
-from several streams when no reference stream exists.
+`detect_flashes` finds flash frames in a brightness series, `sync_marker_pulses`
+picks the ``sync…`` markers of a string stream with their pulse ids
+(``sync_pulse 7``, ``sync_flash 7`` → 7; `pulse_id`) and `match_pulses` pairs
+detected and reference pulses one-to-one by time.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -160,15 +161,47 @@ def detect_flashes(
     return np.flatnonzero(bright & ~np.concatenate(([False], bright[:-1])))
 
 
+#: ``sync``, ``sync_pulse``, ``sync_flash`` … then the pulse id: ``sync_pulse 7``.
+_PULSE_ID = re.compile(r"^sync(?:_[a-z]+)?[ _#:=-]*(\d{1,12})$", re.IGNORECASE)
+#: The id of a pulse without one (a device's own, unidentified pulse).
+ANONYMOUS = -1
+
+
+def pulse_id(label: str) -> int:
+    """Return the pulse id of a sync label (`ANONYMOUS` when it carries none).
+
+    ``sync_pulse 7``, ``sync_flash 7``, ``sync_7`` → 7; ``sync_pulse`` → -1.
+    """
+    m = _PULSE_ID.match(label.strip())
+    return int(m.group(1)) if m else ANONYMOUS
+
+
+def sync_marker_pulses(stream: SyncedStream) -> tuple[np.ndarray, np.ndarray]:
+    """Return the stamps and pulse ids of the markers whose label starts with ``sync``.
+
+    Returns
+    -------
+    times, ids : numpy.ndarray
+        Stamps (s) and ids (int64, `ANONYMOUS` for a label without an id).
+    """
+    if not stream.is_string:
+        return np.zeros(0), np.zeros(0, np.int64)
+    labels = [
+        str(s[0] if isinstance(s, list | tuple) and s else s)
+        for s in stream.time_series
+    ]
+    hit = np.array([lb.lower().startswith("sync") for lb in labels], bool)
+    if not hit.size:
+        return np.zeros(0), np.zeros(0, np.int64)
+    ids = np.array(
+        [pulse_id(lb) for lb, h in zip(labels, hit, strict=True) if h], np.int64
+    )
+    return np.asarray(stream.time_stamps, dtype=float)[hit], ids
+
+
 def sync_marker_times(stream: SyncedStream) -> np.ndarray:
     """Return the time stamps of the markers whose label starts with ``sync``."""
-    if not stream.is_string:
-        return np.zeros(0)
-    labels = [
-        s[0] if isinstance(s, list | tuple) and s else s for s in stream.time_series
-    ]
-    hit = np.array([str(lb).lower().startswith("sync") for lb in labels], bool)
-    return np.asarray(stream.time_stamps, dtype=float)[hit] if hit.size else np.zeros(0)
+    return sync_marker_pulses(stream)[0]
 
 
 def match_pulses(
@@ -204,40 +237,3 @@ def match_pulses(
     out.sort(key=lambda p: p[1])
     arr = np.array(out, np.int64).reshape(-1, 2)
     return arr[:, 0], arr[:, 1]
-
-
-def consensus_reference(
-    pulses: list[np.ndarray], *, window: float = DEFAULT_WINDOW, min_streams: int = 2
-) -> np.ndarray:
-    """Build a reference from several streams: the median time of each pulse.
-
-    Parameters
-    ----------
-    pulses : list of numpy.ndarray
-        Detected pulse times of each stream.
-    window : float
-        Pulses of different streams closer than this belong to one event.
-    min_streams : int
-        Smallest number of streams an event needs (capped at ``len(pulses)``).
-
-    Returns
-    -------
-    numpy.ndarray
-        Sorted reference times.
-    """
-    times = np.concatenate([np.asarray(p, float) for p in pulses] or [np.zeros(0)])
-    owner = np.concatenate([np.full(len(p), i) for i, p in enumerate(pulses)] or [[]])
-    if times.size == 0:
-        return np.zeros(0)
-    order = np.argsort(times, kind="stable")
-    times, owner = times[order], owner[order]
-    groups = np.split(
-        np.arange(times.size), np.flatnonzero(np.diff(times) > window) + 1
-    )
-    need = max(1, min(min_streams, len(pulses)))
-    out = []
-    for g in groups:
-        _, first = np.unique(owner[g], return_index=True)  # one pulse per stream
-        if first.size >= need:
-            out.append(float(np.median(times[g][first])))
-    return np.array(out)

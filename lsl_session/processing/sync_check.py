@@ -16,10 +16,15 @@ Pulse detection (pure functions in `lsl_session.processing.pulses`):
 - marker streams: `sync_marker_times`, markers whose label starts with ``sync``.
 
 The reference is the ``sync…`` markers of ``context.options["sync_reference"]``
-(default ``StimulusMarkers``; a numeric or video stream works too). Without it
-the reference is `consensus_reference`: the median over streams of each pulse.
-Each detected pulse is matched one-to-one to the nearest reference pulse within
-``±sync_window`` s (default 0.5). The error is ``detected - reference``.
+(default ``StimulusMarkers``; a numeric or video stream works too, matched by
+time). Every lab pulse carries an id (``sync_pulse 7``; phones send back
+``sync_flash 7``), and each stream is held only to the pulses it was sent or
+could observe (`lsl_session.processing.pulse_sets`): marker streams by id,
+signals by time within ``±sync_window`` s (default 0.5). A stream sharing no
+pulse with the reference is ``not checked (no shared pulses)`` and counts
+neither as aligned nor as not aligned. Without reference pulses nothing is
+checked (there is no consensus of unrelated pulse trains). The error is
+``detected - reference``.
 
 A regularly sampled stream is held only to the reference pulses it could have
 seen: those at least ``SPAN_GUARD_SAMPLES`` sample periods inside its first and
@@ -36,7 +41,8 @@ the whole-session re-mapping, the live mapping's evidence from its
 `lsl_session.processing.phone_remap.phone_clock_section`) and
 ``sync_check.csv`` (one row per stream: ``stream, device, kind, n_reference,
 n_reference_outside, n_detected, n_matched, offset_ms, median_error_ms, p95_error_ms, max_error_ms,
-sample_period_ms, within_one_sample, note``). ``offset_ms`` is the median signed
+sample_period_ms, within_one_sample, checked, aligned, matched_by, note``;
+``aligned`` is ``yes``, ``NO`` or the reason it was not checked). ``offset_ms`` is the median signed
 error; the other ``*_error_ms`` are absolute. ``within_one_sample`` is true when
 at least one pulse matched and the largest absolute error is at most one sample
 period (one frame for video; 1 ms for irregular streams such as markers, 2 ms
@@ -57,12 +63,13 @@ import pandas as pd
 
 from lsl_session.fsutil import atomic_write_bytes
 from lsl_session.processing.phone_remap import phone_clock_section
+from lsl_session.processing.pulse_sets import Held, StreamPulses, held_pulses
 from lsl_session.processing.pulses import (
     DEFAULT_WINDOW,
-    consensus_reference,
     detect_flashes,
     detect_steps,
     match_pulses,
+    sync_marker_pulses,
     sync_marker_times,
 )
 from lsl_session.processing.video import (
@@ -79,7 +86,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "SyncCheckProcessor",
-    "consensus_reference",
     "detect_flashes",
     "detect_steps",
     "device_of",
@@ -160,7 +166,7 @@ def video_brightness(path: Path | str) -> np.ndarray:
 
 def stream_pulses(
     stream: SyncedStream, root: Path, options: dict[str, Any]
-) -> tuple[str, np.ndarray, str] | None:
+) -> StreamPulses | None:
     """Detect the sync pulses of one stream.
 
     Parameters
@@ -174,13 +180,18 @@ def stream_pulses(
 
     Returns
     -------
-    tuple or None
-        ``(kind, pulse LSL times, note)`` with kind ``"markers"``, ``"steps"`` or
-        ``"video"``; None if the stream carries no kind of pulse we know.
+    StreamPulses or None
+        Kind ``"markers"`` (with the pulse ids of the labels), ``"steps"`` or
+        ``"video"``, pulse LSL times, note, sample period and observable span;
+        None if the stream carries no kind of pulse we know.
     """
+    period = sample_period(stream)
+    span = observable_span(stream, period)
     if stream.is_string:
-        t = sync_marker_times(stream)
-        return ("markers", t, "") if t.size else None
+        t, ids = sync_marker_pulses(stream)
+        if not t.size:
+            return None
+        return StreamPulses(stream.name, "markers", t, ids, "", period, span)
     ts = np.asarray(stream.time_stamps, float)
     is_step = (
         stream.type.lower() == "gsr"
@@ -200,21 +211,29 @@ def stream_pulses(
         # its midpoint halves the worst-case sampling error (period/2, not period)
         idx = np.asarray(idx, dtype=int)
         prev = np.maximum(idx - 1, 0)
-        return (
-            "steps",
-            (ts[prev] + ts[idx]) / 2,
-            "onset = midpoint of the step's samples",
-        )
+        t = (ts[prev] + ts[idx]) / 2
+        note = "onset = midpoint of the step's samples"
+        return StreamPulses(stream.name, "steps", t, _anonymous(t), note, period, span)
     if stream.type.lower() == "videoframes":
         video = find_video(root, stream.name)
         if video is None:
-            return "video", np.zeros(0), "video not found"
+            none = np.zeros(0)
+            return StreamPulses(
+                stream.name, "video", none, _anonymous(none), "video not found",
+                period, span,
+            )  # fmt: skip
         brightness = video_brightness(video)
         onsets = detect_flashes(brightness)
         t = frame_times(stream, brightness.size)[onsets]
         note = "" if np.isfinite(t).all() else "flash frames without LSL time dropped"
-        return "video", t[np.isfinite(t)], note
+        t = t[np.isfinite(t)]
+        return StreamPulses(stream.name, "video", t, _anonymous(t), note, period, span)
     return None
+
+
+def _anonymous(times: np.ndarray) -> np.ndarray:
+    """Ids of pulses that carry none (signals: a step or a flash has no id)."""
+    return np.full(times.size, -1, np.int64)
 
 
 def alignment_row(
@@ -228,10 +247,15 @@ def alignment_row(
     t0: float = 0.0,
     n_outside: int = 0,
     tolerance: float | None = None,
+    pairs: tuple[np.ndarray, np.ndarray] | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """Match one stream's pulses to the reference and summarise the errors.
 
     ``tolerance`` (s) replaces `IRREGULAR_TOLERANCE` for an irregular stream.
+    ``pairs`` (detected, reference indices) are pulses matched by id; without
+    them pulses are matched by time within ``window``. ``reason`` marks a
+    stream that is not checked (``aligned`` says why; nothing is matched).
 
     Returns
     -------
@@ -239,8 +263,18 @@ def alignment_row(
         One report row (see the module docstring) plus ``pulses``: matched
         ``[reference time since t0 (s), detected time since t0 (s), error (ms)]``.
     """
-    di, ri = match_pulses(detected, reference, window=window)
+    if reason is not None:
+        di = ri = np.zeros(0, np.int64)
+    elif pairs is not None:
+        di, ri = pairs
+    else:
+        di, ri = match_pulses(detected, reference, window=window)
     err = detected[di] - reference[ri]
+    aligned = bool(
+        err.size
+        and np.abs(err).max()
+        <= (period if period is not None else (tolerance or IRREGULAR_TOLERANCE)) + 1e-9
+    )
     abs_ms = np.abs(err) * 1e3
     tol = period if period is not None else (tolerance or IRREGULAR_TOLERANCE)
 
@@ -251,7 +285,7 @@ def alignment_row(
         "stream": name,
         "device": device_of(name),
         "kind": kind,
-        "n_reference": int(reference.size),
+        "n_reference": 0 if reason else int(reference.size),
         "n_reference_outside": n_outside,
         "n_detected": int(detected.size),
         "n_matched": int(err.size),
@@ -260,8 +294,11 @@ def alignment_row(
         "p95_error_ms": stat(np.percentile(abs_ms, 95) if err.size else 0),
         "max_error_ms": stat(abs_ms.max() if err.size else 0),
         "sample_period_ms": None if period is None else round(period * 1e3, 3),
-        "within_one_sample": bool(err.size and np.abs(err).max() <= tol + 1e-9),
+        "within_one_sample": aligned,
         "tolerance_ms": round(tol * 1e3, 3),
+        "checked": reason is None,
+        "aligned": reason or ("yes" if aligned else "NO"),
+        "matched_by": "id" if pairs is not None else "time",
         "note": "",
         "pulses": [
             [round(r - t0, 6), round(d - t0, 6), round(e * 1e3, 3)]
@@ -297,49 +334,47 @@ class SyncCheckProcessor:
         window = float(opts.get("sync_window", DEFAULT_WINDOW))
         ref_name = opts.get("sync_reference") or DEFAULT_REFERENCE
         root = context.paths.root
-        # name -> (kind, pulse times, note, sample period, observable span)
-        found: dict[str, tuple[Any, ...]] = {}
+        found: dict[str, StreamPulses] = {}
         for stream in context.streams:
             pulses = stream_pulses(stream, root, opts)
             if pulses is not None:
-                period = sample_period(stream)
-                found[stream.name] = (*pulses, period, observable_span(stream, period))
-        if ref_name in found and found[ref_name][1].size:
-            reference, source = found.pop(ref_name)[1], ref_name
+                found[stream.name] = pulses
+        ref = found.pop(ref_name, None)
+        if ref is None or not ref.times.size:
+            logger.warning("Sync check: the reference %r has no pulses", ref_name)
+            ref_times, ref_ids = np.zeros(0), np.zeros(0, np.int64)
         else:
-            if opts.get("sync_reference"):
-                logger.warning(
-                    "Sync reference %r has no pulses: using consensus", ref_name
-                )
-            found.pop(ref_name, None)
-            reference = consensus_reference(
-                [v[1] for v in found.values()], window=window
-            )
-            source = "consensus"
+            ref_times, ref_ids = ref.times, ref.ids
+        events = {device_of(n): p for n, p in found.items() if n.endswith("_events")}
         clocks = phone_clock_section(context.streams)
         on_phone_clock = {n for c in clocks.values() for n in c["streams"]}
         rows = []
-        for name, (kind, times, note, period, span) in found.items():
-            seen = (
-                reference
-                if span is None
-                else reference[(reference >= span[0]) & (reference <= span[1])]
-            )
+        for name, p in found.items():
+            companion = events.get(device_of(name)) if p.kind != "markers" else None
+            held: Held = held_pulses(p, ref_times, ref_ids, companion, window)
             row = alignment_row(
                 name,
-                kind,
-                times,
-                seen,
-                period,
+                p.kind,
+                held.detected,
+                held.reference,
+                p.period,
                 window=window,
                 t0=context.t0,
-                n_outside=int(reference.size - seen.size),
+                n_outside=held.n_outside,
                 tolerance=PHONE_MARKER_TOLERANCE if name in on_phone_clock else None,
+                pairs=held.pairs,
+                reason=held.reason,
             )
-            row["note"] = note
+            row["n_detected"] = int(p.times.size)
+            row["note"] = p.note
             rows.append(row)
+        source = ref_name
         report = {
-            "reference": {"stream": source, "n_pulses": int(reference.size)},
+            "reference": {
+                "stream": source,
+                "n_pulses": int(ref_times.size),
+                "identified": bool(np.any(ref_ids >= 0)),
+            },
             "window_s": window,
             "streams": rows,
             "phone_clocks": clocks,
@@ -355,7 +390,7 @@ class SyncCheckProcessor:
             "Sync check: %d streams against %s (%d pulses)",
             len(rows),
             source,
-            reference.size,
+            ref_times.size,
         )
         return report
 

@@ -15,7 +15,12 @@ from typing import Any
 
 from lsl_session.fsutil import atomic_write_bytes, ensure_inside
 from lsl_session.report import figures
-from lsl_session.report.verdict import Verdict, session_verdict
+from lsl_session.report.verdict import (
+    Verdict,
+    aligned_text,
+    device_status_text,
+    session_verdict,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +54,17 @@ def _figure(png: bytes | None, alt: str) -> str:
     return f'<figure><img class="figure" alt="{_esc(alt)}" src="data:image/png;base64,{data}"></figure>'
 
 
+def final_status(status: str) -> str:
+    """The session status the report shows.
+
+    The report is the last step of the processing: a session still marked
+    ``processing`` while it is written is ``completed`` once it is read.
+    """
+    return "completed" if status == "processing" else status
+
+
 def _stream_rows(streams: list[Any]) -> list[list[Any]]:
-    from lsl_session.report.verdict import missing_samples
+    from lsl_session.report.verdict import stream_loss
 
     rows = []
     for s in streams:
@@ -66,7 +80,7 @@ def _stream_rows(streams: list[Any]) -> list[list[Any]]:
                 f"{s.effective_srate:.3f}",
                 f"{span:.2f}",
                 len(s.segments) - 1 if s.segments else 0,
-                missing_samples(s.time_stamps, s.nominal_srate),
+                stream_loss(s).lost,
                 len(s.clock_times),
                 s.fit.get("clock_resets", 0),
             ]
@@ -124,7 +138,7 @@ def render_report(
                     meta.get("start_time", ""),
                     meta.get("end_time", ""),
                     meta.get("duration_s", ""),
-                    meta.get("status", ""),
+                    final_status(meta.get("status", "")),
                     ", ".join(Path(f).name for f in data.files),
                 ]
             ],
@@ -159,7 +173,7 @@ def render_report(
         rows = [
             [r["stream"], r.get("kind", ""), f"{r.get('n_matched', 0)}/{r.get('n_reference', 0)}",
              r.get("n_reference_outside", 0), r.get("median_error_ms"), r.get("max_error_ms"),
-             r.get("sample_period_ms"), "yes" if r.get("within_one_sample") else "NO"]
+             r.get("sample_period_ms"), aligned_text(r)]
             for r in sync_report.get("streams", [])
         ]  # fmt: skip
         parts.append(
@@ -190,7 +204,7 @@ def render_report(
                     d,
                     i.get("device_type", ""),
                     ", ".join(i.get("capabilities", [])),
-                    i.get("status", ""),
+                    device_status_text(i),
                 ]
                 for d, i in (meta.get("devices") or {}).items()
             ],
@@ -252,6 +266,7 @@ def write_report(
         sync_report,
         report=str(folder / report_rel),
         problems=list(data.problems) + file_problems,
+        devices=(data.metadata or {}).get("devices"),
     )
     if run is not None:
         verdict.notes += frame_notes(run)

@@ -1,25 +1,136 @@
 """One summary line a user can trust, and a line for each partial count it has.
 
-Samples lost are counted on the recorded stamps of regularly sampled streams: an
-interval longer than 1.5 sample periods holds ``round(interval · rate) - 1``
-missing samples (robust to clock drift, unlike comparing with the nominal count).
+Samples lost count only samples that are missing (`stream_loss`): gaps of a
+counter or frame index where a stream has one (a video frame stream's first
+channel), otherwise intervals of the recorded stamps longer than 1.5 periods of
+the stream's *measured* rate (the median interval), each holding
+``round(interval · rate) - 1`` missing samples. A stream delivering steadily
+fewer samples than its nominal rate has lost nothing: it is reported as
+``rate 15.0 of 30 Hz nominal`` and counted as "below nominal rate" in the line.
+
+Devices come from ``session_metadata.json``: a device that never connected is
+``missing``, one that dropped and did not come back is ``disconnected``; both
+are counted in the line and explained in a note.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+#: A measured rate more than this fraction below nominal is a shortfall.
+RATE_SHORTFALL = 0.01
+#: Channel labels that count samples (a lost sample leaves a gap in them).
+COUNTER_LABELS = frozenset({"counter", "frame", "frame_index", "index", "sample_index"})
+
 
 def missing_samples(stamps: np.ndarray, srate: float) -> int:
-    """Samples missing from a regular stream's stamps (see the module docstring)."""
+    """Samples missing from a regular stream's stamps at rate ``srate`` (Hz)."""
     if srate <= 0 or len(stamps) < 2:
         return 0
     steps = np.diff(np.asarray(stamps, dtype=np.float64)) * srate
     gaps = steps[steps > 1.5]
     return int(np.sum(np.round(gaps) - 1)) if gaps.size else 0
+
+
+def measured_rate(stamps: np.ndarray) -> float:
+    """A regular stream's rate from its median stamp interval (0 if unknown)."""
+    t = np.asarray(stamps, dtype=np.float64)
+    if t.size < 3:
+        return 0.0
+    step = float(np.median(np.diff(t)))
+    return 1.0 / step if step > 0 else 0.0
+
+
+def counter_of(stream: Any) -> np.ndarray | None:
+    """The stream's sample counter (frame index), or None if it has none."""
+    if getattr(stream, "is_string", False) or not len(stream.time_stamps):
+        return None
+    labels = [str(x).lower() for x in (getattr(stream, "channel_labels", None) or [])]
+    if str(getattr(stream, "type", "")).lower() == "videoframes":
+        column = 0
+    elif labels and labels[0] in COUNTER_LABELS:
+        column = 0
+    else:
+        return None
+    values = np.asarray(stream.time_series, dtype=np.float64)
+    return values.reshape(len(stream.time_stamps), -1)[:, column]
+
+
+def counter_gaps(counter: np.ndarray) -> int:
+    """Values skipped by an increasing counter (a restart from 0 is not a loss)."""
+    c = np.asarray(counter, dtype=np.float64)
+    c = c[np.isfinite(c)]
+    if c.size < 2:
+        return 0
+    d = np.diff(c)
+    return int(np.sum(d[d > 1] - 1))
+
+
+@dataclass
+class StreamLoss:
+    """What a regular stream lost, and the rate it delivered."""
+
+    lost: int = 0
+    rate: float = 0.0  # measured (Hz), 0 for irregular streams
+    nominal: float = 0.0
+    by: str = "stamps"  # "counter" or "stamps"
+
+    @property
+    def slow(self) -> bool:
+        """The stream delivered steadily fewer samples than nominal."""
+        return bool(
+            self.nominal > 0
+            and self.rate > 0
+            and self.rate < self.nominal * (1 - RATE_SHORTFALL)
+        )
+
+
+def stream_loss(stream: Any) -> StreamLoss:
+    """Samples lost and the measured rate of one stream (module docstring)."""
+    nominal = float(stream.nominal_srate or 0)
+    if nominal <= 0 or getattr(stream, "is_string", False):
+        return StreamLoss(nominal=nominal)
+    rate = measured_rate(stream.time_stamps)
+    counter = counter_of(stream)
+    if counter is not None:
+        return StreamLoss(counter_gaps(counter), rate, nominal, "counter")
+    return StreamLoss(missing_samples(stream.time_stamps, rate), rate, nominal)
+
+
+def aligned_text(row: dict[str, Any]) -> str:
+    """``yes``, ``NO`` or why the stream was not checked (older reports: yes/NO)."""
+    return str(row.get("aligned") or ("yes" if row.get("within_one_sample") else "NO"))
+
+
+def device_status_text(info: dict[str, Any]) -> str:
+    """A device's status as the dashboard shows it (dashboard, report)."""
+    status = str(info.get("status") or "waiting")
+    text = {
+        "missing": "missing (never connected)",
+        "disconnected": f"disconnected at {info.get('disconnected_time', '?')}",
+        "stopped": "stopped with the recording",
+    }.get(status, status)
+    restarts = info.get("restarts") or 0
+    if restarts:
+        text += f", {restarts} restarts"
+    return text
+
+
+def device_problems(devices: dict[str, Any] | None) -> tuple[list[str], list[str]]:
+    """Devices ``missing`` (never connected) and ``disconnected`` (dropped)."""
+    missing, dropped = [], []
+    for device_id, info in sorted((devices or {}).items()):
+        status = (info or {}).get("status")
+        if status == "missing":
+            missing.append(device_id)
+        elif status == "disconnected":
+            dropped.append(device_id)
+    return missing, dropped
 
 
 @dataclass
@@ -30,6 +141,9 @@ class Verdict:
     samples_lost: int = 0
     n_aligned: int = 0
     n_checked: int = 0
+    n_slow: int = 0
+    devices_missing: list[str] = field(default_factory=list)
+    devices_disconnected: list[str] = field(default_factory=list)
     report: str | None = None
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -41,6 +155,8 @@ class Verdict:
             f"{self.n_streams} streams",
             f"{self.samples_lost} samples lost",
         ]
+        if self.n_slow:
+            parts.append(f"{self.n_slow} below nominal rate")
         if self.n_checked:
             parts.append(
                 f"{self.n_aligned}/{self.n_checked} sync-checked streams aligned"
@@ -48,6 +164,10 @@ class Verdict:
             )
         else:
             parts.append("no sync pulses to check alignment")
+        if self.devices_missing:
+            parts.append(f"{len(self.devices_missing)} devices missing")
+        if self.devices_disconnected:
+            parts.append(f"{len(self.devices_disconnected)} devices disconnected")
         if self.problems:
             parts.append(f"{len(self.problems)} problems")
         if self.report:
@@ -59,39 +179,21 @@ class Verdict:
         return [self.line, *self.notes, *(f"problem: {p}" for p in self.problems)]
 
 
-def session_verdict(
-    streams: list[Any],
-    sync_report: dict[str, Any] | None = None,
-    *,
-    report: str | None = None,
-    problems: list[str] | None = None,
-) -> Verdict:
-    """Summarise loaded streams and the sync check into a `Verdict`.
-
-    Parameters
-    ----------
-    streams : list of SyncedStream
-        The session's streams (``time_stamps``, ``nominal_srate``, ``name``).
-    sync_report : dict | None
-        ``processing/sync_check/sync_check.json``.
-    report : str | None
-        Where the HTML report is, for the summary line.
-    problems : list of str | None
-        Problems found while loading or processing.
-    """
-    verdict = Verdict(n_streams=len(streams), report=report)
-    verdict.problems = list(problems or [])
-    for s in streams:
-        lost = missing_samples(s.time_stamps, s.nominal_srate)
-        verdict.samples_lost += lost
-        if lost:
-            verdict.notes.append(
-                f"{s.name}: {lost} samples missing in gaps of its recorded stamps"
-            )
+def _sync_notes(verdict: Verdict, sync_report: dict[str, Any] | None) -> None:
+    unchecked: dict[str, list[str]] = {}
     for row in (sync_report or {}).get("streams", []):
+        if row.get("checked") is False:
+            unchecked.setdefault(aligned_text(row), []).append(row["stream"])
+            continue
         verdict.n_checked += 1
         verdict.n_aligned += bool(row.get("within_one_sample"))
         outside = row.get("n_reference_outside") or 0
+        if not row.get("within_one_sample") and row.get("n_matched"):
+            verdict.notes.append(
+                f"{row['stream']}: NOT aligned: offset {row.get('offset_ms')} ms,"
+                f" max error {row.get('max_error_ms')} ms over {row['n_matched']}"
+                f" pulses (tolerance {row.get('tolerance_ms')} ms)"
+            )
         if outside:
             verdict.notes.append(
                 f"{row['stream']}: {row.get('n_matched', 0)}/{row.get('n_reference', 0)}"
@@ -105,6 +207,68 @@ def session_verdict(
                 f"{row['stream']}: {row.get('n_matched', 0)}/{row['n_reference']}"
                 " pulses matched: the others were not detected within the window"
             )
+    for reason, names in unchecked.items():
+        verdict.notes.append(f"{reason}: {', '.join(names)}")
+
+
+def session_verdict(
+    streams: list[Any],
+    sync_report: dict[str, Any] | None = None,
+    *,
+    report: str | None = None,
+    problems: list[str] | None = None,
+    devices: dict[str, Any] | None = None,
+) -> Verdict:
+    """Summarise loaded streams, the sync check and the devices into a `Verdict`.
+
+    Parameters
+    ----------
+    streams : list of SyncedStream
+        The session's streams (``time_stamps``, ``nominal_srate``, ``name``).
+    sync_report : dict | None
+        ``processing/sync_check/sync_check.json``.
+    report : str | None
+        Where the HTML report is, for the summary line.
+    problems : list of str | None
+        Problems found while loading or processing.
+    devices : dict | None
+        ``session_metadata.json``'s ``devices`` (id → ``status`` …).
+    """
+    verdict = Verdict(n_streams=len(streams), report=report)
+    verdict.problems = list(problems or [])
+    for s in streams:
+        loss = stream_loss(s)
+        verdict.samples_lost += loss.lost
+        if loss.lost:
+            where = "its frame index" if loss.by == "counter" else "its recorded stamps"
+            verdict.notes.append(
+                f"{s.name}: {loss.lost} samples missing in gaps of {where}"
+            )
+        if loss.slow:
+            verdict.n_slow += 1
+            verdict.notes.append(
+                f"{s.name}: rate {loss.rate:.1f} of {loss.nominal:g} Hz nominal"
+                " (fewer samples than declared, none lost)"
+                if not loss.lost
+                else f"{s.name}: rate {loss.rate:.1f} of {loss.nominal:g} Hz nominal"
+            )
+    _sync_notes(verdict, sync_report)
+    missing, dropped = device_problems(devices)
+    verdict.devices_missing, verdict.devices_disconnected = missing, dropped
+    for device_id in missing:
+        verdict.notes.append(f"{device_id}: missing (never connected)")
+    for device_id, info in sorted((devices or {}).items()):
+        restarts = (info or {}).get("restarts") or 0
+        if restarts:
+            verdict.notes.append(f"{device_id}: reconnected {restarts} times")
+    for device_id in dropped:
+        info = (devices or {}).get(device_id) or {}
+        when = info.get("disconnected_time")
+        verdict.notes.append(
+            f"{device_id}: disconnected"
+            + (f" at {when}" if when else "")
+            + " and did not come back"
+        )
     return verdict
 
 
@@ -114,9 +278,6 @@ def read_verdict(folder: Any, summary: dict[str, Any] | None = None) -> list[str
     Without a processed verdict (``--no-process``), one line from the recorder's
     ``summary``: streams, samples and gaps, and how to process.
     """
-    import json
-    from pathlib import Path
-
     path = Path(folder) / "processing" / "verdict.json"
     try:
         saved = json.loads(path.read_text())

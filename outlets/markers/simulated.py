@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import pylsl
 
@@ -15,8 +16,11 @@ logger = logging.getLogger(__name__)
 class SyncMarkerPulser:
     """Push ``sync_pulse k`` at ``t0 + k * period`` and ``stimulus_onset k`` between.
 
-    The simulated devices flash/pulse at the same times, so the sync check of the
-    processed session lines every stream up against these markers.
+    ``k`` is the pulse's id. ``announce(k, when)`` is called ``lead`` seconds
+    before each pulse, so devices that must be told (phones, through the
+    relay's ``sync_flash`` with the id) can show pulse ``k`` at ``when``; it
+    must not block. The sync check of the processed session matches each
+    device's pulses to these markers by id.
 
     Parameters
     ----------
@@ -26,14 +30,28 @@ class SyncMarkerPulser:
         LSL time of pulse 0 (no marker is pushed for it).
     period : float
         Seconds between sync pulses.
+    announce : callable | None
+        ``announce(k, when)`` before each pulse.
+    lead : float
+        Seconds between the announcement and the pulse (at most half a period).
     """
 
-    def __init__(self, outlet: MarkerOutlet, t0: float, period: float) -> None:
+    def __init__(
+        self,
+        outlet: MarkerOutlet,
+        t0: float,
+        period: float,
+        *,
+        announce: Callable[[int, float], None] | None = None,
+        lead: float = 0.5,
+    ) -> None:
         if not period > 0:
             raise ValueError(f"The period must be positive, {period!r} is invalid.")
         self.outlet = outlet
         self.t0 = float(t0)
         self.period = float(period)
+        self.announce = announce
+        self.lead = min(float(lead), self.period / 2)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -56,6 +74,13 @@ class SyncMarkerPulser:
         k = 1
         while True:
             when = self.t0 + k * self.period
+            if self.announce is not None:
+                if self._stop.wait(max(0.0, when - self.lead - pylsl.local_clock())):
+                    return
+                try:
+                    self.announce(k, when)
+                except Exception:
+                    logger.exception("announcing sync pulse %d failed", k)
             if self._stop.wait(max(0.0, when - pylsl.local_clock())):
                 return
             self.outlet.push(f"sync_pulse {k}", when)

@@ -372,7 +372,7 @@ class Connection:
                 item = ("samples", *P.decode_samples(msg))
                 size = item[2].nbytes + item[3].nbytes
             else:
-                item = ("event", msg.get("label")[:1024], float(msg.get("t")))
+                item = ("event", event_label(msg), float(msg.get("t")))
                 size = len(item[1]) + 8
             if self.device.outlets is None or not self.est.ready:
                 limits = self.relay.limits
@@ -512,3 +512,16 @@ class Connection:
         else:
             self.relay.log("error", {"category": "device", **details})
         return ack
+
+
+def event_label(msg: P.Message) -> str:
+    """The label pushed for an ``event``: ``label``, then `` <pulse>`` if it has one.
+
+    A phone echoes the lab's pulse id of a ``sync_flash`` command in the event's
+    ``pulse`` field (an integer ≥ 0): the label becomes ``sync_flash 7``.
+    """
+    label = msg.get("label")[:1024]
+    pulse = msg.get("pulse")
+    if isinstance(pulse, int) and not isinstance(pulse, bool) and 0 <= pulse < 10**12:
+        return f"{label} {pulse}"
+    return label

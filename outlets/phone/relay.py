@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pylsl
 
 from lsl_session.control import is_loopback
@@ -345,11 +346,38 @@ class PhoneRelay:
         *,
         duration_ms: int = 200,
         timeout: float | None = None,
+        pulse: int | None = None,
+        at: float | None = None,
     ) -> dict[str, dict[str, Any]]:
-        """Ask phones to flash (screen/torch) and mark it; return the acks."""
+        """Ask phones to flash (screen/torch) and mark it; return the acks.
+
+        ``pulse`` is the lab's id of this sync pulse (the phone echoes it in its
+        ``sync_flash`` event, pushed as ``sync_flash <pulse>``); ``at`` is the
+        LSL time to flash at, sent to each phone as its own clock's time through
+        its live mapping (docs/phone-protocol.md §11).
+        """
         return self._command_all(
-            "sync_flash", {"duration_ms": int(duration_ms)}, device_ids, timeout
+            "sync_flash", _flash_fields(duration_ms, pulse, at), device_ids, timeout
         )
+
+    def send_sync_pulse(self, pulse: int, at: float, *, duration_ms: int = 200) -> Any:
+        """`sync_flash` pulse ``pulse`` at LSL time ``at`` to every phone; no wait.
+
+        Returns the `concurrent.futures.Future` of the acks (the lab's pulse
+        schedule never waits for a phone).
+        """
+        assert self._loop is not None
+        fields = _flash_fields(duration_ms, pulse, at)
+        timeout = self.command_timeout
+
+        async def fan_out() -> dict[str, dict[str, Any]]:
+            ids = self.connected()
+            acks = await asyncio.gather(
+                *(self._command(d, "sync_flash", fields, timeout) for d in ids)
+            )
+            return dict(zip(ids, acks, strict=True))
+
+        return asyncio.run_coroutine_threadsafe(fan_out(), self._loop)
 
     def marker(
         self,
@@ -390,6 +418,12 @@ class PhoneRelay:
             dev.recording = True
         elif command == "stop_record":
             dev.recording = False
+        elif "at_lsl" in fields:
+            fields = dict(fields)
+            at_lsl = fields.pop("at_lsl")
+            mapping = dev.conn.est.mapping() if dev.conn.est.ready else None
+            if mapping is not None:  # the phone's clock reading at that LSL time
+                fields["at"] = float(mapping.invert(np.array([at_lsl]))[0])
         return await dev.conn.command(command, fields, timeout)
 
     # -------------------------------------------------------------- internals
@@ -508,3 +542,15 @@ class PhoneRelay:
     def session_call(self, method: str, *args: Any) -> None:
         """Run ``session.<method>(*args)`` in the ordered session-I/O thread."""
         self.events.session_call(method, *args)
+
+
+def _flash_fields(
+    duration_ms: int, pulse: int | None, at: float | None
+) -> dict[str, Any]:
+    """The fields of a ``sync_flash`` command (``at_lsl`` is mapped per phone)."""
+    fields: dict[str, Any] = {"duration_ms": int(duration_ms)}
+    if pulse is not None:
+        fields["pulse"] = int(pulse)
+    if at is not None:
+        fields["at_lsl"] = float(at)
+    return fields

@@ -12,8 +12,11 @@ head-of-line queueing and stalls). Every message the phone sends (samples,
 heartbeats, sync replies) passes through the up link's queue, every message it
 receives through the down link's, so queueing behind other traffic happens as
 on a TCP connection. Sample streams follow SPEC §6; a sync pulse (a GSR step, a ``sync_pulse``
-event and bright rgb frames) occurs every ``pulse_interval`` seconds and on each
-``sync_flash`` command. Every sample's true LSL time is kept for tests.
+event and bright rgb frames) occurs every ``pulse_interval`` seconds (never when
+it is None: the phone only shows the lab's pulses) and on each ``sync_flash``
+command: at the command's ``at`` (phone time) if it is still ahead, else at
+once, with the command's ``pulse`` id echoed in the ``sync_flash`` event
+(docs/phone-protocol.md §11). Every sample's true LSL time is kept for tests.
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ class PhoneSimulator(UploadMixin):
         tls: bool = False,
         cafile: str | Path | None = None,
         capabilities: tuple[str, ...] = CAPABILITIES,
-        pulse_interval: float = 5.0,
+        pulse_interval: float | None = 5.0,
         pulse_start: float | None = None,
         pulse_length: float = 0.25,
         batch_s: float = 0.1,
@@ -153,12 +156,17 @@ class PhoneSimulator(UploadMixin):
         self._unsent: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
             s: [] for s in self.streams
         }
-        self.events: list[tuple[float, float, str]] = []  # (true, phone, label)
-        self._unsent_events: list[tuple[float, str]] = []
+        #: (true time, phone time, label, pulse id or None) of every event
+        self.events: list[tuple[float, float, str, int | None]] = []
+        self._unsent_events: list[tuple[float, str, int | None]] = []
         self.pulses: list[float] = []
         # pulse_start: LSL time of the first pulse, to share a lab-wide schedule
         self._next_pulse = (
-            self._t0 + pulse_interval if pulse_start is None else float(pulse_start)
+            float("inf")
+            if not pulse_interval
+            else self._t0 + pulse_interval
+            if pulse_start is None
+            else float(pulse_start)
         )
         self._uploads_pending = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -315,7 +323,7 @@ class PhoneSimulator(UploadMixin):
                 self._unsent[s] = [(p[keep], v[keep])] if keep.any() else []
             if "events" in resume:
                 self._unsent_events = [
-                    (p, lab) for _, p, lab in self.events if p > resume["events"]
+                    (p, lab, k) for _, p, lab, k in self.events if p > resume["events"]
                 ]
 
     # ----------------------------------------------------------- ground truth
@@ -349,11 +357,18 @@ class PhoneSimulator(UploadMixin):
                 self._truth[s].append((true_t, phone_t, values))
                 self._unsent[s].append((phone_t, values))
 
-    def _add_pulse(self, onset: float, label: str) -> None:
+    def _add_pulse(self, onset: float, label: str, pulse: int | None = None) -> None:
         bisect.insort(self.pulses, onset)
         p = float(self.phone_clock(onset))
-        self.events.append((onset, p, label))
-        self._unsent_events.append((p, label))
+        self.events.append((onset, p, label, pulse))
+        self._unsent_events.append((p, label, pulse))
+
+    def true_time(self, phone_time: float) -> float:
+        """LSL time at which the phone clock reads ``phone_time`` (inverse clock)."""
+        t = phone_time / (1.0 + self.drift) - self.offset
+        if self.clock_step is not None and t >= self.clock_step[0]:
+            t -= self.clock_step[1] / (1.0 + self.drift)
+        return float(t)
 
     # --------------------------------------------------------------- threads
     def _sampler(self) -> None:
@@ -395,7 +410,11 @@ class PhoneSimulator(UploadMixin):
                 for i in range(0, len(p), 4096):
                     frames.append(P.encode_samples(s, p[i : i + 4096], v[i : i + 4096]))
         frames += [
-            P.encode_json({"type": "event", "t": p, "label": lab}) for p, lab in events
+            P.encode_json(
+                {"type": "event", "t": p, "label": lab}
+                | ({} if k is None else {"pulse": k})
+            )
+            for p, lab, k in events
         ]
         if frames and not self._send(b"".join(frames)):
             with self._lock:  # keep them for the resume after a reconnect
@@ -512,11 +531,15 @@ class PhoneSimulator(UploadMixin):
         elif msg.type in ("sync_flash", "marker"):
             with self._lock:
                 if msg.type == "sync_flash":
-                    self._add_pulse(now, "sync_flash")
+                    now = self._flash_time(msg, now)
+                    pulse = msg.get("pulse")
+                    ok = isinstance(pulse, int) and not isinstance(pulse, bool)
+                    self._add_pulse(now, "sync_flash", pulse if ok else None)
                 else:
                     p = float(self.phone_clock(now))
-                    self.events.append((now, p, msg.get("label", "")))
-                    self._unsent_events.append((p, str(msg.get("label", ""))))
+                    label = str(msg.get("label", ""))
+                    self.events.append((now, p, label, None))
+                    self._unsent_events.append((p, label, None))
         if not self.frozen:
             ack = {
                 "type": "ack",
@@ -531,6 +554,15 @@ class PhoneSimulator(UploadMixin):
                     if f"{kind}_video" in self.capabilities
                 ]
             self._send(P.encode_json(ack))
+
+    def _flash_time(self, msg: P.Message, now: float) -> float:
+        """When to flash: at the command's ``at`` (phone time) if ahead, else now."""
+        at = msg.get("at")
+        if isinstance(at, int | float) and not isinstance(at, bool):
+            onset = self.true_time(float(at))
+            if now < onset < now + 60.0:
+                return onset
+        return now
 
     def request(self, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
         """Send a message with a fresh ``id`` and wait for the reply naming it."""

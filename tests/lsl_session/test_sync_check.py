@@ -13,7 +13,6 @@ from lsl_session.layout import SessionPaths
 from lsl_session.processing.model import ProcessingContext, SyncedStream
 from lsl_session.processing.sync_check import (
     SyncCheckProcessor,
-    consensus_reference,
     detect_flashes,
     detect_steps,
     device_of,
@@ -109,14 +108,6 @@ def test_match_pulses_one_to_one_within_window():
     assert match_pulses(np.zeros(0), ref)[0].size == 0
 
 
-def test_consensus_reference_is_median_per_pulse():
-    a = np.array([1.00, 5.00, 9.00])
-    b = np.array([1.02, 5.04, 9.02, 20.0])  # 20.0 is seen by one stream only
-    c = np.array([1.04, 5.02])
-    np.testing.assert_allclose(consensus_reference([a, b, c]), [1.02, 5.02, 9.01])
-    assert consensus_reference([]).size == 0
-
-
 def test_sync_marker_times_and_device_names():
     s = make_stream(
         "StimulusMarkers",
@@ -197,7 +188,11 @@ def context(session_root):
 
 def test_processor_measures_injected_lags(context):
     report = SyncCheckProcessor().run(context)
-    assert report["reference"] == {"stream": "StimulusMarkers", "n_pulses": 5}
+    assert report["reference"] == {
+        "stream": "StimulusMarkers",
+        "n_pulses": 5,
+        "identified": False,
+    }
     rows = {r["stream"]: r for r in report["streams"]}
     assert set(rows) == {*LAGS, "phone_1_events", "phone_2_rgb_frames"}
     for name, lag in LAGS.items():
@@ -225,15 +220,16 @@ def test_processor_measures_injected_lags(context):
     assert {"n_matched", "p95_error_ms", "within_one_sample"} <= set(table.columns)
 
 
-def test_processor_falls_back_to_consensus(context):
+def test_without_reference_pulses_nothing_is_checked(context):
+    """No consensus of the other streams: without reference pulses, no verdict."""
     context.streams = [s for s in context.streams if s.name != "StimulusMarkers"]
     context.options = {"sync_reference": "Photodiode"}  # not recorded
     report = SyncCheckProcessor().run(context)
-    assert report["reference"] == {"stream": "consensus", "n_pulses": 5}
-    rows = {r["stream"]: r for r in report["streams"]}
-    # Median of (+40, -25, +20, +0.5) ms lags ≈ +10 ms: errors are relative to it.
-    assert rows["phone_1_gsr"]["offset_ms"] == pytest.approx(30, abs=8)
-    assert rows["shimmer_A1"]["offset_ms"] == pytest.approx(-35, abs=8)
+    assert report["reference"]["n_pulses"] == 0
+    rows = report["streams"]
+    assert rows and all(r["checked"] is False for r in rows)
+    assert {r["aligned"] for r in rows} == {"not checked (no reference pulses)"}
+    assert not any(r["within_one_sample"] for r in rows)
 
 
 def test_processor_with_numeric_reference(context):

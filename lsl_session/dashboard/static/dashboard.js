@@ -95,7 +95,7 @@ function render(snapshot) {
   renderStreams(snapshot);
   renderList("#devices", snapshot.devices, (d) => `${d.device_id} (${d.type}): ${d.status}`);
   renderList("#events", [...snapshot.events].reverse(),
-    (e) => `${e.time || ""}  ${e.event}  ${e.details}`);
+    (e) => `${e.time || ""}  ${e.text || (e.event + "  " + e.details)}`);
   const warnings = document.getElementById("warnings");
   warnings.replaceChildren(...snapshot.warnings.map((w) => {
     const div = document.createElement("div");
