@@ -73,7 +73,39 @@ def validate_hello(msg: Message, tokens: Mapping[str, str] | None) -> list[str]:
             f"capabilities must be a subset of {list(known)}",
             fatal=True,
         )
+    validate_rates(msg.get("rates"))
     return list(dict.fromkeys(caps))
+
+
+#: Highest sensor rate a phone may declare (Hz).
+MAX_DECLARED_RATE = 10_000.0
+
+
+def validate_rates(rates: Any) -> dict[str, float]:
+    """Check a hello's optional ``rates``: numeric stream key → Hz in (0, 10000].
+
+    Raises
+    ------
+    ProtocolError
+        ``bad_message`` (fatal) for anything else.
+    """
+    if rates is None:
+        return {}
+    ok = isinstance(rates, dict) and all(
+        key in P.NUMERIC_STREAMS
+        and isinstance(hz, int | float)
+        and not isinstance(hz, bool)
+        and 0 < hz <= MAX_DECLARED_RATE
+        for key, hz in rates.items()
+    )
+    if not ok:
+        raise ProtocolError(
+            "bad_message",
+            f"rates must map streams of {list(P.NUMERIC_STREAMS)} to Hz in"
+            f" (0, {MAX_DECLARED_RATE:g}]",
+            fatal=True,
+        )
+    return {key: float(hz) for key, hz in rates.items()}
 
 
 def hello_info(msg: Message, capabilities: list[str]) -> dict[str, Any]:
@@ -87,6 +119,9 @@ def hello_info(msg: Message, capabilities: list[str]) -> dict[str, Any]:
         "device_id": msg.get("device_id"),
         "capabilities": capabilities,
     }
+    rates = validate_rates(msg.get("rates"))
+    if rates:
+        info["rates"] = rates
     for key in HELLO_STRINGS:
         value = clean_hello_string(msg.get(key))
         if value is not None:

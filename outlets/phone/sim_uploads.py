@@ -35,7 +35,7 @@ class UploadMixin:
             for kind in ("rgb", "thermal"):
                 if f"{kind}_video" in self.capabilities:
                     bright = self._pulse_frames(f"{kind}_frames")
-                    rate = P.STREAMS[f"{kind}_frames"].nominal_rate
+                    rate = self.rate(f"{kind}_frames")
                     video = make_video(
                         folder / f"{kind}_video.mp4", kind, len(bright), rate, bright
                     )
@@ -46,7 +46,7 @@ class UploadMixin:
     def _pulse_frames(self, stream: str) -> np.ndarray:
         """One flag per generated frame (frame k = stream value k): a sync pulse."""
         true_t, _, _ = self.truth(stream)
-        rate = P.STREAMS[stream].nominal_rate
+        rate = self.rate(stream)
         return pulse_flags(
             np.asarray(self.pulses), true_t, self.pulse_length, stream, rate
         )

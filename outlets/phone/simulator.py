@@ -105,6 +105,8 @@ class PhoneSimulator(UploadMixin):
         auto_reconnect: bool = False,
         seed: int | None = None,
         model: str = "PhoneSimulator",
+        rates: dict[str, float] | None = None,
+        declare_rates: bool = True,
     ) -> None:
         self.address = (relay_host, int(port))
         self.device_id, self.token = device_id, token
@@ -126,6 +128,10 @@ class PhoneSimulator(UploadMixin):
         self.batch_s, self.upload_chunk = batch_s, int(upload_chunk)
         self.cut_upload_after = cut_upload_after
         self.auto_reconnect, self.model = auto_reconnect, model
+        #: sensor rates (Hz) differing from the typical ones, declared in hello
+        #: unless ``declare_rates`` is False (an older app)
+        self.rates = {k: float(v) for k, v in (rates or {}).items()}
+        self.declared = dict(self.rates) if declare_rates else {}
         self._rng = np.random.default_rng(seed)
         self._lock = threading.RLock()
         self._send_lock = threading.Lock()
@@ -237,6 +243,7 @@ class PhoneSimulator(UploadMixin):
                 "device_id": self.device_id,
                 "token": self.token,
                 "capabilities": self.capabilities,
+                **({"rates": self.declared} if self.declared else {}),
                 "model": self.model,
                 "manufacturer": "lsl_session",
                 "app_version": "sim",
@@ -344,7 +351,7 @@ class PhoneSimulator(UploadMixin):
                 self._next_pulse += self.pulse_interval
             onsets = np.asarray(self.pulses)
             for s in self.streams:
-                rate = P.STREAMS[s].nominal_rate
+                rate = self.rate(s)
                 k_end = int(np.floor((now - self._t0) * rate)) + 1
                 k = np.arange(self._k[s], k_end)
                 if len(k) == 0:
@@ -362,6 +369,10 @@ class PhoneSimulator(UploadMixin):
         p = float(self.phone_clock(onset))
         self.events.append((onset, p, label, pulse))
         self._unsent_events.append((p, label, pulse))
+
+    def rate(self, stream: str) -> float:
+        """The rate (Hz) this phone samples ``stream`` at."""
+        return float(self.rates.get(stream, P.STREAMS[stream].nominal_rate))
 
     def true_time(self, phone_time: float) -> float:
         """LSL time at which the phone clock reads ``phone_time`` (inverse clock)."""

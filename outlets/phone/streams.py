@@ -46,11 +46,12 @@ def make_info(
     rig: str | None = None,
 ) -> pylsl.StreamInfo:
     """Build a stream info with channels, acquisition and synchronization desc."""
+    rate = float((hello.get("rates") or {}).get(spec.key, spec.nominal_rate))
     info = pylsl.StreamInfo(
         stream_name(device_id, spec.key),
         spec.lsl_type,
         spec.channel_count,
-        spec.nominal_rate,
+        rate,  # the rate the phone declared in its hello, else the typical one
         _FORMATS[spec.channel_format],
         source_id(device_id, spec.key, rig),
     )
