@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,10 @@ DEFAULT_RCS_PORT = 22345
 
 #: Largest config file read (a LabRecorder.cfg is a few KB).
 MAX_BYTES = 1_000_000
+#: Most ``RequiredStreams`` entries, longest entry and longest path value accepted.
+MAX_REQUIRED = 64
+MAX_ENTRY = 1024
+MAX_PATH = 4096
 
 _KNOWN = {
     "studyroot",
@@ -166,11 +171,20 @@ def _root(path: Path, key: str, value: str) -> Path:
     text = value.strip().strip('"')
     if not text:
         raise ConfigError(f"{path}: {key} is empty")
+    if len(text) > MAX_PATH:
+        raise ConfigError(
+            f"{path}: {key} is {len(text)} characters, at most {MAX_PATH}"
+        )
+    if any(ord(c) < 32 for c in text):
+        raise ConfigError(f"{path}: {key} holds a control character")
     if _WINDOWS_PATH.match(text) and os.name != "nt":
         raise ConfigError(
-            f"{path}: {key} {text!r} is a Windows path; give a path of this machine"
+            f"{path}: {key} {text[:80]!r} is a Windows path; give a path of this machine"
         )
-    root = Path(text).expanduser()
+    try:
+        root = Path(text).expanduser()
+    except RuntimeError as exc:  # ~user that does not exist
+        raise ConfigError(f"{path}: {key} {text[:80]!r}: {exc}") from None
     return root if root.is_absolute() else (path.parent / root)
 
 
@@ -184,22 +198,53 @@ def read_labrecorder_config(path: Path | str) -> LabRecorderConfig:
         the message names the file and the key, in one line.
     """
     path = Path(path)
+    data = _read_regular(path)
+    if b"\0" in data:
+        line = data[: data.index(b"\0")].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not a LabRecorder config: binary data (a NUL byte on line {line})"
+        )
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_BYTES + 1)
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:  # LabRecorder.cfg edited on Windows: Notepad's ANSI code page
+            text = data.decode("cp1252")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{path}: not a LabRecorder config: neither UTF-8 nor cp1252 text"
+                f" (byte {exc.start})"
+            ) from None
+        logger.warning("%s: not UTF-8; read as Windows cp1252 text", path.name)
+    try:
+        values = parse_ini(text)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not a LabRecorder config: {exc}") from None
+    return _build(path, values)
+
+
+def _read_regular(path: Path) -> bytes:
+    """The file's first `MAX_BYTES` + 1 bytes; a FIFO or device is refused unread."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such LabRecorder config") from None
+    except (OSError, ValueError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) else exc
+        raise ConfigError(f"{path}: unreadable ({detail or exc})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"{path}: not a regular file; not a LabRecorder config")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(MAX_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
     if len(data) > MAX_BYTES:
         raise ConfigError(
             f"{path}: larger than {MAX_BYTES} bytes; not a LabRecorder.cfg"
         )
-    try:
-        values = parse_ini(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(f"{path}: not a LabRecorder config: {exc}") from None
-    return _build(path, values)
+    return data
 
 
 def _build(path: Path, values: dict[str, str]) -> LabRecorderConfig:
@@ -215,20 +260,29 @@ def _build(path: Path, values: dict[str, str]) -> LabRecorderConfig:
         folder = head.rsplit("/", 1)[0] if "/" in head else "."
         root = _root(path, "StorageLocation", folder or "/")
         not_honoured.append(
-            f"StorageLocation file template {location[len(folder) :].lstrip('/')!r}:"
+            f"StorageLocation file template {location[len(folder) :].lstrip('/')[:80]!r}:"
             " each run is a session folder under the root (SPEC §2)"
         )
     if "studyroot" in values:
         root = _root(path, "StudyRoot", values["studyroot"])
     if values.get("pathtemplate", "").strip().strip('"'):
         not_honoured.append(
-            f"PathTemplate {values['pathtemplate'].strip()!r}: each run is a session"
+            f"PathTemplate {values['pathtemplate'].strip()[:80]!r}: each run is a session"
             " folder <root>/<sub-…_ses-…_task-…_run-NNN>_<timestamp>/ (SPEC §2)"
         )
     try:
-        required = tuple(
-            required_stream(e) for e in split_list(values.get("requiredstreams", ""))
-        )
+        entries = split_list(values.get("requiredstreams", ""))
+        if len(entries) > MAX_REQUIRED:
+            raise ValueError(
+                f"RequiredStreams lists {len(entries)} streams, at most {MAX_REQUIRED}"
+            )
+        for entry in entries:
+            if len(entry) > MAX_ENTRY or any(ord(c) < 32 for c in entry):
+                raise ValueError(
+                    f"RequiredStreams entry {entry[:40]!r}… is over {MAX_ENTRY}"
+                    " characters or holds a control character"
+                )
+        required = tuple(required_stream(e) for e in entries)
         blocks = tuple(split_list(values.get("sessionblocks", "")))
         sync = split_list(values.get("onlinesync", ""))
         modalities = split_list(values.get("bidsmodalities", ""))
@@ -244,11 +298,14 @@ def _build(path: Path, values: dict[str, str]) -> LabRecorderConfig:
     port = DEFAULT_RCS_PORT
     if "rcsport" in values:
         text = values["rcsport"].strip().strip('"')
-        if not text.isdigit() or not 0 < int(text) < 65536:
+        if not re.fullmatch(r"[0-9]{1,5}", text) or not 0 < int(text) < 65536:
             raise ConfigError(f"{path}: RCSPort must be 1-65535, not {text[:40]!r}")
         port = int(text)
-    for key in sorted(set(values) - _KNOWN):
+    unknown = sorted(set(values) - _KNOWN)
+    for key in unknown[:10]:
         not_honoured.append(f"unknown key {key[:60]!r} ignored")
+    if len(unknown) > 10:
+        not_honoured.append(f"{len(unknown) - 10} more unknown keys ignored")
     return LabRecorderConfig(
         path=path,
         root=root,

@@ -12,6 +12,7 @@ import signal
 import socket
 from pathlib import Path
 
+import pytest
 import pyxdf
 from lsl_helpers import RegularSource, wait_until
 from test_control import Client, _samples
@@ -128,3 +129,119 @@ def test_selection_is_bounded_and_start_still_records(session_root, uid, caplog)
         server.stop()
         manager.close()
         src.stop()
+
+
+# ------------------------------------------------------------------ fuzz
+
+_SEEDS = [
+    "filename {participant:P1} {session:S1} {task:Memory} {run:2}",
+    "filename {run:²}",
+    "filename {task:a} {acquisition:hi} {modality:EEG} {bogus:1} {template:%p.xdf}",
+    "select name='EEG'",
+    "select type='EEG' and hostname='lab1'",
+    "select all",
+    "select none",
+    "auth token",
+    "please select all",
+    "frobnicate",
+]
+_PIECES = [
+    "{", "}", ":", "{run:", "{participant:", "{task:", "²", "٣", "\0", "\r", "\t",
+    "'", '"', "(", ")", "[", "]", "$", "\\", "é", "\u202e", "\ufffd", " or ", " and ",
+    "9" * 5000, "x" * 300, "select ", "filename ", "{" * 500, "(" * 300,
+]  # fmt: skip
+
+
+def _fuzz_line(rng) -> bytes:
+    text = rng.choice(_SEEDS)
+    for _ in range(rng.randint(0, 5)):
+        pos = rng.randint(0, len(text))
+        op = rng.randrange(4)
+        if op == 0:
+            text = text[:pos] + rng.choice(_PIECES) + text[pos:]
+        elif op == 1:
+            text = text[:pos] + text[pos + rng.randint(1, 10) :]
+        elif op == 2:
+            text = (
+                text[:pos]
+                + "".join(chr(rng.randint(1, 0x2FFF)) for _ in range(rng.randint(1, 8)))
+                + text[pos:]
+            )
+        else:
+            text = text[:pos] + text[pos : pos + rng.randint(1, 40)] * 2 + text[pos:]
+    data = text.encode("utf-8", errors="surrogatepass")
+    if rng.random() < 0.05:
+        data += bytes(rng.randrange(256) for _ in range(rng.randint(1, 40)))
+    if rng.random() < 0.01:
+        data = b"select " + b"x" * 70_000  # over the 64 KiB line limit
+    data = data.replace(b"\n", b" ")
+    # no roots: a mutated path could make folders anywhere (tested apart, above)
+    return data.replace(b"root", b"r00t").replace(b"ROOT", b"R00T")
+
+
+def _fuzz_control(root: Path, uid: str, cases: int, caplog) -> dict[str, int]:
+    import random
+    import tracemalloc
+
+    from lsl_session.control.protocol import parse_line
+
+    name = f"fz_{uid}"
+    src = RegularSource(name, f"fz_{uid}", channels=2, srate=200).start()
+    manager = SessionManager(root)
+    server = ControlServer(manager, host="127.0.0.1", port=0, process=False).start()
+    client = Client(server.address)
+    caplog.set_level(logging.INFO, logger="lsl_session")
+    rng = random.Random(31)
+    outcomes = {"OK": 0, "ERR": 0}
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        for _ in range(cases):
+            line = _fuzz_line(rng)
+            kind = parse_line(line.decode("utf-8", errors="replace")).kind
+            if kind in ("start", "stop", "quit", "update", "status"):
+                continue  # the run itself is driven below
+            client.sock.sendall(line + b"\n")
+            reply = _reply(client.sock)
+            assert reply == b"OK" or (
+                reply.startswith(b"ERR ") and len(reply) <= 320
+            ), reply[:100]
+            outcomes["OK" if reply == b"OK" else "ERR"] += 1
+        grown = tracemalloc.get_traced_memory()[0] - base
+        status = client.status()
+        assert len(status["selection"]) <= MAX_SELECTION
+        assert all(len(v) <= 256 for v in status["filename"].values())
+        # the honest client goes on: a named run that records
+        assert _send(client, "select none") == b"OK"
+        assert _send(client, f"select source_id='fz_{uid}'") == b"OK"
+        assert _send(client, "filename {participant:P9} {run:4}") == b"OK"
+        assert _send(client, "start") == b"OK"
+        assert wait_until(lambda: _samples(client.status(), name) > 50, 20)
+        folder = manager.session_dir
+        assert _send(client, "stop") == b"OK"
+        assert folder.name.startswith("sub-P9_")
+        assert _xdf_samples(folder, name) > 50
+    finally:
+        tracemalloc.stop()
+        client.close()
+        server.stop()
+        manager.close()
+        src.stop()
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+    assert grown < 32 * 2**20, f"grew {grown / 2**20:.1f} MiB"
+    outcomes["grown_kib"] = grown // 1024
+    return outcomes
+
+
+def test_control_fuzz_short(session_root, uid, caplog, monkeypatch):
+    monkeypatch.chdir(session_root)
+    outcomes = _fuzz_control(session_root, uid, 300, caplog)
+    assert outcomes["OK"] and outcomes["ERR"]
+
+
+@pytest.mark.slow
+def test_control_fuzz_10000(session_root, uid, caplog, monkeypatch):
+    monkeypatch.chdir(session_root)
+    outcomes = _fuzz_control(session_root, uid, 10_000, caplog)
+    print(f"\ncontrol fuzz 10,000: {outcomes}")  # noqa: T201
+    assert outcomes["OK"] and outcomes["ERR"]
