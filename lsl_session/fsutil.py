@@ -22,6 +22,16 @@ _thread_locks: dict[str, threading.RLock] = {}
 _thread_locks_guard = threading.Lock()
 
 
+def shared_mkdtemp(prefix: str, parent: Path) -> Path:
+    """``tempfile.mkdtemp`` with the usual folder mode (0755 under umask 022), not 0700.
+
+    For staging folders that are renamed into place: colleagues read the result.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(tmp, 0o777 & ~_UMASK)
+    return tmp
+
+
 def fsync_dir(path: Path) -> None:
     """Fsync a folder so a rename or a new entry in it survives a power cut."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)

@@ -29,7 +29,7 @@ from typing import Any
 from lsl_session import __version__
 from lsl_session.bids.entities import Entities
 from lsl_session.errors import LslSessionError
-from lsl_session.fsutil import ensure_inside
+from lsl_session.fsutil import ensure_inside, shared_mkdtemp
 
 BIDS_VERSION = "1.9.0"
 WORK = "sourcedata/.lsl_session"
@@ -259,7 +259,7 @@ def replace_sourcedata(
     final = root / "sourcedata" / dest
     refuse_links(root, final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.new-", dir=final.parent))
+    tmp = shared_mkdtemp(f".{final.name}.new-", final.parent)
     try:
         for path, rel in src_files:
             out = tmp / rel

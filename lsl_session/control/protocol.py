@@ -55,10 +55,10 @@ class ControlRefused(ValueError):
 
 def error_reply(message: str) -> bytes:
     """``ERR <message>\\n``: the reply to a refused or failed line (one line, ≤ 300 bytes)."""
-    text = " ".join(message.split())
-    if len(text) > 295:
-        text = text[:294] + "…"
-    return f"ERR {text}\n".encode("utf-8", errors="replace")
+    body = " ".join(message.split()).encode("utf-8", errors="replace")
+    if len(body) > 295:  # cut on a character boundary: bytes, not characters
+        body = body[:292].decode("utf-8", errors="ignore").encode() + "…".encode()
+    return b"ERR " + body + b"\n"
 
 
 @dataclass(frozen=True, slots=True)

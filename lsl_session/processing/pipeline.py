@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import shutil
-import tempfile
 import time
 import traceback
 import uuid
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lsl_session.errors import LslSessionError
-from lsl_session.fsutil import ensure_inside, fsync_dir
+from lsl_session.fsutil import ensure_inside, fsync_dir, shared_mkdtemp
 from lsl_session.limits import clip
 from lsl_session.metadata import now_iso
 from lsl_session.processing import plugins
@@ -64,7 +63,7 @@ def staged_dir(final: Path, root: Path | None = None) -> Iterator[Path]:
     if root is not None:
         ensure_inside(root, final)  # mkdir may not have raced in a link
     _clean_leftovers(final)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.new-", dir=final.parent))
+    tmp = shared_mkdtemp(f".{final.name}.new-", final.parent)
     try:
         yield tmp
         _fsync_tree(tmp)

@@ -307,6 +307,12 @@ def alignment_row(
     }
 
 
+def csv_columns() -> list[str]:
+    """The columns of ``sync_check.csv``, in order (the header is written with no rows)."""
+    empty = np.empty(0)
+    return [k for k in alignment_row("", "", empty, empty, None) if k != "pulses"]
+
+
 class SyncCheckProcessor:
     """Processor ``sync_check``: per-stream sync-pulse alignment against a reference.
 
@@ -383,7 +389,8 @@ class SyncCheckProcessor:
         out.mkdir(parents=True, exist_ok=True)
         _write_atomic(out / "sync_check.json", json.dumps(report, indent=2))
         table = pd.DataFrame(
-            [{k: v for k, v in r.items() if k != "pulses"} for r in rows]
+            [{k: v for k, v in r.items() if k != "pulses"} for r in rows],
+            columns=csv_columns(),  # the header also when no stream has pulses
         )
         _write_atomic(out / "sync_check.csv", table.to_csv(index=False))
         logger.info(

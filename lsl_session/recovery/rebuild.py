@@ -95,6 +95,36 @@ def _file_entry(paths: SessionPaths, path: Path, file_type: str) -> dict[str, An
     }
 
 
+def _unresolved(paths: SessionPaths, path: Path) -> str:
+    """``path`` relative to the session, without resolving links (they may leave it)."""
+    return Path(os.path.relpath(path, paths.root)).as_posix()
+
+
+def _regular_files(
+    top: Path, paths: SessionPaths, problems: list[str], *, recursive: bool = True
+) -> list[Path]:
+    """Regular files below ``top`` in sorted order; symbolic links are named, not followed."""
+    found: list[Path] = []
+    for base, dirs, names in os.walk(top, followlinks=False):
+        here = Path(base)
+        for name in sorted(dirs):
+            if (here / name).is_symlink():
+                problems.append(
+                    f"{_unresolved(paths, here / name)} is a symbolic link; not followed"
+                )
+        for name in names:
+            path = here / name
+            if path.is_symlink():
+                problems.append(
+                    f"{_unresolved(paths, path)} is a symbolic link; not followed"
+                )
+            elif path.is_file():
+                found.append(path)
+        if not recursive:
+            break
+    return sorted(found)
+
+
 def scan_device_files(
     folder: Path, events: list[dict[str, Any]]
 ) -> tuple[dict[str, Any], dict[str, list[dict[str, Any]]], list[str]]:
@@ -118,10 +148,15 @@ def scan_device_files(
     devices: dict[str, Any] = {}
     files: dict[str, list[dict[str, Any]]] = {}
     problems: list[str] = []
-    device_dirs = sorted(p for p in paths.devices.glob("*") if p.is_dir())
+    device_dirs = []
+    for p in sorted(paths.devices.glob("*")):
+        if p.is_symlink():
+            problems.append(f"{_unresolved(paths, p)} is a symbolic link; not followed")
+        elif p.is_dir():
+            device_dirs.append(p)
     for ddir in device_dirs:
         dev = ddir.name
-        for path in sorted(p for p in ddir.rglob("*") if p.is_file()):
+        for path in _regular_files(ddir, paths, problems):
             if path.name.startswith(".") or path.name.endswith(_INCOMPLETE):
                 problems.append(f"{dev}: incomplete file {paths.relative(path)}")
                 continue
@@ -131,7 +166,7 @@ def scan_device_files(
             else:
                 ftype = _FOLDER_TYPES.get(path.parent.name, "file")
             files.setdefault(dev, []).append(_file_entry(paths, path, ftype))
-    for path in sorted(p for p in paths.webcam.glob("*") if p.is_file()):
+    for path in _regular_files(paths.webcam, paths, problems, recursive=False):
         if path.name.startswith(".") or path.name.endswith(_INCOMPLETE):
             problems.append(f"webcam: incomplete file {paths.relative(path)}")
             continue

@@ -179,7 +179,22 @@ def _fuzz_line(rng) -> bytes:
     return data.replace(b"root", b"r00t").replace(b"ROOT", b"R00T")
 
 
-def _fuzz_control(root: Path, uid: str, cases: int, caplog) -> dict[str, int]:
+class _Tracebacks(logging.Handler):
+    """Counts log records that carry a traceback (keeps nothing else)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+        self.first = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        record.getMessage()  # every message is formatted (a bad format raises)
+        if record.exc_info:
+            self.count += 1
+            self.first = self.first or record.getMessage()
+
+
+def _fuzz_control(root: Path, uid: str, cases: int) -> dict[str, int]:
     import random
     import tracemalloc
 
@@ -190,12 +205,20 @@ def _fuzz_control(root: Path, uid: str, cases: int, caplog) -> dict[str, int]:
     manager = SessionManager(root)
     server = ControlServer(manager, host="127.0.0.1", port=0, process=False).start()
     client = Client(server.address)
-    caplog.set_level(logging.INFO, logger="lsl_session")
+    tracebacks = _Tracebacks()
+    logger = logging.getLogger("lsl_session")
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(tracebacks)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # pytest would keep every record (and its arguments)
     rng = random.Random(31)
     outcomes = {"OK": 0, "ERR": 0}
     tracemalloc.start()
     try:
-        base, _ = tracemalloc.get_traced_memory()
+        # only what our code holds (pytest keeps every log record of the test)
+        ours = [tracemalloc.Filter(True, "*/lsl_session/*"),
+                tracemalloc.Filter(True, "*/pylsl/*")]  # fmt: skip
+        base = tracemalloc.take_snapshot().filter_traces(ours)
         for _ in range(cases):
             line = _fuzz_line(rng)
             kind = parse_line(line.decode("utf-8", errors="replace")).kind
@@ -207,7 +230,8 @@ def _fuzz_control(root: Path, uid: str, cases: int, caplog) -> dict[str, int]:
                 reply.startswith(b"ERR ") and len(reply) <= 320
             ), reply[:100]
             outcomes["OK" if reply == b"OK" else "ERR"] += 1
-        grown = tracemalloc.get_traced_memory()[0] - base
+        end = tracemalloc.take_snapshot().filter_traces(ours)
+        grown = sum(d.size_diff for d in end.compare_to(base, "filename"))
         status = client.status()
         assert len(status["selection"]) <= MAX_SELECTION
         assert all(len(v) <= 256 for v in status["filename"].values())
@@ -223,25 +247,28 @@ def _fuzz_control(root: Path, uid: str, cases: int, caplog) -> dict[str, int]:
         assert _xdf_samples(folder, name) > 50
     finally:
         tracemalloc.stop()
+        logger.removeHandler(tracebacks)
+        logger.setLevel(level)
+        logger.propagate = propagate
         client.close()
         server.stop()
         manager.close()
         src.stop()
-    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
-    assert grown < 32 * 2**20, f"grew {grown / 2**20:.1f} MiB"
+    assert tracebacks.count == 0, f"a traceback was logged: {tracebacks.first}"
+    assert grown < 2**20, f"grew {grown / 2**20:.1f} MiB"
     outcomes["grown_kib"] = grown // 1024
     return outcomes
 
 
-def test_control_fuzz_short(session_root, uid, caplog, monkeypatch):
+def test_control_fuzz_short(session_root, uid, monkeypatch):
     monkeypatch.chdir(session_root)
-    outcomes = _fuzz_control(session_root, uid, 300, caplog)
+    outcomes = _fuzz_control(session_root, uid, 300)
     assert outcomes["OK"] and outcomes["ERR"]
 
 
 @pytest.mark.slow
-def test_control_fuzz_10000(session_root, uid, caplog, monkeypatch):
+def test_control_fuzz_10000(session_root, uid, monkeypatch):
     monkeypatch.chdir(session_root)
-    outcomes = _fuzz_control(session_root, uid, 10_000, caplog)
+    outcomes = _fuzz_control(session_root, uid, 10_000)
     print(f"\ncontrol fuzz 10,000: {outcomes}")  # noqa: T201
     assert outcomes["OK"] and outcomes["ERR"]
