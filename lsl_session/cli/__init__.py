@@ -76,6 +76,7 @@ def main(verbose: int, quiet: bool) -> None:
 def _register() -> None:
     from lsl_session.cli import session as session_cmds
     from lsl_session.cli.agent import agent_command
+    from lsl_session.cli.archive import archive_command
     from lsl_session.cli.calibrate import COMMANDS as calibrate_commands
     from lsl_session.cli.demo import demo_command
     from lsl_session.cli.gui import COMMANDS as gui_commands
@@ -96,6 +97,7 @@ def _register() -> None:
     main.add_command(demo_command)
     main.add_command(report_command)
     main.add_command(agent_command)
+    main.add_command(archive_command)
     for command in [
         *recover_commands,
         *process_commands,

@@ -49,6 +49,23 @@ def _report(run: dict[str, Any]) -> None:
             click.echo(line)
 
 
+def session_args(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[Path, ...]:
+    """Paths as given; an archive URL (``s3://…/<session_id>``) is fetched into the
+    local cache first (docs/storage.md) and its cached folder is used."""
+    from lsl_session.storage.cache import fetch_session, is_url
+
+    out = []
+    for value in values:
+        if is_url(value):
+            click.echo(f"fetching {value} into the local cache …", err=True)
+            out.append(fetch_session(value))
+        else:
+            out.append(Path(value))
+    return tuple(out)
+
+
 def _open(session_dir: Path, root: Path):
     """The session at ``session_dir``; an XDF file is imported under ``root`` first."""
     from lsl_session.importer import session_for
@@ -65,7 +82,7 @@ def _open(session_dir: Path, root: Path):
     "  lsl-session process --root recordings --jobs 4     # every unprocessed session\n"
     "  lsl-session process --root /data/study --scheduler tcp://head:8786",
 )
-@click.argument("session_dir", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("session_dir", nargs=-1, callback=session_args)
 @root_option
 @click.option("--rate", type=float, default=None, help="Aligned grid rate in Hz.")
 @click.option(
@@ -138,7 +155,7 @@ def process_command(
     "  lsl-session export SESSION_DIR --bids study_bids\n"
     "  lsl-session export --root recordings --bids study_bids --jobs 4",
 )
-@click.argument("session_dir", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("session_dir", nargs=-1, callback=session_args)
 @root_option
 @click.option("--csv", "csv", is_flag=True, help="exports/csv/ (one CSV per stream).")
 @click.option("--mat", "mat", is_flag=True, help="exports/matlab/<session_id>.mat.")
