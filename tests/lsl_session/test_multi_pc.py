@@ -248,3 +248,59 @@ def _wait_for(predicate, timeout: float) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_missing_required_agent_is_named(tmp_path, uid):
+    """No agent came: the recorder waits wait_s, names host and device, exits 2."""
+    env = _env(tmp_path)
+    with netlab.lab("rec", "cam") as lab:
+        config = _config(tmp_path, lab, uid, duration_s=2)
+        text = config.read_text().replace("wait_s = 30", "wait_s = 3")
+        text = text.replace("upload_timeout_s = 90", "upload_timeout_s = 2")
+        config.write_text(text)
+        rec = _record(lab, config, tmp_path / "rec", env, tmp_path / "rec.log")
+        out = _finish(rec)
+    log = (tmp_path / "rec.log").read_text()
+    assert rec.returncode == 2, log[-3000:]
+    assert "required device(s) not streaming after 3 s: cam, webcam_7" in log
+    assert "agent cam: files not delivered within 2 s" in log
+    events = _events(Path(out.strip().splitlines()[-1]))
+    assert any("cam, webcam_7" in str(e.get("message")) for e in events)
+
+
+@pytest.mark.slow
+def test_restarted_agent_rejoins(tmp_path, uid):
+    """The agent is killed mid-recording and started again: it rejoins."""
+    env = _env(tmp_path)
+    with netlab.lab("rec", "cam") as lab:
+        config = _config(tmp_path, lab, uid, duration_s=20)
+        agent = _agent(lab, config, tmp_path / "agent", env, tmp_path / "agent1.log")
+        rec = _record(lab, config, tmp_path / "rec", env, tmp_path / "rec.log")
+        assert _wait_for(
+            lambda: "recording into" in (tmp_path / "rec.log").read_text(), 90
+        )
+        time.sleep(3)
+        agent.kill()
+        agent.wait()
+        time.sleep(2)
+        agent = _agent(lab, config, tmp_path / "agent", env, tmp_path / "agent2.log")
+        out = _finish(rec)
+        agent.wait(timeout=60)
+    assert rec.returncode == 0, (tmp_path / "rec.log").read_text()[-3000:]
+    folder = Path(out.strip().splitlines()[-1])
+    events = _events(folder)
+    joins = [e for e in events if e["event"] == "agent_connected"]
+    assert [e["restart"] for e in joins] == [False, True]
+    starts = [e for e in events if e["event"] == "device_started"]
+    assert [bool(e.get("restart")) for e in starts] == [False, True]
+    # the restarted webcam continues the same XDF stream
+    streams, _ = pyxdf.load_xdf(
+        str(next(folder.glob("*.xdf"))), synchronize_clocks=False
+    )
+    (cam,) = [s for s in streams if s["info"]["name"][0] == "webcam_7_frames"]
+    stamps = np.asarray(cam["time_stamps"])
+    assert stamps[-1] - stamps[0] > 14
+    # the second run's video arrived whole (the killed one was never finalised)
+    meta = json.loads((folder / "session_metadata.json").read_text())
+    (entry,) = meta["files"]["webcam_7"]
+    assert _sha(folder / entry["file_path"]) == entry["sha256"]
