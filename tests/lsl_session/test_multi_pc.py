@@ -171,6 +171,9 @@ def test_agent_devices_land_in_the_session(tmp_path, uid):
     folder = Path(out.strip().splitlines()[-1])
     got = _check_session(folder, tmp_path / "agent")
     cam = got["stream"]
+    # the agent's stream carries the recorder host's rig identity
+    (rig,) = [ln.split()[1] for ln in log.splitlines() if ln.startswith("rig ")]
+    assert cam["info"]["source_id"][0] == f"lsl_session/{rig}/webcam_7/frames"
     # ~10 s at 30 fps, seen across the link
     assert len(cam["time_stamps"]) > 200
     offsets = np.asarray(cam["clock_values"], dtype=float)
