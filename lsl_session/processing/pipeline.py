@@ -211,11 +211,13 @@ def export_outputs(
         _step(run, "fif", fif_step)
 
 
-def _load(session: Any, run: dict[str, Any]) -> Any:
+def _load(session: Any, run: dict[str, Any], phone_clock: str | None = None) -> Any:
+    """Load the session (``phone_clock``: see `load_session`; None follows the
+    session's last processing)."""
     from lsl_session.processing.session_data import load_session
 
     def load_step() -> dict[str, Any]:
-        data = load_session(session.root)
+        data = load_session(session.root, phone_clock=phone_clock)
         run["_data"] = data
         return {
             "files": [Path(f).name for f in data.files],
@@ -333,17 +335,13 @@ def _process_steps(
     processors: list[str] | None, options: dict[str, Any] | None,
     phone_clock: str = "remap", register_thermal: bool = False,
 ) -> None:  # fmt: skip
-    from lsl_session.processing.phone_remap import phone_clocks, remap_phone_streams
+    from lsl_session.processing.phone_remap import phone_clocks
 
     paths = session.paths
-    data = _load(session, run)
+    data = _load(session, run, "live")  # re-mapped below, events and all
     if data is not None:
         if phone_clocks(data.streams):  # only sessions with phones
-            _step(
-                run,
-                "phone_clock",
-                lambda: remap_phone_streams(data.streams, phone_clock),
-            )
+            _step(run, "phone_clock", lambda: data.remap_phones(phone_clock))
         export_outputs(data, paths, run, csv=True, mat=True, rate=rate, sync=True)
     builtins = ["sync_check"] + (["hand_segmentation"] if hand_segmentation else [])
     builtins += ["thermal_registration"] if register_thermal else []

@@ -148,6 +148,33 @@ class SessionData:
     problems: list[str] = field(default_factory=list)
     headers: list[dict[str, Any]] = field(default_factory=list)
     window: tuple[float, float] | None = None
+    log_events: list[dict[str, Any]] = field(default_factory=list)
+    phone_clock: str = "live"
+
+    def remap_phones(self, mode: str = "remap") -> dict[str, Any]:
+        """Re-map the phone streams (`phone_remap.remap_phone_streams`), in place.
+
+        The events table is rebuilt from the new stamps, so every output made
+        from this object (events tables, CSV, MAT, MNE annotations, BIDS, the
+        report) uses them. Call it on a session loaded with every stream and
+        ``phone_clock="live"`` (re-mapping twice would invert the wrong mapping).
+
+        Returns
+        -------
+        dict
+            The re-mapping report (``mode``, ``phones``).
+        """
+        from lsl_session.processing.phone_remap import remap_phone_streams
+
+        if self.phone_clock != "live":
+            raise ValueError(f"the phone streams are already {self.phone_clock}")
+        report = remap_phone_streams(self.streams, mode)
+        if any(p.get("used") == "remapped" for p in report["phones"].values()):
+            self.events = tables.events_frame(
+                self.streams, self.t0, self.session_id, self.log_events
+            )
+            self.phone_clock = "remapped"
+        return report
 
     @property
     def calibration(self) -> dict[str, Any]:
@@ -251,7 +278,26 @@ class SessionData:
         )  # fmt: skip
 
 
-def load_session(path: Path | str, *, streams: list[str] | None = None) -> SessionData:
+def processed_phone_clock(meta: dict[str, Any]) -> str:
+    """The phone-clock mode of the session's last ``process`` run (``live`` if none).
+
+    Exports, the report and `load_session` follow it, so every output of a
+    session processed with ``--phone-clock remap`` carries the re-mapped stamps.
+    """
+    runs = ((meta.get("processing") or {}).get("runs")) or []
+    for run in reversed(runs if isinstance(runs, list) else []):
+        if isinstance(run, dict) and run.get("kind", "process") == "process":
+            mode = (run.get("options") or {}).get("phone_clock") or "remap"
+            return "remap" if mode == "remap" else "live"
+    return "live"
+
+
+def load_session(
+    path: Path | str,
+    *,
+    streams: list[str] | None = None,
+    phone_clock: str | None = None,
+) -> SessionData:
     """Load a session folder (all XDF parts) or an XDF file (with its ``_partNNN``).
 
     Parameters
@@ -260,6 +306,10 @@ def load_session(path: Path | str, *, streams: list[str] | None = None) -> Sessi
         A session folder or an ``.xdf`` file.
     streams : list of str | None
         Keep only these stream names (markers of the others are still events).
+    phone_clock : {"live", "remap"} | None
+        Phone stamps: the relay's live mapping (``live``, as pyxdf shows them) or
+        the whole-session re-mapping (``remap``, see `phone_remap`). Default: as
+        the session was last processed (`processed_phone_clock`), else ``live``.
 
     Returns
     -------
@@ -304,7 +354,19 @@ def load_session(path: Path | str, *, streams: list[str] | None = None) -> Sessi
     if recording.get("imported"):
         log_events = []  # logged on this machine's clock, not the recording's
     t0 = tables.session_t0(result.streams, recording.get("start_lsl_time"))
-    events = tables.events_frame(result.streams, t0, session_id, log_events)
+    mode = phone_clock or processed_phone_clock(meta)
+    data = SessionData(
+        root=root, session_id=session_id, metadata=meta, streams=list(result.streams),
+        events=tables.events_frame(result.streams, t0, session_id, log_events),
+        t0=t0, start_wall=None, log_events=log_events,
+    )  # fmt: skip
+    if mode != "live":  # before choosing streams: it needs the clock ones
+        try:
+            data.remap_phones(mode)
+        except Exception as exc:  # a bad clock stream: say so, load live
+            log_problems.append(f"phone clock re-mapping failed: {exc}")
+            logger.warning("phone clock re-mapping failed: %s", exc)
+    events = data.events
     # the recording's wall time: the recorder's, else the FileHeader's (LabRecorder
     # files), and the session's creation time only as a last resort
     wall = _parse_time(recording.get("start_time"))
@@ -330,5 +392,6 @@ def load_session(path: Path | str, *, streams: list[str] | None = None) -> Sessi
         root=root, session_id=session_id, metadata=meta, streams=list(chosen),
         events=events, t0=t0, start_wall=wall, files=list(result.files),
         problems=list(result.problems) + log_problems, headers=list(result.headers),
-        window=recording_window(meta),
+        window=recording_window(meta), log_events=log_events,
+        phone_clock=data.phone_clock,
     )  # fmt: skip

@@ -390,14 +390,19 @@ def aligned_frame(
 
 
 def is_session_event_stream(stream: SyncedStream, session_id: str | None) -> bool:
-    """The session's own event stream (JSON samples)."""
-    if session_id and stream.name == f"{session_id}_events":
-        return True
-    return (
-        stream.source_id.startswith("lsl_session/")
-        and stream.source_id.endswith("/events")
-        and stream.is_string
-    )
+    """The session's own event stream (JSON samples).
+
+    Its source_id is ``lsl_session/[<rig>/]<session_id>/events``; a phone's events
+    stream (``lsl_session/[<rig>/]<device>/events``, plain labels) is not it.
+    """
+    if not stream.is_string or not stream.source_id.startswith("lsl_session/"):
+        return bool(session_id) and stream.name == f"{session_id}_events"
+    if session_id:
+        return stream.name == f"{session_id}_events" or stream.source_id.endswith(
+            f"/{session_id}/events"
+        )
+    first = stream.time_series[0] if len(stream.time_series) else [""]
+    return stream.source_id.endswith("/events") and str(first[0]).startswith("{")
 
 
 def describe_event(value: str) -> str:

@@ -144,8 +144,10 @@ def without_bookkeeping(events: pd.DataFrame, session_keys: set[str]) -> pd.Data
     session = events["stream"].isin(session_keys | {"session_log"}).to_numpy()
     if not session.any():
         return events
-    names = [_event_name(v) for v in events["value"]]
-    keep = ~session | np.array([n in EXPERIMENT_EVENTS for n in names], dtype=bool)
+    names = [_event_name(v) for v in events["value"]]  # None: not a session event
+    keep = ~session | np.array(
+        [n is None or n in EXPERIMENT_EVENTS for n in names], dtype=bool
+    )
     return events[keep].reset_index(drop=True)
 
 

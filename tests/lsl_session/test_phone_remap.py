@@ -45,7 +45,7 @@ def recorded(session_root, uid):
             up_link=FIFO, down_link=FIFO, seed=21,
         ).start()  # fmt: skip
         assert relay.wait_ready(dev)
-        keys = ("rgb_frames", "gsr", "clock", "clock_exchanges")
+        keys = ("rgb_frames", "gsr", "events", "clock", "clock_exchanges")
         mgr.start_recording([f"source_id='{source_id(dev, k)}'" for k in keys])
         # long enough for the drift: ~10 s of exchanges bound it only to ±50 ppm
         wait_until(lambda: False, timeout=20.0)
@@ -99,3 +99,49 @@ def test_process_remaps_phone_streams_and_says_so(recorded, monkeypatch):
     # the 0.5 ms figure needs a minute or more (benchmarks/phone_sync_accuracy.py)
     assert np.percentile(np.abs(remapped), 99) <= 1.0
     assert np.percentile(np.abs(live), 99) <= 2.0
+
+
+def test_remapped_stamps_reach_every_output(recorded, monkeypatch, tmp_path):
+    """Events tables, CSV, MAT, MNE annotations, BIDS events: the re-mapped stamps."""
+    import scipy.io
+
+    from lsl_session.bids.export import export_bids
+    from lsl_session.processing import load_session
+
+    session, _sim, dev = recorded
+    root, name = session.paths.root, f"{dev}_events"
+    monkeypatch.setattr(phone_remap, "MIN_REMAP_SPAN_S", 15.0)
+    run = process_session(session, hand_segmentation=False)  # default: remap
+    assert run["steps"]["phone_clock"]["report"]["phones"][dev]["used"] == "remapped"
+    live = load_session(root, phone_clock="live").stream(name).time_stamps
+    data = load_session(root)  # follows the processing: re-mapped
+    assert data.phone_clock == "remapped"
+    remapped = data.stream(name).time_stamps
+    shift = np.abs(remapped - live)
+    print(f"\n{name}: {len(live)} events moved {shift.min() * 1e3:.3f}-"  # noqa: T201
+          f"{shift.max() * 1e3:.3f} ms by the re-mapping")  # fmt: skip
+    assert len(live) >= 3
+    assert shift.min() > 1e-5  # every check below (≤ 5 µs) can tell the two apart
+
+    def phone_rows(frame, column="stream"):
+        return frame[frame[column] == name]
+
+    parquet = phone_rows(
+        pd.read_parquet(session.paths.synchronized_data / "events.parquet")
+    )
+    np.testing.assert_allclose(parquet["lsl_time"], remapped, rtol=0, atol=1e-9)
+    csv = phone_rows(pd.read_csv(root / "exports" / "csv" / "events.csv"))
+    np.testing.assert_allclose(csv["lsl_time [s]"], remapped, rtol=0, atol=1e-6)
+    mat = scipy.io.loadmat(root / "exports" / "matlab" / f"{root.name}.mat",
+                           simplify_cells=True)["events"]  # fmt: skip
+    sel = np.asarray(mat["stream"]) == name
+    np.testing.assert_allclose(np.asarray(mat["lsl_time"])[sel], remapped, atol=1e-9)
+    raw = data.to_mne()
+    first = data.t0 + (raw.info["meas_date"] - data.start_wall).total_seconds()
+    ann = raw.annotations
+    pulses = np.asarray(ann.onset)[np.asarray(ann.description) == "sync_pulse"]
+    np.testing.assert_allclose(pulses + first, remapped, rtol=0, atol=5e-6)
+    export_bids(root, tmp_path / "bids", subject="01", task="phone")
+    (tsv,) = (tmp_path / "bids").rglob("*_events.tsv")
+    bids = phone_rows(pd.read_csv(tsv, sep="\t"))
+    np.testing.assert_allclose(bids["lsl_time"], remapped, rtol=0, atol=1e-6)
