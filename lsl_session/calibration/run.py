@@ -189,32 +189,19 @@ class CalibrationRun:
                 yield f1.position, f1.label, {self.cameras[0]: f1, self.cameras[1]: f2}
 
     def _judge(self, frames: dict[str, Frame | None]) -> dict[str, Detection] | Refusal:
+        """Every camera's frame is looked at (so each one's stillness stays
+        current); the first refusal, in camera order, is the answer."""
         found: dict[str, Detection] = {}
-        continuous = self.source.continuous
+        refusals: list[Refusal] = []
         for cam in self.cameras:
-            frame = frames.get(cam)
-            if frame is None:
-                return Refusal(
-                    "unpaired",
-                    f"no {cam} frame within {self.options.pair_tolerance_s * 1000:g} ms "
-                    "of this frame's LSL time",
-                )
-            if frame.image is None:
-                return Refusal("unreadable", frame.error or "unreadable frame")
-            got = self.selector.check(cam, frame.image, continuous=continuous)
+            got = self._judge_one(cam, frames.get(cam))
             if isinstance(got, Refusal):
-                for other in self.cameras[self.cameras.index(cam) + 1 :]:
-                    self.selector.forget(other)  # its next frame cannot look still
                 prefix = f"{cam}: " if len(self.cameras) > 1 else ""
-                return Refusal(got.code, prefix + got.reason)
-            size = list(got.image_size)
-            known = self.state.image_sizes.setdefault(cam, size)
-            if known != size:
-                return Refusal(
-                    "size", f"{cam} image is {size[0]}x{size[1]}, earlier views "
-                    f"{known[0]}x{known[1]}",
-                )  # fmt: skip
-            found[cam] = got
+                refusals.append(Refusal(got.code, prefix + got.reason))
+            else:
+                found[cam] = got
+        if refusals:
+            return refusals[0]
         first = found[self.cameras[0]]
         if len(found) == 2 and self.board.kind == "chessboard":
             second = found[self.cameras[1]]
@@ -225,6 +212,28 @@ class CalibrationRun:
                     second, corners=second.corners[::-1].copy()
                 )
         return self.selector.duplicate_of(first) or found
+
+    def _judge_one(self, cam: str, frame: Frame | None) -> Detection | Refusal:
+        if frame is None:
+            self.selector.forget(cam)
+            tol = self.options.pair_tolerance_s * 1000
+            return Refusal(
+                "unpaired", f"no {cam} frame within {tol:g} ms of this frame's LSL time"
+            )
+        if frame.image is None:
+            self.selector.forget(cam)
+            return Refusal("unreadable", frame.error or "unreadable frame")
+        got = self.selector.check(cam, frame.image, continuous=self.source.continuous)
+        if isinstance(got, Refusal):
+            return got
+        size = list(got.image_size)
+        known = self.state.image_sizes.setdefault(cam, size)
+        if known != size:
+            return Refusal(
+                "size", f"image is {size[0]}x{size[1]}, earlier views "
+                f"{known[0]}x{known[1]}",
+            )  # fmt: skip
+        return got
 
     def _save_images(
         self, view_id: str, frames: dict[str, Frame | None]

@@ -102,6 +102,25 @@ class _Display:
             click.echo("  " + "   ".join(row), err=True)
 
 
+def _configured(config: Path, device: str) -> tuple[int | None, Path | None]:
+    """The camera index or video file of ``device`` in a session config."""
+    from lsl_session.config import load_config
+
+    cfg = load_config(config)
+    found = next((d for d in cfg.devices if d.device_id == device), None)
+    if found is None:
+        known = ", ".join(d.device_id for d in cfg.devices) or "none"
+        raise click.UsageError(f"no device {device!r} in {config} (devices: {known})")
+    if found.device_type == "android_phone":
+        raise click.UsageError(
+            f"{device} is a phone: record a session with it (its frames come with the "
+            f"upload), then `lsl-session calibrate SESSION_DIR --device {device}`"
+        )
+    if found.device_type != "pc_webcam":
+        raise click.UsageError(f"{device} is a {found.device_type}, not a camera")
+    return found.options.get("device"), found.options.get("file")
+
+
 def _sources(
     session: Any, device: str, kind: str, src: Path | None, thermal_from: Path | None,
     camera: int | None, realtime: bool, max_frames: int | None,
@@ -131,6 +150,7 @@ def _sources(
     "calibrate",
     epilog="\b\nExamples:\n"
     "  lsl-session calibrate --device webcam_1 --camera 0 --views 15\n"
+    "  lsl-session calibrate --device webcam_1 --config lab.toml\n"
     "  lsl-session calibrate --device webcam_1 --from shots/ --board chessboard:9x6:25mm\n"
     "  lsl-session calibrate --device flir --kind thermal --from thermal.mp4\n"
     "  lsl-session calibrate --device rig --from rgb/ --thermal-from thermal/\n"
@@ -156,6 +176,10 @@ def _sources(
 @click.option(
     "--camera", type=int, default=None, help="Capture live from OpenCV camera N."
 )
+@click.option(
+    "--config", "config", type=click.Path(dir_okay=False, path_type=Path),
+    help="A session config: capture from --device's camera (its index or file).",
+)  # fmt: skip
 @click.option(
     "--kind",
     type=click.Choice(["rgb", "thermal"]),
@@ -227,7 +251,7 @@ def _sources(
 @root_option
 def calibrate_command(
     session_dir: Path | None, device: str, src: Path | None, thermal_from: Path | None,
-    camera: int | None, kind: str, board_spec: str, views: int, model: str,
+    camera: int | None, config: Path | None, kind: str, board_spec: str, views: int, model: str,
     max_blur: float, pair_tolerance_ms: float, realtime: bool, max_frames: int | None,
     fresh: bool, name: str, device_type: str | None, as_json: bool, root: Path,
 ) -> None:  # fmt: skip
@@ -252,6 +276,10 @@ def calibrate_command(
 
     layout.validate_device_id(device)
     board = parse_board(board_spec)
+    if config is not None:
+        if src is not None or camera is not None:
+            raise click.UsageError("give --config, --from or --camera, not several")
+        camera, src = _configured(config, device)
     if session_dir is None and src is None and camera is None:
         raise click.UsageError(
             "give SESSION_DIR (its recorded videos), --from or --camera"

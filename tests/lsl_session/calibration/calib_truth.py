@@ -175,10 +175,11 @@ THERMAL_OFFSET_MM = np.array([30.0, 0.0, 0.0])  # thermal centre in RGB coordina
 
 
 def poses(n: int, board: BoardSpec, seed: int = 1, near: float = 420.0,
-          far: float = 650.0) -> list[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+          far: float = 650.0, rgb: TrueCamera | None = None,
+          ) -> list[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
     """``n`` varied poses that keep the whole board inside both cameras' views."""
     rng = np.random.default_rng(seed)
-    rgb, th = rgb_camera(), thermal_camera()
+    rgb, th = rgb or rgb_camera(), thermal_camera()
     out: list[tuple[np.ndarray, np.ndarray]] = []
     while len(out) < n:
         d = rng.uniform(near, far)
