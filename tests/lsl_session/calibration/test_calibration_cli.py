@@ -152,3 +152,24 @@ def test_too_few_views_fails_and_keeps_the_state(stereo_views, tmp_path):
     state = json.loads((session / "processing/calibration/cam.state.json").read_text())
     assert state["progress_tracking"]["completed_points"] == 3
     assert not (session / "processing/calibration/cam.json").exists()
+
+
+def test_missing_camera_is_one_line(tmp_path):
+    out = run_cli("calibrate", "--root", str(tmp_path / "rec"), "--device", "cam",
+                  "--camera", "63")  # fmt: skip
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "Error: camera 63 not found (/dev/video63 does not exist)" in out.stderr
+
+
+def test_calibration_folder_symlinked_out_is_refused(stereo_views, tmp_path):
+    from lsl_session.session import create_session_folder
+
+    folder = create_session_folder(tmp_path / "rec", "cal")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (folder / "processing" / "calibration").symlink_to(outside)
+    out = run_cli("calibrate", str(folder), "--device", "cam", "--from",
+                  str(stereo_views.rgb_dir), "--views", "4")  # fmt: skip
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "symbolic link" in out.stderr
+    assert list(outside.iterdir()) == []

@@ -158,3 +158,30 @@ def test_video_keeps_only_still_sharp_new_views(tmp_path):
     # a folder image (not continuous) needs no stillness
     fresh = ViewSelector(BOARD, SelectorConfig())
     assert isinstance(fresh.check("rgb", a, continuous=False), Detection)
+
+
+def test_live_views_are_saved_with_the_state(tmp_path):
+    """A live source's kept frames exist nowhere else: they are saved as PNG."""
+    from lsl_session.calibration.run import CalibrationRun, RunOptions
+    from lsl_session.calibration.sources import VideoSource
+    from lsl_session.session import Session, create_session_folder
+
+    class LiveVideo(VideoSource):
+        live = True
+
+    video = _held_video(tmp_path / "live.mp4", n_poses=5, hold=2, fps=10.0)
+    session = Session(create_session_folder(tmp_path / "rec", "live"))
+    run = CalibrationRun(session, "cam", BOARD, ["rgb"], LiveVideo(video),
+                         options=RunOptions(wanted=4))  # fmt: skip
+    assert run.capture() == 4
+    doc = run.solve()
+    session.close()
+    state = json.loads(
+        (session.root / "processing/calibration/cam.state.json").read_text()
+    )
+    for view in state["progress_tracking"]["captured_images"]:
+        image = view["cameras"]["rgb"]["image"]
+        assert image == f"processing/calibration/cam/{view['image_id']}_rgb.png"
+        saved = cv2.imread(str(session.root / image), cv2.IMREAD_GRAYSCALE)
+        assert saved.shape == (480, 640)
+    assert doc["cameras"]["rgb"]["views_used"] == 4
