@@ -23,6 +23,7 @@ from lsl_session.manager import SessionManager
 MATH_NAME = "x_$\\foo{x}$"
 HTML_NAME = "<b id='inj'>bold</b>$\\frac{1}{0}$"
 MARKER = "$^^$ <script>window.injected = 1</script>"
+DEVICE = "<b id='dev'>d</b>$\\foo{x}$"
 
 
 def _record(root, uid):
@@ -75,6 +76,14 @@ def test_mathtext_and_markup_in_peer_text_are_shown_as_text(tmp_path, uid):
     events = json.loads(log.read_text())
     events.append({**events[-1], "event": "$\\foo{x}$<b>ev</b>"})  # a tampered log
     log.write_text("[\n" + ",\n".join(json.dumps(e) for e in events) + "\n]\n")
+    meta_path = folder / "session_metadata.json"  # a tampered device id
+    meta = json.loads(meta_path.read_text())
+    meta.setdefault("devices", {})[DEVICE] = {
+        "device_type": "<i>phone</i>$x$",
+        "capabilities": ["$\\foo$"],
+        "status": "<b>",
+    }
+    meta_path.write_text(json.dumps(meta))
     proc = _cli("process", str(folder))
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     report = folder / "processing" / "report.html"
@@ -89,10 +98,12 @@ def test_mathtext_and_markup_in_peer_text_are_shown_as_text(tmp_path, uid):
     with browser_page() as (page, errors):
         page.goto(report.as_uri())
         assert page.evaluate("() => document.querySelectorAll('#inj').length") == 0
+        assert page.evaluate("() => document.querySelectorAll('#dev').length") == 0
         assert page.evaluate("() => window.injected === undefined")
         text = page.inner_text("body")
         assert f"{MATH_NAME}_{uid}" in text  # the name as typed, as text
         assert f"{HTML_NAME}_{uid}" in text
+        assert DEVICE in text
         sizes = page.evaluate(
             "() => [...document.images].map(i => [i.complete, i.naturalWidth])"
         )
