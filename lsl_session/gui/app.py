@@ -22,7 +22,7 @@ from lsl_session.catalog import summarize_session
 from lsl_session.control.finisher import SessionFinisher
 from lsl_session.control.handler import ControlHandler
 from lsl_session.control.server import ControlServer
-from lsl_session.dashboard.state import LiveState
+from lsl_session.dashboard.state import RATE_MIN_SECONDS, RATE_TOLERANCE, LiveState
 from lsl_session.errors import LslSessionError
 from lsl_session.gui.jobs import KINDS, JobRunner, command_for
 from lsl_session.gui.naming import (
@@ -362,10 +362,20 @@ class GuiApp:
         snap["bytes_per_s"] = rate
         snap["time_left_s"] = None if not rate else free / rate
         for s in snap.get("streams", []):
-            trace = self.viewer.trace(int(s.get("stream_id", -1)), 0)
-            flat = bool(trace and all(c["min"] == c["max"] for c in trace["channels"]))
-            if s.get("state") == "ok" and flat and s.get("channel_format") != "string":
-                s["state"] = "flat"
+            flags = self.viewer.flags(int(s.get("stream_id", -1)))
+            nominal = s.get("nominal_srate") or 0.0
+            effective = s.get("effective_srate") or 0.0
+            seconds = (s.get("samples") or 0) / nominal if nominal else 0.0
+            if seconds >= RATE_MIN_SECONDS and effective:
+                if abs(effective / nominal - 1.0) > RATE_TOLERANCE:
+                    flags.append("rate off")
+            s["flags"] = flags
+            if s.get("state") == "ok" and flags:
+                s["state"] = flags[0]
+                # a rate off nominal is already one of the dashboard's warnings
+                snap["warnings"].extend(
+                    _flag_sentence(s, f) for f in flags if f != "rate off"
+                )
         snap["state"] = self.manager.state.value
         snap["runs"] = len(self.handler.runs)
         return snap
@@ -409,6 +419,13 @@ class GuiApp:
             raise LslSessionError("this session is recording: stop it first")
         argv = command_for(kind, folder, self.bids_root)
         return dict(self.jobs.submit(kind, session_id, argv))
+
+
+def _flag_sentence(stream: dict[str, Any], flag: str) -> str:
+    name = stream.get("name", "?")
+    if flag == "flat":
+        return f"{name}: every channel is flat (no signal?)"
+    return f"{name}: a channel sits at its limits (clipped or saturated)"
 
 
 def _session_folders(root: Path, depth: int) -> list[Path]:

@@ -28,6 +28,8 @@ MAX_CHANNELS = 256
 MAX_STREAMS = 32
 MAX_SHOWN = 16
 POINTS_SENT = 400
+#: Share of a window's points at a channel's min or max that reads as clipping.
+CLIP_FRACTION = 0.2
 #: Longest channel label or unit sent to the page (characters).
 MAX_LABEL = 40
 
@@ -142,6 +144,25 @@ class ChannelViewer:
             meta = _Meta(*channel_meta(xml, count))
             self._meta[stream_id] = meta
         return meta
+
+    def flags(self, stream_id: int) -> list[str]:
+        """``flat`` when no kept channel varies; ``clipped`` when one sits at its
+        extremes for at least `CLIP_FRACTION` of the window (a saturated amplifier).
+        """
+        with self._lock:
+            chunks = list(self._chunks.get(stream_id) or [])
+        if len(chunks) < 2:
+            return []
+        v = np.concatenate([c[1] for c in chunks]).astype(np.float64)
+        if not v.size:
+            return []
+        lo, hi = np.nanmin(v, axis=0), np.nanmax(v, axis=0)
+        varying = hi > lo
+        if not varying.any():
+            return ["flat"]
+        at_edge = (v == lo) | (v == hi)
+        share = at_edge[:, varying].mean(axis=0)
+        return ["clipped"] if (share >= CLIP_FRACTION).any() else []
 
     def trace(self, stream_id: int, first: int = 0) -> StreamTrace | None:
         """Up to `MAX_SHOWN` channels from ``first`` of one stream, or None."""
