@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -46,6 +47,8 @@ MAX_SESSIONS_LISTED = 500
 SESSION_DEPTH = 5
 #: Seconds between two scans of the study root for past sessions.
 SESSIONS_TTL = 2.0
+#: Longest a note waits for the run's event stream to be recorded (seconds).
+EVENTS_WAIT_S = 3.0
 #: Marker buttons the page shows (any text can be typed too).
 MARKER_BUTTONS = ("block_start", "block_end", "trial_start", "artifact")
 
@@ -342,9 +345,36 @@ class GuiApp:
             raise LslSessionError(f"a note has at most {MAX_NOTE} characters")
         if self.manager.session is None:
             raise LslSessionError("no session is open: press Start first")
+        self._wait_events_recorded(EVENTS_WAIT_S)
         return self.manager.logger.log_event(
             "marker", {"label": text, "kind": kind, "source": "gui"}
         )
+
+    def _wait_events_recorded(self, timeout: float) -> bool:
+        """Wait (bounded) until the recorder has the session's event stream open.
+
+        The event stream is a new outlet of each run's session; its inlet opens
+        about a second into the run, and LSL delivers only what is pushed after
+        that. A note typed in that second waits for it, so it reaches the XDF
+        (it is in the event log either way).
+        """
+        recorder = self.manager.recorder
+        session = self.manager.session
+        if recorder is None or session is None:
+            return False
+        name = f"{session.session_id}_events"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                names = {s.get("name") for s in recorder.status().get("streams", [])}
+            except Exception:
+                return False
+            if name in names:
+                return True
+            if time.monotonic() >= deadline:
+                logger.warning("gui: the session's event stream is not open yet")
+                return False
+            time.sleep(0.05)
 
     # -------------------------------------------------------------- views
     def live_view(self) -> dict[str, Any]:
@@ -481,6 +511,7 @@ def _session_row(session_id: str, folder: Path, root: Path) -> dict[str, Any]:
         "duration_s": summary.get("duration_s"),
         "bytes": size,
         "streams": len(summary.get("streams") or []),
-        "verdict": verdict[:3],
+        # the report is one click away on the page: its path is left out
+        "verdict": [re.sub(r",? report: .*$", "", line) for line in verdict[:3]],
         "has_report": report.is_file() and not report.is_symlink(),
     }
