@@ -129,6 +129,7 @@ def _fuzz(tmp_path: Path, cases: int) -> dict[str, int]:
     finally:
         tracemalloc.stop()
     assert peak < 64 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+    outcomes["peak_kib"] = peak // 1024
     return outcomes
 
 
