@@ -173,3 +173,36 @@ def test_calibration_folder_symlinked_out_is_refused(stereo_views, tmp_path):
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "symbolic link" in out.stderr
     assert list(outside.iterdir()) == []
+
+
+def _wobble(img: np.ndarray, amp: float = 4.0, period: float = 120.0) -> np.ndarray:
+    """A wavy print: corners moved off any projective model by a few pixels."""
+    h, w = img.shape
+    u, v = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    du = amp * np.sin(v / period * 2 * np.pi)
+    dv = amp * np.sin(u / period * 2 * np.pi)
+    return cv2.remap(img, u + du, v + dv, cv2.INTER_LINEAR)
+
+
+def test_outlier_view_dropped_with_reason_in_the_result(stereo_views, tmp_path):
+    folder = tmp_path / "shots"
+    shutil.copytree(stereo_views.rgb_dir, folder)
+    (folder / "frame_times.csv").unlink()
+    cv2.imwrite(str(folder / "rgb_004.png"), _wobble(stereo_views.rgb[4]))
+    out = run_cli("calibrate", "--root", str(tmp_path / "rec"), "--device", "cam",
+                  "--from", str(folder), "--views", "9")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "dropped view_005: outlier: reprojection error" in out.stdout
+    session = Path(out.stdout.strip().splitlines()[-1])
+    doc = json.loads((session / "processing/calibration/cam.json").read_text())
+    cam = doc["cameras"]["rgb"]
+    (dropped,) = cam["dropped_views"]
+    assert dropped["view_id"] == "view_005" and dropped["error_px"] > 1
+    assert "view_005" not in cam["per_view_error_px"] and cam["views_used"] == 8
+    assert cam["rms_px"] <= 0.3
+    by_id = {v["view_id"]: v for v in doc["views"]}
+    assert by_id["view_005"]["source"] == "rgb_004.png"
+    assert (
+        by_id["view_005"]["used"] is False
+        and by_id["view_005"]["quality_score"] is None
+    )
