@@ -443,8 +443,11 @@ class GuiApp:
         if kind not in KINDS:
             raise LslSessionError(f"unknown action; one of {', '.join(KINDS)}")
         folder = self.session_folder(session_id)
-        if self.manager.session_dir is not None and (
-            Path(self.manager.session_dir).resolve() == folder.resolve()
+        busy = self.manager.state in (State.RECORDING, State.ACTIVE, State.CREATING)
+        if (
+            busy
+            and self.manager.session_dir is not None
+            and Path(self.manager.session_dir).resolve() == folder.resolve()
         ):
             raise LslSessionError("this session is recording: stop it first")
         argv = command_for(kind, folder, self.bids_root)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
+import subprocess
+import sys
 import time
+import urllib.request
 
 import numpy as np
 import pylsl
@@ -270,3 +274,118 @@ def test_split_and_stop_without_a_recording_say_so(served):
     status, _, body = _request(served, "POST", "/api/split", {}, _csrf(served))
     assert status == 400 and b"nothing is recording" in body
     assert wait_until(lambda: _request(served, "GET", "/api/state")[0] == 200, 5)
+
+
+# ------------------------------------------------------------ CLI and jobs
+
+
+def _gui_cli(tmp_path, *args):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lsl_session", "gui", "--port", "0", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = None
+    while url is None:
+        line = proc.stderr.readline()
+        if not line:
+            raise AssertionError("gui ended before printing its URL")
+        match = re.search(r"control room: (http://\S+)", line)
+        url = match.group(1) if match else None
+    return proc, url
+
+
+def _get_json(url):
+    with urllib.request.urlopen(url, timeout=20) as resp:
+        return json.load(resp)
+
+
+def test_labrecorder_cfg_gives_root_required_streams_and_rcs(tmp_path, uid):
+    port = _free_port()
+    cfg = tmp_path / "LabRecorder.cfg"
+    cfg.write_text(
+        f"StudyRoot={tmp_path / 'lr_study'}\n"
+        f'RequiredStreams="Req_{uid} (nohost)"\nRCSEnabled=1\nRCSPort={port}\n'
+    )
+    proc, url = _gui_cli(tmp_path, "--labrecorder-config", str(cfg), "--duration", "30")
+    try:
+        state = _get_json(url + "api/state")
+        assert state["fields"]["root"] == str(tmp_path / "lr_study")
+        assert [r["present"] for r in state["required"]] == [False]
+        assert state["required"][0]["label"].startswith(f"Req_{uid}")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"filename {participant:P55}\n")
+            assert s.recv(64) == b"OK"
+        assert wait_until(
+            lambda: _get_json(url + "api/state")["fields"]["participant"] == "P55", 5
+        )
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=60)
+    assert out.strip().endswith("lr_study")
+
+
+def test_lab_config_streams_are_the_required_ones(tmp_path, uid):
+    config = tmp_path / "lab.toml"
+    config.write_text(
+        f'[session]\nname = "g"\nroot = "labroot"\n\n'
+        f"[record]\nstreams = [\"source_id='lab-{uid}'\"]\n"
+    )
+    outlet = pylsl.StreamOutlet(
+        pylsl.StreamInfo(f"Lab_{uid}", "EEG", 1, 100, "float32", f"lab-{uid}")
+    )
+    proc, url = _gui_cli(tmp_path, "--config", str(config), "--duration", "30")
+    try:
+        assert wait_until(
+            lambda: _get_json(url + "api/state")["required"][0]["present"], 10
+        )
+        state = _get_json(url + "api/state")
+        assert state["fields"]["root"] == str(tmp_path / "labroot")
+        row = next(s for s in state["streams"] if s["name"] == f"Lab_{uid}")
+        assert row["required"] and row["selected"]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+        del outlet
+
+
+def test_process_and_recover_jobs_report_their_outcome(tmp_path, uid):
+    outlet = pylsl.StreamOutlet(
+        pylsl.StreamInfo(f"Job_{uid}", "EEG", 2, 100, "float32", f"job-{uid}")
+    )
+    manager = SessionManager(tmp_path / "study")
+    app = GuiApp(
+        manager,
+        GuiOptions(root=tmp_path / "study", queries=[f"source_id='job-{uid}'"],
+                   process=False),
+    )  # fmt: skip
+    app.start()
+    try:
+        app.start_run()
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            outlet.push_chunk(np.zeros((10, 2), np.float32))
+            time.sleep(0.1)
+        app.stop_run()
+        assert app.fields().run == 2
+        (row,) = app.sessions()
+        for kind in ("process", "recover"):
+            job = app.run_job(kind, row["session_id"])
+            assert job["state"] == "running"
+            assert app.jobs.wait_idle(240)
+            done = next(j for j in app.jobs.views() if j["id"] == job["id"])
+            assert done["state"] == "done", done
+        folder = app.session_folder(row["session_id"])
+        assert (folder / "processing" / "report.html").is_file()
+        app.run_job("process", row["session_id"])
+        with pytest.raises(LslSessionError, match="running already"):
+            app.run_job("recover", row["session_id"])
+    finally:
+        app.jobs.wait_idle(240)
+        app.close()
+        manager.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
