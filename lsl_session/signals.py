@@ -21,6 +21,32 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: byte written on the wake-up pipe by the handler (anything else ends the thread)
 _SIGNAL_BYTE = b"s"
 _CLOSE_BYTE = b"q"
+#: Signals that arrived while deferred (`defer_signals`), before any stop block.
+_EARLY: list[str] = []
+#: The handlers `defer_signals` replaced, restored when a stop block ends.
+_ORIGINAL: dict[int, object] = {}
+
+
+def _remember(signum: int, _frame: object) -> None:
+    """Deferring handler: only remember the signal (a list append, no lock)."""
+    _EARLY.append(signal.Signals(signum).name)
+
+
+def defer_signals() -> None:
+    """Until the next `stop_on_signals` block, SIGINT/SIGTERM are only remembered.
+
+    For commands whose stop is `stop_on_signals`: a Ctrl-C while they still
+    import (numpy, matplotlib, liblsl) would otherwise raise inside a C
+    extension's initialisation ("ImportError: initialization failed", a
+    traceback). The remembered signal stops the block as soon as it starts.
+    Main thread only; a no-op elsewhere.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in STOP_SIGNALS:
+        previous = signal.signal(sig, _remember)
+        if previous is not _remember:
+            _ORIGINAL[sig] = previous
 
 
 class StopRequest:
@@ -125,9 +151,14 @@ def stop_on_signals(
         return
     waker = _Waker(request, callback)
     previous = {sig: signal.signal(sig, waker.handle) for sig in STOP_SIGNALS}
+    while _EARLY:  # signals that came while deferred: a stop request now
+        waker.handle(signal.Signals[_EARLY.pop(0)], None)
     try:
         yield request
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            # never restore the deferring handler: later signals act normally
+            signal.signal(
+                sig, _ORIGINAL.pop(sig, handler) if handler is _remember else handler
+            )  # type: ignore[arg-type]
         waker.close()

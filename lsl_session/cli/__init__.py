@@ -34,6 +34,8 @@ class _Group(click.Group):
             ) from None
 
 
+#: Commands whose Ctrl-C/SIGTERM is a `stop_on_signals` block (deferred until it).
+STOP_COMMANDS = frozenset({"record", "demo"})
 #: Commands that use liblsl's network side (their liblsl log is routed).
 LSL_COMMANDS = frozenset(
     {"record", "streams", "outlet", "demo", "replay", "agent", "gui"}
@@ -60,13 +62,17 @@ def _stdout_closed() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
 def main(verbose: int, quiet: bool) -> None:
     """Record LSL streams into enforced session folders, then process them."""
+    ctx = click.get_current_context()
+    if ctx.invoked_subcommand in STOP_COMMANDS:
+        from lsl_session.signals import defer_signals
+
+        defer_signals()  # a Ctrl-C during the imports stops the command cleanly
     level = (
         logging.ERROR
         if quiet
         else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    ctx = click.get_current_context()
     if ctx.invoked_subcommand in LSL_COMMANDS:  # the others never start liblsl
         from lsl_session.liblsl_log import route_liblsl_log
 

@@ -163,3 +163,34 @@ def test_handler_sets_no_lock_and_wakes_the_waiter():
         assert stopper.count == 201
     # handlers restored
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_signal_during_start_up_imports_stops_cleanly(session_root, uid):
+    """SIGINT while ``record`` still imports: deferred, then a clean stop (no
+    "ImportError: initialization failed" from a C extension)."""
+    from lsl_session.signals import _EARLY, defer_signals
+
+    before = signal.getsignal(signal.SIGINT)
+    defer_signals()
+    os.kill(os.getpid(), signal.SIGINT)
+    assert _EARLY == ["SIGINT"]
+    with stop_on_signals() as stopper:
+        assert stopper.is_set() and stopper.signal_name == "SIGINT"
+    assert _EARLY == []
+    assert signal.getsignal(signal.SIGINT) is before  # not the deferring handler
+    # the CLI: signals at many early moments of start-up
+    codes = []
+    for delay in (0.3, 0.6, 0.9, 1.2, 1.5):
+        with open(session_root / f"e{delay}.err", "w") as err:
+            proc = subprocess.Popen(
+                [*CLI, "record", "--root", str(session_root), "--stream",
+                 f"name='early_{uid}'", "--no-process", "--duration", "20"],
+                stdout=subprocess.DEVNULL, stderr=err,
+            )  # fmt: skip
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        codes.append(proc.wait(STOP_BOUND["record"]))
+        text = (session_root / f"e{delay}.err").read_text()
+        assert "Traceback" not in text and "initialization failed" not in text, text
+    # 2: the recording began and its (absent) stream never matched
+    assert set(codes) <= ENDINGS | {2}, codes
