@@ -21,6 +21,7 @@ import numpy as np
 
 from lsl_session.errors import LslSessionError
 from lsl_session.limits import BoundedList
+from lsl_session.processing.loss import measured_rate, missing_in_stamps
 from lsl_session.processing.model import SyncedStream
 from lsl_session.processing.sync import (
     ClockFit,
@@ -216,6 +217,9 @@ def _synced(plan: _Plan, options: dict[str, Any]) -> SyncedStream:
     fits: list[ClockFit] = []
     clock_segments: list[tuple[int, int]] = []
     raw = stamps.copy() if relay_mapped(info) else None
+    regular = float(info.get("nominal_srate") or 0.0) > 0
+    stamp_rate = measured_rate(stamps) if regular else 0.0
+    stamp_lost = missing_in_stamps(stamps, stamp_rate) if regular else 0
     if n and len(times):
         fits = fit_clock_offsets(times, values, winsor=options.get("winsor", 1e-4))
         clock_segments = apply_clock_sync(stamps, times, fits)
@@ -230,6 +234,7 @@ def _synced(plan: _Plan, options: dict[str, Any]) -> SyncedStream:
     else:
         segments, effective = dejitter(stamps, srate) if n else ([], 0.0)
     labels, units, types = _channels(info)
+    lost, measured = (None, None) if srate <= 0 else (stamp_lost, stamp_rate)
     report = {
         "ranges": [
             {
@@ -274,6 +279,8 @@ def _synced(plan: _Plan, options: dict[str, Any]) -> SyncedStream:
         clock_segments=clock_segments,
         fit=report,
         raw_time_stamps=raw,
+        stamp_lost=lost,
+        measured_srate=measured,
     )
 
 

@@ -47,6 +47,10 @@ class SyncedStream:
     # stamps as recorded (before clock sync and dejitter), kept only for streams
     # whose stamps the phone relay mapped, so ``process`` can re-map them
     raw_time_stamps: np.ndarray | None = None
+    # samples missing in gaps of the stamps before dejitter, and the rate measured
+    # there (regular streams; `lsl_session.processing.loss`), None if not counted
+    stamp_lost: int | None = None
+    measured_srate: float | None = None
 
     @property
     def is_string(self) -> bool:

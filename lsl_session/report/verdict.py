@@ -2,9 +2,9 @@
 
 Samples lost count only samples that are missing (`stream_loss`): gaps of a
 counter or frame index where a stream has one (a video frame stream's first
-channel), otherwise intervals of the recorded stamps longer than 1.5 periods of
-the stream's *measured* rate (the median interval), each holding
-``round(interval · rate) - 1`` missing samples. A stream delivering steadily
+channel), otherwise gaps of the recorded stamps (before dejitter) longer than
+1.5 periods of the stream's *measured* rate (the median interval), see
+`lsl_session.processing.loss`. A stream delivering steadily
 fewer samples than its nominal rate has lost nothing: it is reported as
 ``rate 15.0 of 30 Hz nominal`` and counted as "below nominal rate" in the line.
 
@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from lsl_session.processing.loss import measured_rate, missing_in_stamps
+
 #: A measured rate more than this fraction below nominal is a shortfall.
 RATE_SHORTFALL = 0.01
 #: Channel labels that count samples (a lost sample leaves a gap in them).
@@ -35,15 +37,6 @@ def missing_samples(stamps: np.ndarray, srate: float) -> int:
     steps = np.diff(np.asarray(stamps, dtype=np.float64)) * srate
     gaps = steps[steps > 1.5]
     return int(np.sum(np.round(gaps) - 1)) if gaps.size else 0
-
-
-def measured_rate(stamps: np.ndarray) -> float:
-    """A regular stream's rate from its median stamp interval (0 if unknown)."""
-    t = np.asarray(stamps, dtype=np.float64)
-    if t.size < 3:
-        return 0.0
-    step = float(np.median(np.diff(t)))
-    return 1.0 / step if step > 0 else 0.0
 
 
 def counter_of(stream: Any) -> np.ndarray | None:
@@ -95,11 +88,14 @@ def stream_loss(stream: Any) -> StreamLoss:
     nominal = float(stream.nominal_srate or 0)
     if nominal <= 0 or getattr(stream, "is_string", False):
         return StreamLoss(nominal=nominal)
-    rate = measured_rate(stream.time_stamps)
+    rate = getattr(stream, "measured_srate", None) or measured_rate(stream.time_stamps)
     counter = counter_of(stream)
     if counter is not None:
         return StreamLoss(counter_gaps(counter), rate, nominal, "counter")
-    return StreamLoss(missing_samples(stream.time_stamps, rate), rate, nominal)
+    lost = getattr(stream, "stamp_lost", None)  # before dejitter (processing.load)
+    if lost is None:
+        lost = missing_in_stamps(stream.time_stamps, rate)
+    return StreamLoss(int(lost), rate, nominal)
 
 
 def aligned_text(row: dict[str, Any]) -> str:
