@@ -171,6 +171,15 @@ def test_record_config_runs_the_real_lab(tmp_path, emulator):
             data = (folder / f["file_path"]).read_bytes()
             assert hashlib.sha256(data).hexdigest() == f["sha256"]
     assert not [e for e in events if e["event"] == "error"]
+    # statuses: every device ended with the recording; the dropped phone's
+    # reconnect is counted once
+    devices = meta["devices"]
+    assert {d: devices[d]["status"] for d in devices} == dict.fromkeys(
+        devices, "stopped"
+    )
+    assert devices[list(phones)[1]]["restarts"] == 1
+    assert devices[next(iter(phones))]["restarts"] == 0
+    assert devices[f"shimmer_{tag}"]["restarts"] == 0
     report = json.loads((folder / "processing/sync_check/sync_check.json").read_text())
     assert {r["device"] for r in report["streams"]} >= set(phones)
     assert any((folder / "exports" / "csv").iterdir())
@@ -204,6 +213,31 @@ def test_missing_required_device_is_named_and_exits_2(tmp_path):
         [*args, "--allow-missing"], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # the device status is true everywhere: metadata, dashboard, verdict, report
+    from lsl_session.dashboard.state import event_sentence
+    from lsl_session.report.verdict import device_status_text, session_verdict
+
+    meta = json.loads((folder / "session_metadata.json").read_text())
+    absent = meta["devices"]["absent_phone"]
+    assert absent["status"] == "missing" and "connected_time" not in absent
+    assert device_status_text(absent) == "missing (never connected)"
+    sentence = event_sentence(next(e for e in errors if "absent_phone" in e["message"]))
+    assert sentence == (
+        "error: required device(s) not streaming after 1 s: absent_phone"
+    )  # a sentence on the dashboard, not raw JSON
+    done = subprocess.run(
+        [*CLI, "process", str(folder)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    saved = json.loads((folder / "processing" / "verdict.json").read_text())
+    assert "1 devices missing" in saved["verdict"]
+    assert "absent_phone: missing (never connected)" in saved["notes"]
+    page = (folder / "processing" / "report.html").read_text()
+    assert "<td>missing (never connected)</td>" in page
+    # made true on purpose: the same session with the phone connected says nothing
+    meta["devices"]["absent_phone"]["status"] = "stopped"
+    healthy = session_verdict([], None, devices=meta["devices"])
+    assert "missing" not in healthy.line
 
 
 def test_ctrl_c_during_the_device_wait_ends_the_session_empty(tmp_path):
@@ -283,6 +317,9 @@ def test_shimmer_drop_is_logged_and_its_reconnect_continues_the_stream(
     meta = json.loads((folder / "session_metadata.json").read_text())
     stop = float(meta["recording"]["stop_lsl_time"])
     assert stop - gsr[0]["time_stamps"][-1] < 1.0  # it streams again after the drop
+    shimmer = meta["devices"][f"shimmer_d{tag}"]
+    assert shimmer["restarts"] == 1  # the drop and its reconnect, counted
+    assert shimmer["status"] == "stopped"  # ended with the recording, not dropped
 
 
 def test_a_device_that_cannot_start_is_named_and_exits_2(tmp_path):
