@@ -307,8 +307,10 @@ def calibrate_command(
             if s is not None:
                 s.close()
         session.close()
-    if as_json:
-        click.echo(json.dumps(doc, indent=1))
+    if as_json:  # one JSON line, then the session folder
+        click.echo(json.dumps(doc))
+        click.echo(str(session.root))
+        return
     for cam, c in doc["cameras"].items():
         k = c["camera_matrix"]
         click.echo(

@@ -117,8 +117,11 @@ def test_rerun_after_success_keeps_the_result(stereo_views, tmp_path):
     assert Path(second.stdout.strip().splitlines()[-1]) != session
     # in the same session, it re-solves from the kept views without adding any
     again = run_cli("calibrate", str(session), "--device", "cam", "--from", str(rgb),
-                    "--views", "6")  # fmt: skip
+                    "--views", "6", "--json")  # fmt: skip
     assert again.returncode == 0, again.stderr
+    lines = again.stdout.strip().splitlines()
+    assert len(lines) == 2 and Path(lines[1]) == session
+    assert json.loads(lines[0])["cameras"]["rgb"]["views_used"] == 6
     captures = [e for e in _events(session) if e["event"] == "calibration_capture"]
     assert len(captures) == 6
 
@@ -152,6 +155,14 @@ def test_too_few_views_fails_and_keeps_the_state(stereo_views, tmp_path):
     state = json.loads((session / "processing/calibration/cam.state.json").read_text())
     assert state["progress_tracking"]["completed_points"] == 3
     assert not (session / "processing/calibration/cam.json").exists()
+    # the same session with another board: refused, the kept views untouched
+    other = run_cli("calibrate", str(session), "--device", "cam", "--from", str(folder),
+                    "--board", "chessboard:7x5:30mm")  # fmt: skip
+    assert other.returncode == 1 and "Traceback" not in other.stderr
+    assert "has a calibration with board chessboard:9x6:25mm" in other.stderr
+    assert "--fresh" in other.stderr
+    state = json.loads((session / "processing/calibration/cam.state.json").read_text())
+    assert state["progress_tracking"]["completed_points"] == 3
 
 
 def test_missing_camera_is_one_line(tmp_path):
