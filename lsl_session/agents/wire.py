@@ -20,6 +20,7 @@ import hmac
 import json
 import secrets
 import socket
+import time
 from typing import Any
 
 from lsl_session.errors import LslSessionError
@@ -29,6 +30,8 @@ VERSION = 1
 MAX_LINE = 64 * 1024
 #: Raw file bytes are sent and received in blocks of this size.
 BLOCK = 1 << 20
+#: Seconds a peer has for the whole handshake (a trickling peer is cut off).
+HANDSHAKE_S = 10.0
 
 
 class WireError(LslSessionError):
@@ -74,9 +77,15 @@ class Channel:
         except OSError as exc:
             raise WireError(f"send failed: {exc}") from None
 
-    def receive(self) -> dict[str, Any]:
-        """The next message (raises `WireError` on EOF, timeout or a bad line)."""
+    def receive(self, deadline: float | None = None) -> dict[str, Any]:
+        """The next message (raises `WireError` on EOF, timeout or a bad line).
+
+        ``deadline`` (``time.monotonic()``) bounds the whole wait, however slowly
+        the peer trickles bytes.
+        """
         while True:
+            if deadline is not None and time.monotonic() > deadline:
+                raise WireError("peer too slow")
             end = self._buf.find(b"\n")
             if end >= 0:
                 line = bytes(self._buf[:end])
@@ -127,7 +136,7 @@ def hub_handshake(
     """
     n1 = nonce()
     chan.send({"type": "challenge", "nonce": n1, "version": VERSION})
-    hello = chan.receive()
+    hello = chan.receive(time.monotonic() + HANDSHAKE_S)
     host, role = hello.get("host"), hello.get("role")
     instance, n2 = hello.get("instance"), hello.get("nonce")
     if hello.get("type") != "hello" or not all(

@@ -162,6 +162,29 @@ def test_overlong_line_ends_the_connection(hub):
     chan.close()
 
 
+def test_trickling_peer_is_cut_off_at_the_handshake(hub, monkeypatch):
+    """A peer that sends one byte a second never holds a connection slot long."""
+    import lsl_session.agents.wire as wire
+
+    monkeypatch.setattr(wire, "HANDSHAKE_S", 1.0)
+    sock = socket.create_connection(("127.0.0.1", hub.address[1]), timeout=10)
+    sock.recv(1000)  # the challenge
+    started = time.monotonic()
+    closed = False
+    for _ in range(20):
+        try:
+            sock.sendall(b" ")
+            time.sleep(0.3)
+        except OSError:
+            closed = True
+            break
+    if not closed:
+        sock.settimeout(5)
+        closed = sock.recv(100) == b""
+    assert closed and time.monotonic() - started < 5
+    sock.close()
+
+
 def test_wrong_sha256_is_not_registered(hub, tmp_path):
     data = os.urandom(50_000)
     offer = _offer(tmp_path, data, sha256="ab" * 32)

@@ -232,6 +232,10 @@ def test_cut_cable_during_recording_and_delivery(tmp_path, uid):
     assert "agent_disconnected" in kinds
     again = [e for e in events if e["event"] == "agent_connected"][1:]
     assert again and not any(e["restart"] for e in again)
+    # and its webcam as dropped and back, like a local device
+    drops = [(e["event"], e.get("device_id")) for e in events]
+    assert ("device_disconnected", "webcam_7") in drops
+    assert ("device_connected", "webcam_7") in drops
     # the stream resumed after the first cut: stamps well after it came back
     stamps = np.asarray(got["stream"]["time_stamps"])
     assert stamps[-1] - stamps[0] > 15
