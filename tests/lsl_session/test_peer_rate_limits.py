@@ -9,6 +9,7 @@ and loops a file shorter than a tick without spinning.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import signal
 import subprocess
@@ -35,6 +36,7 @@ from lsl_session.xdf.writer import (
     encode_stream_header,
 )
 
+logger = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 CLI = [sys.executable, "-m", "lsl_session"]
 
@@ -73,6 +75,9 @@ def _record_beside_a_bomb(session_root: Path, uid: str, rate: float, channels: i
         )  # fmt: skip
         peak = _peak_rss_mb(record)
         out, err = record.communicate(timeout=120)
+        logger.warning(
+            "peer at %g Hz x %d ch: record peaked at %.0f MB", rate, channels, peak
+        )
     finally:
         bomb.kill()
         outlet.kill()
