@@ -83,8 +83,9 @@ def _n_for(stream: Any, count: int) -> int:
 class HandThermal:
     """Registered thermal grey (and °C) for the frames of one RGB video.
 
-    Calling it with an RGB frame index gives ``(grey, celsius)`` images in the RGB
-    view (NaN outside the thermal view; ``celsius`` None without a °C range), or
+    Calling it with an RGB frame index (hand segmentation asks only for frames
+    with hands; ``frames_with_thermal`` counts those that got one) gives
+    ``(grey, celsius)`` images in the RGB view (NaN outside the thermal view; ``celsius`` None without a °C range), or
     None when no thermal frame lies within the tolerance of that frame's LSL time.
     """
 

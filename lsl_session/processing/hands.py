@@ -188,7 +188,7 @@ def segment_video(
             row[3] = cv2.mean(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))[0]
             kept = regions[:max_hands]
             row[4 : 4 + kept.size] = kept.ravel()
-            if thermal is not None:
+            if thermal is not None and len(kept):  # registered only when needed
                 row[width:] = _thermal_means(thermal(len(rows)), mask, kept, max_hands)
             rows.append(row)
             if mask_path is not None:
