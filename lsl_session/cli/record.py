@@ -205,8 +205,6 @@ def record_command(
 
     for q in stream_queries or []:
         validate_query(q)
-    if queries and control_port is None and not allow_missing:
-        _require_matches(list(queries))
     manager = SessionManager(root)
 
     def open_session(session_name: str | None) -> None:
@@ -220,6 +218,15 @@ def record_command(
         manager, enabled=dashboard, host=dashboard_host, port=dashboard_port,
         token=dashboard_token,
     )  # fmt: skip
+    if queries and control_port is None and not allow_missing:
+        from lsl_session.control.server import is_loopback
+
+        if dashboard and not dashboard_token and not is_loopback(dashboard_host):
+            raise click.ClickException(
+                f"refusing to serve the dashboard on non-loopback {dashboard_host!r}"
+                " without a token (give --dashboard-token)"
+            )
+        _require_matches(list(queries))  # after the usage checks, before any folder
     with stop_on_signals() as stopper, live:
         try:
             if control_port is not None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from lsl_session.channel_checks import INTERNAL_TYPES, MIN_SAMPLES, channel_flags
 from lsl_session.report.verdict import device_status_text
 
 #: Channels of a stream drawn as traces.
@@ -41,6 +42,10 @@ RATE_MIN_SECONDS = 5.0
 OFFSET_JUMP_S = 0.005
 #: Free disk below which the dashboard warns.
 DISK_LOW_BYTES = 1_000_000_000
+#: Flat/clipped checks (`lsl_session.channel_checks`): the newest samples kept per
+#: stream, and the channels checked (bounds: 2048 × 64 float32 = 512 KiB a stream).
+CHECK_ROWS = 2048
+CHECK_CHANNELS = 64
 
 
 def stream_warnings(stream: dict[str, Any], disk_free: int | None = None) -> list[str]:
@@ -110,6 +115,19 @@ def _short(value: Any) -> str:
     return text if len(text) <= MAX_DETAIL_CHARS else text[: MAX_DETAIL_CHARS - 1] + "…"
 
 
+def _labels(recorder: Any, stream: dict[str, Any]) -> list[str]:
+    """The stream's channel labels from its LSL header (``ch<k>`` where none)."""
+    try:
+        info = recorder.streams[stream["stream_id"]].info
+        labels, ch = [], info.desc().child("channels").child("channel")
+        while not ch.empty() and len(labels) < CHECK_CHANNELS:
+            labels.append(_short(ch.child_value("label"))[:64])
+            ch = ch.next_sibling()
+    except Exception:  # no header, or not a pylsl info: numbered channels
+        labels = []
+    return [lab or f"ch{k + 1}" for k, lab in enumerate(labels)]
+
+
 class LiveState:
     """The dashboard's view of a recording.
 
@@ -140,6 +158,7 @@ class LiveState:
         self._last_offset: dict[int, float] = {}
         self._jumps: dict[int, float] = {}
         self._started = time.monotonic()
+        self._recent: dict[int, np.ndarray] = {}
 
     # -------------------------------------------------------------- inputs
     def tap(self, stream_id: int, stamps: np.ndarray, values: Any) -> None:
@@ -151,7 +170,12 @@ class LiveState:
             np.asarray(stamps, dtype=np.float64)[keep],
             values[keep, :TRACE_CHANNELS].astype(np.float64),
         )
+        recent = np.asarray(values[-CHECK_ROWS:, :CHECK_CHANNELS], dtype=np.float32)
         with self._lock:
+            kept = self._recent.get(stream_id)
+            if kept is not None and kept.shape[1] == recent.shape[1]:
+                recent = np.concatenate([kept, recent])[-CHECK_ROWS:]
+            self._recent[stream_id] = recent
             trace = self._traces.setdefault(
                 stream_id, collections.deque(maxlen=MAX_CHUNKS)
             )
@@ -191,6 +215,8 @@ class LiveState:
             self._tapped = recorder
             with self._lock:
                 self._traces.clear()
+                self._recent.clear()
+                self._labels.clear()
                 self._last_offset.clear()
                 self._jumps.clear()
         if session is not None and session is not self._subscribed:
@@ -246,6 +272,27 @@ class LiveState:
             self._last_offset[sid] = offset
             s["offset_jump_ms"] = self._jumps.get(sid)
 
+    def _channel_flags(self, recorder: Any, streams: list[dict[str, Any]]) -> None:
+        """``channel_flags`` per stream: its flat and clipped channels, as text."""
+        with self._lock:
+            recent = dict(self._recent)
+        for s in streams:
+            values = recent.get(s.get("stream_id"))
+            internal = str(s.get("type") or "").strip().lower() in INTERNAL_TYPES
+            if values is None or len(values) < MIN_SAMPLES or internal:
+                continue
+            labels = self._labels.get(s["stream_id"])
+            if labels is None:
+                labels = self._labels[s["stream_id"]] = _labels(recorder, s)
+            s["channel_flags"] = [
+                f.text(
+                    labels[f.channel]
+                    if f.channel < len(labels)
+                    else f"ch{f.channel + 1}"
+                )
+                for f in channel_flags(values)
+            ]
+
     def snapshot(self) -> dict[str, Any]:
         """Everything the page shows, as one JSON-serialisable dict."""
         recorder = self._recorder()
@@ -257,7 +304,10 @@ class LiveState:
             s["state"] = _classify(s)
         self._offset_jumps(streams)
         disk_free = status.get("disk_free")
+        self._channel_flags(recorder, streams)
         warnings = [w for s in streams for w in stream_warnings(s)]
+        warnings += [f"{s.get('name', '?')} {f}" for s in streams
+                     for f in s.get("channel_flags", [])]  # fmt: skip
         if disk_free is not None and disk_free < DISK_LOW_BYTES:
             warnings.append(f"disk low: {disk_free / 1e9:.2f} GB free")
         if status.get("failure"):

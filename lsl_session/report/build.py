@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lsl_session.fsutil import atomic_write_bytes, ensure_inside
-from lsl_session.report import figures
+from lsl_session.report import channel_figures, figures, sections
 from lsl_session.report.verdict import (
     Verdict,
     aligned_text,
@@ -32,6 +32,10 @@ h1{font-size:1.4em} h2{font-size:1.1em;margin-top:1.6em;border-bottom:1px solid 
 table{border-collapse:collapse} td,th{padding:2px 8px;border-bottom:1px solid #eee;
 text-align:left} .verdict{font-size:1.05em;background:#eef6ee;padding:.5em 1em}
 .bad{color:#b00020} img{max-width:100%} .notes li{margin:2px 0}
+h3{font-size:1em;margin:1.2em 0 .2em} .meta{color:#555;margin:.1em 0 .4em}
+section.stream{border-left:3px solid #dde;padding-left:.8em;margin:1em 0}
+details{margin:.3em 0} summary{cursor:pointer;color:#345}
+table.channels td:last-child{font-weight:600}
 """
 
 
@@ -163,11 +167,27 @@ def render_report(
             _stream_rows(data.streams),
         )
     )
-    parts.append(_figure(figures.overview(data.streams, data.t0), "stream overview"))
+    flagged = sections.flag_texts(data.streams, data.session_id)
+    if flagged:
+        parts.append("<p class='bad'>Flagged channels (flat: no change at all; clipped:"
+                     " stuck at its extreme):</p><ul class='notes'>"
+                     + "".join(f"<li class='bad'>{_esc(f)}</li>" for f in flagged)
+                     + "</ul>")  # fmt: skip
+    parts.append("<h2>Data streams</h2>")
+    parts.append(sections.data_sections(data))
+    parts.append("<h2>Internal streams</h2>")
+    parts.append("<p>Recorded for the pipeline (clock mappings, the session's event"
+                 " log); not data.</p>")  # fmt: skip
+    parts.append(sections.internal_section(data))
     parts.append("<h2>Rates and gaps</h2>")
-    parts.append(_figure(figures.rates(data.streams), "effective rate"))
+    parts.append(_table(["stream", "nominal Hz", "delivered Hz (median interval)",
+                         "effective Hz (pyxdf)",
+                         f"rate (ok: within {sections.RATE_OK * 100:g} %)"],
+                        sections.rate_rows(data.streams, data.session_id)))  # fmt: skip
     parts.append("<h2>Clock offsets</h2>")
-    parts.append(_figure(figures.clock_offsets(data.streams), "clock offsets"))
+    data_streams = [s for s in data.streams
+                    if sections.internal_kind(s, data.session_id) is None]  # fmt: skip
+    parts.append(_figure(figures.clock_offsets(data_streams), "clock offsets"))
     parts.append("<h2>Sync check</h2>")
     if sync_report:
         rows = [
@@ -194,7 +214,7 @@ def render_report(
     parts.append(_figure(figures.sync_errors(sync_report or {}), "sync check"))
     parts.append("<h2>Events</h2>")
     events = data.events.to_dict("records") if len(data.events) else []
-    parts.append(_figure(figures.timeline(events, data.t0), "event timeline"))
+    parts.append(_figure(channel_figures.timeline(events, data.t0), "event timeline"))
     parts.append("<h2>Devices</h2>")
     parts.append(
         _table(

@@ -413,7 +413,7 @@ class ShimmerEmulator:
             [
                 0.3 * np.sin(np.pi * rel),
                 0.2 * np.cos(np.pi * rel),
-                np.full(rel.shape, 9.81),
+                9.81 + 0.05 * np.sin(2 * np.pi * 0.7 * rel),  # a worn sensor sways
             ],
             axis=1,
         )

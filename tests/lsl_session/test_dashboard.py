@@ -229,3 +229,72 @@ def test_config_dashboard_table(tmp_path):
     with pytest.raises(ConfigError, match=r"dashboard: unknown field\(s\) 'enabeld'"):
         load_config(typo)
     assert load_config(tmp_path / "lab.toml").dashboard.enabled
+
+
+def test_flat_and_clipped_channels_are_flagged_live(session_root, uid):
+    """A flat and a clipped channel show as warnings on the page; the good one not."""
+    import threading
+
+    import pylsl
+
+    name = f"flags_{uid}"
+    info = pylsl.StreamInfo(name, "EEG", 3, 100, pylsl.cf_float32, f"flags_{uid}")
+    chans = info.desc().append_child("channels")
+    for label in ("good", "dead", "sat"):
+        ch = chans.append_child("channel")
+        ch.append_child_value("label", label)
+        ch.append_child_value("unit", "microvolts")
+    outlet = pylsl.StreamOutlet(info)
+    stop = threading.Event()
+
+    def push() -> None:
+        sent, start = 0, pylsl.local_clock()
+        while not stop.wait(0.02):
+            n = int((pylsl.local_clock() - start) * 100) - sent
+            t = (sent + np.arange(max(n, 0))) / 100
+            wave = np.sin(2 * np.pi * 1.3 * t)
+            outlet.push_chunk(np.column_stack([wave, np.zeros_like(t),
+                                               np.clip(2 * wave, -1, 1)]).astype(np.float32))  # fmt: skip
+            sent += max(n, 0)
+
+    pusher = threading.Thread(target=push, daemon=True)
+    pusher.start()
+    record = subprocess.Popen(
+        [sys.executable, "-m", "lsl_session", "record", "--root", str(session_root),
+         "--stream", f"name='{name}'", "--no-process", "--dashboard",
+         "--dashboard-port", "0"],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    try:
+        url = _dashboard_url(record, lines)
+        with browser_page() as (page, errors):
+            page.goto(url)
+            page.wait_for_selector(f'tr[data-stream="{name}"]', timeout=30_000)
+            assert wait_until(
+                lambda: "dead: flat at 0" in page.inner_text("#warnings"), timeout=20
+            )
+            text = page.inner_text("#warnings")
+            assert f"{name} sat: clipped at 1" in text
+            assert "good:" not in text
+            assert errors == []
+    finally:
+        stop.set()
+        record.send_signal(signal.SIGINT)
+        record.communicate(timeout=60)
+
+
+def test_live_flags_need_enough_samples_and_skip_internal_streams():
+    state = LiveState(lambda: None)
+    flat = np.zeros((50, 2), np.float32)
+    flat[:, 1] = np.sin(np.arange(50))
+    state.tap(1, np.arange(5.0), flat[:5])
+    state.tap(2, np.arange(50.0), flat)
+    state.tap(3, np.arange(50.0), flat)
+    streams = [{"stream_id": 1, "name": "a", "type": "EEG"},
+               {"stream_id": 2, "name": "b", "type": "EEG"},
+               {"stream_id": 3, "name": "c", "type": "ClockMapping"}]  # fmt: skip
+    state._channel_flags(None, streams)
+    assert "channel_flags" not in streams[0]  # 5 samples: too few to tell
+    assert streams[1]["channel_flags"] == ["ch1: flat at 0"]
+    assert "channel_flags" not in streams[2]  # internal: not data

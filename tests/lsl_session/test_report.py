@@ -115,7 +115,7 @@ def test_process_writes_report_with_every_figure(pulse_session, pulse_uid):
     page = report.read_text()
     assert (
         page.count('<img class="figure"') == 5
-    )  # overview, rates, offsets, sync, events
+    )  # the GSR channels, the markers, offsets, sync, events (rates: a table)
     assert f"rep_{pulse_uid}_gsr" in page
     verdict = json.loads((pulse_session / "processing" / "verdict.json").read_text())
     assert verdict["verdict"].startswith("3 streams, 0 samples lost, 1/1 sync-checked")
