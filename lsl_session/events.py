@@ -49,6 +49,8 @@ EVENT_TYPES: frozenset[str] = frozenset(
         "agent_disconnected",
         "device_started",
         "device_stopped",
+        # The recorder: a stream's data now comes from another outlet (#23).
+        "stream_source_changed",
     }
 )
 ERROR_CATEGORIES: frozenset[str] = frozenset({"session", "device", "file", "system"})

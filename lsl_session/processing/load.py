@@ -220,6 +220,8 @@ def _synced(plan: _Plan, options: dict[str, Any]) -> SyncedStream:
     regular = float(info.get("nominal_srate") or 0.0) > 0
     stamp_rate = measured_rate(stamps) if regular else 0.0
     stamp_lost = missing_in_stamps(stamps, stamp_rate) if regular else 0
+    srate_info = float(info.get("nominal_srate") or 0.0)
+    recorded = (raw if raw is not None else stamps.copy()) if srate_info > 0 else None
     if n and len(times):
         fits = fit_clock_offsets(times, values, winsor=options.get("winsor", 1e-4))
         clock_segments = apply_clock_sync(stamps, times, fits)
@@ -281,6 +283,7 @@ def _synced(plan: _Plan, options: dict[str, Any]) -> SyncedStream:
         raw_time_stamps=raw,
         stamp_lost=lost,
         measured_srate=measured,
+        recorded_time_stamps=recorded,
     )
 
 

@@ -51,6 +51,10 @@ class SyncedStream:
     # there (regular streams; `lsl_session.processing.loss`), None if not counted
     stamp_lost: int | None = None
     measured_srate: float | None = None
+    # every regular stream's stamps as recorded (before clock sync and
+    # dejitter, which smooths gaps up to 500 samples away): loss and backward
+    # jumps are counted on these
+    recorded_time_stamps: np.ndarray | None = None
 
     @property
     def is_string(self) -> bool:

@@ -152,6 +152,10 @@ class Recorder:
         self._next_flush = self._next_boundary = 0.0
         #: the recorder's own queries (the session's event stream)
         self.internal_queries: set[str] = set()
+        #: ``on_event(event, details)`` for ``stream_source_changed`` (the session log)
+        self.on_event: Callable[[str, dict[str, Any]], None] | None = None
+        #: every stream of this run whose data came from another outlet (bounded)
+        self.source_changes: list[dict[str, Any]] = []
 
     # ---------------------------------------------------------------- start
     def start(self) -> None:
@@ -435,6 +439,30 @@ class Recorder:
             and not any(matches_query(i, q) for i in infos)
         ]
 
+    def on_source_change(self, change: dict[str, Any]) -> None:
+        """A stream's data now comes from another outlet (the pool's watcher thread)."""
+        stream = next(
+            (
+                s
+                for s in list(self.streams.values())
+                if s.source_id == change["source_id"] and not s.ended
+            ),
+            None,
+        )
+        if stream is None or self.stopped:
+            return
+        change = {**change, "stream_id": stream.stream_id}
+        jump = stream.discontinuity_of(change["old_uid"])
+        if jump is not None:
+            change["discontinuity"] = jump
+        if len(self.source_changes) < 1000:
+            self.source_changes.append(change)
+        if self.on_event is not None:
+            try:
+                self.on_event("stream_source_changed", change)
+            except Exception:
+                logger.exception("logging a source change failed")
+
     @property
     def failure(self) -> str | None:
         """Why the recording ended early, if it did."""
@@ -487,6 +515,8 @@ class Recorder:
             "stop_time": self.stop_time,
             "error": self._failure,
             "unmatched_queries": self.unmatched_queries(),
+            "source_changes": list(self.source_changes),
+            "shared_sources": list(self.pool.shared_sources) if self.pool else [],
             "streams": [s.summary() for s in self.streams.values()],
         }
 

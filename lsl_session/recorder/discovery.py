@@ -8,7 +8,7 @@ import time
 import pylsl
 
 from lsl_session.limits import stream_refusal
-from lsl_session.lsl import matches_query
+from lsl_session.lsl import matches_query, predicate
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,11 @@ def continuous_resolver(predicate: str | None) -> pylsl.ContinuousResolver:
     if predicate:
         return pylsl.ContinuousResolver(pred=predicate)
     return pylsl.ContinuousResolver()
+
+
+def resolve_query(query: str, wait: float) -> list[pylsl.StreamInfo]:
+    """One short resolve of a single user or run query (parenthesised: SessionID holds)."""
+    return pylsl.resolve_bypred(predicate(query), 1, wait)
 
 
 def rescan(predicate: str | None) -> list[pylsl.StreamInfo]:

@@ -31,10 +31,13 @@ from lsl_session.recorder.discovery import (
     continuous_resolver,
     open_inlet,
     rescan,
+    resolve_query,
     settled_results,
 )
 from lsl_session.recorder.loop import PoolLoop
+from lsl_session.recorder.sources import shared_source_ids, source_changes
 from lsl_session.recorder.stream import PooledStream, RecorderTiming
+from lsl_session.source_change import describe_change
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -117,6 +120,8 @@ class StreamPool:
         self._watcher: threading.Thread | None = None
         self.loop = PoolLoop(self)
         self.failure: str | None = None
+        #: outlets sharing a source_id or a name at the initial resolve (warnings)
+        self.shared_sources: list[str] = []
 
     # --------------------------------------------------------------- life
     def start(self) -> StreamPool:
@@ -194,6 +199,9 @@ class StreamPool:
     # ----------------------------------------------------------- discovery
     def _initial(self) -> None:
         found = settled_results(self._resolver, self.queries, self.initial_wait)
+        self.shared_sources = shared_source_ids(found)
+        for line in self.shared_sources:
+            logger.warning("%s", line)
         missing = [
             q
             for q in self.queries or []
@@ -240,17 +248,32 @@ class StreamPool:
                     next_rescan = time.monotonic() + self.rescan_interval
                 else:
                     continue
+                self._check_sources(found, fresh=resolver is None)
                 self._open_new(found)
             except Exception as exc:
                 logger.exception("watching for late streams failed")
                 self.fail(f"recorder failure: {exc}")
                 return
 
+    def _check_sources(self, found: list[pylsl.StreamInfo], *, fresh: bool) -> None:
+        """Tell the runs about every stream whose data now comes from another outlet."""
+        with self.lock:
+            changes = source_changes(
+                list(self.streams.values()), found, pylsl.local_clock(), fresh=fresh
+            )
+            runs = list(self.runs)
+        for change in changes:  # the runs log it (fsync): not under the lock
+            logger.warning("%s", describe_change(change))
+            for run in runs:
+                notify = getattr(run, "on_source_change", None)
+                if notify is not None:
+                    notify(change)
+
     def _open_extra(self) -> None:
         for query in [q for q, matched in list(self._extra.items()) if not matched]:
             if self._closed.is_set():
                 return
-            self._open_new(pylsl.resolve_bypred(query, 1, EXTRA_RESOLVE_WAIT))
+            self._open_new(resolve_query(query, EXTRA_RESOLVE_WAIT))
 
     def _open_new(self, found: list[pylsl.StreamInfo]) -> None:
         now = time.monotonic()

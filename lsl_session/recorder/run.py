@@ -30,6 +30,11 @@ END_FAILED = "failed"  # the run's file failed (disk full, I/O error)
 
 #: The session's own event stream ends this long after the cutoff (local delivery).
 INTERNAL_QUIET = 0.02
+#: An interval longer than this many sample periods holds missing samples
+#: (``round(interval * rate) - 1`` of them; the verdict's formula).
+GAP_PERIODS = 1.5
+#: Discontinuities kept per stream in the metadata (all are counted).
+MAX_DISCONTINUITIES = 100
 
 
 class RunStream:
@@ -70,8 +75,12 @@ class RunStream:
         self._newest_at_cut: float | None = None
         self._on_failure = on_failure
         srate = source.nominal_srate
-        self._gap_limit = 2.0 / srate if srate > 0 else 0.0
+        self._gap_limit = GAP_PERIODS / srate if srate > 0 else 0.0
         self.gaps = 0
+        #: samples missing in stamp gaps (regular streams), backward stamp jumps
+        self.samples_lost = 0
+        self.backward_jumps = 0
+        self.discontinuities: list[dict[str, Any]] = []
         # what the rest of the recorder reads, as for any recorded stream
         self.info = source.info
         self.name = source.name
@@ -102,19 +111,50 @@ class RunStream:
             else:  # string stream: a list
                 values = [values[i] for i in np.flatnonzero(keep)]
         try:
-            if self._gap_limit:
-                self._count_gaps(stamps)
+            self._check_stamps(stamps)
             self.output.write_samples(self.stream_id, stamps, values)
         except OutputFailed as exc:
             self.ended, self.end_reason = True, END_FAILED
             self._on_failure(str(exc))
 
-    def _count_gaps(self, stamps: np.ndarray) -> None:
+    def _check_stamps(self, stamps: np.ndarray) -> None:
+        """Count gaps (regular streams) and backward jumps (any) in one chunk.
+
+        Vectorised over the chunk; only the (rare) discontinuities are looked
+        at one by one.
+        """
         last = self.output.stats(self.stream_id).last
-        gaps = int(np.count_nonzero(np.diff(stamps) > self._gap_limit))
-        if last is not None and stamps[0] - last > self._gap_limit:
-            gaps += 1
-        self.gaps += gaps
+        steps = np.diff(stamps, prepend=stamps[0] if last is None else last)
+        backward = steps < 0
+        gap = steps > self._gap_limit if self._gap_limit else np.zeros_like(backward)
+        if not (gap.any() or backward.any()):
+            return
+        for i in np.flatnonzero(gap | backward):
+            step = float(steps[i])
+            lost = max(0, round(step * self.nominal_srate) - 1) if step > 0 else 0
+            if step > 0:
+                self.gaps += 1
+                self.samples_lost += lost
+            else:
+                self.backward_jumps += 1
+            if len(self.discontinuities) < MAX_DISCONTINUITIES:
+                self.discontinuities.append(
+                    {
+                        "kind": "gap" if step > 0 else "backward",
+                        "after_stamp": float(stamps[i] - step),
+                        "stamp": float(stamps[i]),
+                        "step_s": round(step, 6),
+                        "samples_lost": lost,
+                        "source_uid": self.source.sources[-1]["uid"],
+                    }
+                )
+
+    def discontinuity_of(self, uid: str) -> dict[str, Any] | None:
+        """The latest stamp gap or backward jump seen while ``uid`` was the source."""
+        for entry in reversed(self.discontinuities):
+            if entry.get("source_uid") == uid:
+                return dict(entry)
+        return None
 
     def offset(self, collection: float, value: float) -> None:
         """Write a ClockOffset measured by the pooled stream into the run's file."""
@@ -226,6 +266,9 @@ class RunStream:
             ),
             "clock_offsets": len(stats.offsets),
             "gaps": self.gaps,
+            "samples_lost": self.samples_lost,
+            "backward_jumps": self.backward_jumps,
+            "sources": len(self.source.sources),
             "lost": self.lost,
         }
 
@@ -246,5 +289,9 @@ class RunStream:
             "last_timestamp": stats.last,
             "clock_offsets": len(stats.offsets),
             "gaps": self.gaps,
+            "samples_lost": self.samples_lost,
+            "backward_jumps": self.backward_jumps,
+            "discontinuities": list(self.discontinuities),
+            "sources": [dict(s) for s in self.source.sources],
             "end_reason": self.end_reason,
         }

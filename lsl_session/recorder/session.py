@@ -31,3 +31,4 @@ class SessionRecorder(Recorder):
         )
         self.internal_queries.add(own)
         self.session = session
+        self.on_event = session.log_event

@@ -31,6 +31,8 @@ BUFFER_SECONDS = 1.0
 MIN_BUFFER_SAMPLES = 1024
 #: Delivery delays remembered per irregular stream (its stop allowance).
 LAG_HISTORY = 64
+#: Outlets remembered per stream (the data's sources, in order; rivals seen).
+MAX_SOURCES = 32
 
 
 class Sink(Protocol):
@@ -138,6 +140,10 @@ class PooledStream:
             )
         )
         self.sinks: list[Sink] = []
+        #: the outlets the data came from, in order (uid, hostname, session_id)
+        self.sources: list[dict[str, Any]] = [_source(info, None)]
+        #: uids of other outlets seen with this source_id while it was open
+        self.rivals: set[str] = set()
         self.lost = False
         self.last_offset = 0.0
         self.offset_known = False
@@ -257,6 +263,35 @@ class PooledStream:
         with contextlib.suppress(Exception):
             self.inlet.close_stream()
 
+    def note_source(
+        self, info: pylsl.StreamInfo, lsl_time: float
+    ) -> dict[str, Any] | None:
+        """Record that the data now comes from the outlet ``info``.
+
+        Returns the change (``stream_source_changed`` details: old and new
+        uid/host/session, time) or None when ``info`` is the current source.
+        """
+        old = self.sources[-1]
+        if info.uid() == old["uid"]:
+            return None
+        new = _source(info, lsl_time)
+        if len(self.sources) >= MAX_SOURCES:
+            self.sources.pop(1)
+        self.sources.append(new)
+        return {
+            "stream": self.name,
+            "source_id": self.source_id,
+            "old_uid": old["uid"],
+            "new_uid": new["uid"],
+            "old_host": old["hostname"],
+            "new_host": new["hostname"],
+            "old_session_id": old["session_id"],
+            "new_session_id": new["session_id"],
+            "restart": new["hostname"] == old["hostname"]
+            and new["session_id"] == old["session_id"],
+            "detected_lsl_time": lsl_time,
+        }
+
     # ---------------------------------------------------------------- offsets
     def poll_offset(self, now: float, *, force: bool = False) -> bool:
         """Write a clock offset to every sink if one is due and measured.
@@ -302,3 +337,12 @@ class PooledStream:
     def _next_offset(self, now: float) -> None:
         self._offset_asked = None
         self._offset_due = now + self.timing.offset_interval
+
+
+def _source(info: pylsl.StreamInfo, since: float | None) -> dict[str, Any]:
+    return {
+        "uid": info.uid(),
+        "hostname": info.hostname(),
+        "session_id": info.session_id(),
+        "since_lsl_time": since,
+    }

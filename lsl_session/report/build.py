@@ -20,6 +20,7 @@ from lsl_session.report.verdict import (
     aligned_text,
     device_status_text,
     session_verdict,
+    source_notes,
 )
 
 logger = logging.getLogger(__name__)
@@ -288,6 +289,7 @@ def write_report(
         problems=list(data.problems) + file_problems,
         devices=(data.metadata or {}).get("devices"),
     )
+    verdict.notes = source_notes(data.metadata) + verdict.notes
     if run is not None:
         verdict.notes += frame_notes(run)
     page = render_report(folder, data, sync_report, verdict, run)

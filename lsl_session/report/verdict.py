@@ -11,6 +11,11 @@ fewer samples than its nominal rate has lost nothing: it is reported as
 Devices come from ``session_metadata.json``: a device that never connected is
 ``missing``, one that dropped and did not come back is ``disconnected``; both
 are counted in the line and explained in a note.
+
+Loss and rate are measured on the stamps as recorded in the file (before
+clock sync and dejitter, which smooths a gap of up to 500 samples away); a
+stamp earlier than the one before it is a backward jump, named in the notes
+(the data came from another outlet), as is every ``stream_source_changed``.
 """
 
 from __future__ import annotations
@@ -98,6 +103,12 @@ def stream_loss(stream: Any) -> StreamLoss:
     return StreamLoss(int(lost), rate, nominal)
 
 
+def recorded_stamps(stream: Any) -> np.ndarray:
+    """The stamps as recorded in the file (the synced ones if not kept)."""
+    stamps = getattr(stream, "recorded_time_stamps", None)
+    return stream.time_stamps if stamps is None else stamps
+
+
 def aligned_text(row: dict[str, Any]) -> str:
     """``yes``, ``NO`` or why the stream was not checked (older reports: yes/NO)."""
     return str(row.get("aligned") or ("yes" if row.get("within_one_sample") else "NO"))
@@ -127,6 +138,29 @@ def device_problems(devices: dict[str, Any] | None) -> tuple[list[str], list[str
         elif status == "disconnected":
             dropped.append(device_id)
     return missing, dropped
+
+
+def backward_jumps(stamps: np.ndarray) -> np.ndarray:
+    """The negative steps of ``stamps`` (a stamp earlier than the one before)."""
+    if len(stamps) < 2:
+        return np.zeros(0)
+    steps = np.diff(np.asarray(stamps, dtype=np.float64))
+    return steps[steps < 0]
+
+
+def source_notes(metadata: dict[str, Any] | None) -> list[str]:
+    """One line per recorded stream whose data came from another outlet."""
+    from lsl_session.source_change import describe_change
+
+    runs = ((metadata or {}).get("recording") or {}).get("runs") or []
+    notes = []
+    for run in runs if isinstance(runs, list) else []:
+        for change in (run or {}).get("source_changes") or []:
+            try:
+                notes.append(describe_change(change))
+            except (KeyError, TypeError, ValueError):
+                continue
+    return notes[:50]
 
 
 @dataclass
@@ -240,6 +274,13 @@ def session_verdict(
             verdict.notes.append(
                 f"{s.name}: {loss.lost} samples missing in gaps of {where}"
             )
+        jumps = backward_jumps(recorded_stamps(s))
+        if jumps.size:
+            verdict.notes.append(
+                f"{s.name}: its stamps jump back {jumps.size} time(s), by up to"
+                f" {float(-jumps.min()):.3f} s (the data came from another outlet"
+                " or clock)"
+            )
         if loss.slow:
             verdict.n_slow += 1
             verdict.notes.append(
@@ -284,9 +325,13 @@ def read_verdict(folder: Any, summary: dict[str, Any] | None = None) -> list[str
     streams = (summary or {}).get("streams", [])
     samples = sum(s.get("sample_count", 0) for s in streams)
     gaps = sum(s.get("gaps", 0) for s in streams)
+    lost = sum(s.get("samples_lost", 0) for s in streams)
+    jumps = sum(s.get("backward_jumps", 0) for s in streams)
     return [
-        f"{len(streams)} streams, {samples} samples, {gaps} gaps;"
-        f" {_processing_state(Path(folder))} (lsl-session process {folder})"
+        f"{len(streams)} streams, {samples} samples, {gaps} gaps"
+        f" ({lost} samples lost, {jumps} backward jumps);"
+        f" {_processing_state(Path(folder))} (lsl-session process {folder})",
+        *source_notes({"recording": {"runs": [summary or {}]}}),
     ]
 
 

@@ -19,6 +19,7 @@ import pylsl
 def main() -> None:
     prefix, count, value = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     srate = float(sys.argv[4]) if len(sys.argv) > 4 else 50.0
+    shift = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0  # added to stamps
     outlets = [
         pylsl.StreamOutlet(
             pylsl.StreamInfo(
@@ -34,14 +35,15 @@ def main() -> None:
     ]
     done = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
-    sys.stdout.write("ready\n")
+    uids = " ".join(o.get_info().uid() for o in outlets)
+    sys.stdout.write(f"ready {uids}\n" if len(sys.argv) > 5 else "ready\n")
     sys.stdout.flush()
     t0, sent = pylsl.local_clock(), 0
     while not done.is_set():
         n = int((pylsl.local_clock() - t0) * srate) - sent
         if n > 0:
             data = np.full((n, 1), value, dtype=np.float32)
-            stamps = t0 + (sent + np.arange(n)) / srate
+            stamps = t0 + shift + (sent + np.arange(n)) / srate
             for outlet in outlets:
                 outlet.push_chunk(data, stamps)
             sent += n
