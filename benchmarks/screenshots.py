@@ -55,8 +55,11 @@ def main() -> None:
         folder = Path(out.strip().splitlines()[-1])
         page.goto((folder / "processing" / "report.html").as_uri())
         page.screenshot(path=str(args.out / "report.png"), full_page=False)
+        # a data stream's section: its channel table and the first page of channels
+        motion = page.locator("section.stream", has_text="phone_1_motion")
+        motion.screenshot(path=str(args.out / "report_stream.png"))
         browser.close()
-    print(f"wrote {args.out / 'dashboard.png'} and {args.out / 'report.png'}")
+    print(f"wrote {args.out}/dashboard.png, report.png and report_stream.png")
 
 
 if __name__ == "__main__":
