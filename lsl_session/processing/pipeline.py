@@ -357,7 +357,7 @@ def _process_steps(
     for spec in specs:
         _step(run, spec.name, lambda spec=spec: run_processor(
             spec, paths, streams, t0, options or {}))  # fmt: skip
-    if data is not None:
+    if data is not None and data.files:  # not for a calibration-only session
         from lsl_session.report import write_report
 
         _step(run, "report", lambda: write_report(paths.root, data=data, run=run))

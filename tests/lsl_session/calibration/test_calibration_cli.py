@@ -217,3 +217,16 @@ def test_outlier_view_dropped_with_reason_in_the_result(stereo_views, tmp_path):
         by_id["view_005"]["used"] is False
         and by_id["view_005"]["quality_score"] is None
     )
+
+
+def test_process_a_calibration_only_session(stereo_views, tmp_path):
+    """A session holding only a calibration processes cleanly (no recording, no
+    report), and its calibration still loads."""
+    out = run_cli("calibrate", "--root", str(tmp_path / "rec"), "--device", "cam",
+                  "--from", str(stereo_views.rgb_dir), "--views", "5")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    session = Path(out.stdout.strip().splitlines()[-1])
+    proc = run_cli("process", str(session))
+    assert proc.returncode == 0, proc.stderr
+    assert "error" not in proc.stdout and "warning" not in proc.stderr
+    assert load_session(session).calibration["cam"].cameras["rgb"].rms_px <= 0.3
