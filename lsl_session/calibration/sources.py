@@ -88,7 +88,8 @@ def _read_times(path: Path, key: str) -> dict[str, float]:
 
 
 class FolderSource(FrameSource):
-    """The images of a folder, in name order."""
+    """The images of a folder, in name order (in time order when
+    ``frame_times.csv`` dates every one of them)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
@@ -100,8 +101,10 @@ class FolderSource(FrameSource):
                     break
         if not files:
             raise SourceError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
-        self.files = files
         self.times = _read_times(self.folder / "frame_times.csv", "name")
+        if self.times and all(p.name in self.times for p in files):
+            files.sort(key=lambda p: (self.times[p.name], p.name))  # time order
+        self.files = files
         self.description = f"folder {self.folder.name} ({len(files)} images)"
 
     def frames(self, start: int = 0) -> Iterator[Frame]:
