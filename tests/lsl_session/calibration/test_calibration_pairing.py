@@ -40,3 +40,16 @@ def test_stereo_without_frame_times_is_refused(tmp_path):
     rgb, th = _folder(tmp_path / "rgb", None), _folder(tmp_path / "th", None)
     with pytest.raises(SourceError, match="matched by LSL frame times"):
         list(pair_by_time(rgb, th, 0.02))
+
+
+def test_coverage_map_counts_the_cells_corners_reached():
+    from lsl_session.calibration.select import Coverage
+
+    cov = Coverage((800, 600))  # 8 x 6 cells of 100 px
+    assert cov.fraction == 0 and cov.lines() == ["........"] * 6
+    cov.add(np.array([[10, 10], [50, 90], [799, 599]]))  # top-left cell, bottom-right
+    assert cov.fraction == 2 / 48
+    lines = cov.lines()
+    assert lines[0] == "#......." and lines[5] == ".......#"
+    cov.add(np.array([[150.0, 250.0]]))
+    assert cov.lines()[2][1] == "#" and cov.fraction == 3 / 48
