@@ -64,6 +64,7 @@ def archive_command(
     from lsl_session.catalog import session_folders
     from lsl_session.errors import LslSessionError
     from lsl_session.storage.archive import archive_session
+    from lsl_session.storage.backends import public_url
 
     *sessions, url = args
     folders = [Path(s) for s in sessions] if sessions else session_folders(root)
@@ -71,7 +72,7 @@ def archive_command(
         raise click.ClickException(f"no sessions under {root}")
     failed = 0
     for folder in folders:
-        click.echo(f"{folder.name} → {url}", err=True)
+        click.echo(f"{folder.name} → {public_url(url)}", err=True)
         try:
             result = archive_session(
                 folder, url, verify=verify, endpoint_url=endpoint_url,
@@ -88,6 +89,6 @@ def archive_command(
             f" {result.skipped} already there",
             err=True,
         )
-        click.echo(f"{url.rstrip('/')}/{result.session_id}")
+        click.echo(f"{result.url.rstrip('/')}/{result.session_id}")
     if failed:
         raise SystemExit(1)

@@ -54,12 +54,13 @@ def session_args(
 ) -> tuple[Path, ...]:
     """Paths as given; an archive URL (``s3://…/<session_id>``) is fetched into the
     local cache first (docs/storage.md) and its cached folder is used."""
+    from lsl_session.storage.backends import public_url
     from lsl_session.storage.cache import fetch_session, is_url
 
     out = []
     for value in values:
         if is_url(value):
-            click.echo(f"fetching {value} into the local cache …", err=True)
+            click.echo(f"fetching {public_url(value)} into the local cache …", err=True)
             out.append(fetch_session(value))
         else:
             out.append(Path(value))

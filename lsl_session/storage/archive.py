@@ -29,7 +29,7 @@ from lsl_session.catalog import effective_status, owner_alive
 from lsl_session.errors import LslSessionError, SessionStateError
 from lsl_session.metadata import now_iso, read_metadata
 from lsl_session.session import Session, sha256_file
-from lsl_session.storage.backends import StorageError, open_backend
+from lsl_session.storage.backends import StorageError, open_backend, public_url
 
 logger = logging.getLogger(__name__)
 
@@ -104,21 +104,23 @@ def archive_session(
     base = url.rstrip("/") + "/" + session.session_id
     backend = open_backend(base, verify=verify, endpoint_url=endpoint_url,
                            part_mb=part_mb, concurrency=concurrency)  # fmt: skip
-    result = ArchiveResult(session.session_id, url)
+    result = ArchiveResult(session.session_id, public_url(url))
     started = time.monotonic()
     try:
         _run(session, backend, result, say)
     except StorageError as exc:
-        _record(session, url, "partial", result, backend.verify)
+        _record(session, result.url, "partial", result, backend.verify)
         raise StorageError(
-            f"{session.session_id}: archive to {url} interrupted after"
+            f"{session.session_id}: archive to {result.url} interrupted after"
             f" {result.sent_bytes / 1e6:.1f} MB: {exc}; run it again to resume"
         ) from None
     except Exception as exc:
-        _record(session, url, "partial", result, backend.verify)
-        if type(exc).__module__.startswith(("botocore", "boto3", "urllib3", "aiohttp")):
+        _record(session, result.url, "partial", result, backend.verify)
+        if type(exc).__module__.startswith(
+            ("botocore", "boto3", "urllib3", "aiohttp", "paramiko", "fsspec")
+        ):
             raise StorageError(
-                f"{session.session_id}: archive to {url} interrupted after"
+                f"{session.session_id}: archive to {result.url} interrupted after"
                 f" {result.sent_bytes / 1e6:.1f} MB: {str(exc)[:200]}; run it again"
                 " to resume"
             ) from None

@@ -321,6 +321,18 @@ class FsspecBackend:
         pass
 
 
+def public_url(url: str) -> str:
+    """``url`` without a password (``sftp://user:secret@host`` → ``sftp://user@host``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}@{host}"
+    return f"{scheme}://{netloc}{slash}{path}"
+
+
 def open_backend(
     url: str,
     *,
@@ -370,6 +382,6 @@ def open_backend(
         raise StorageError(f"--verify {verify}: only readback for {url.split(':')[0]}")
     try:
         fs, base = fsspec.core.url_to_fs(url)
-    except (ImportError, ValueError) as exc:
-        raise StorageError(f"{url}: {exc}") from None
+    except Exception as exc:  # any implementation's connect/auth/import error
+        raise StorageError(f"{public_url(url)}: {str(exc)[:200]}") from None
     return FsspecBackend(fs, base)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bids_support import make_eeg_session
 from s3_support import BUCKET, CuttingProxy, s3_server  # noqa: F401
+from sftp_support import PASSWORD, USER, sftp_server  # noqa: F401
 
 from lsl_session.catalog import owner_record
 from lsl_session.session import Session
@@ -163,3 +164,37 @@ def test_url_without_an_archive_is_one_line(tmp_path, s3_server):  # noqa: F811
     run = _cli("process", f"s3://{BUCKET}/nothing/here_20250101_100000")
     assert run.returncode == 1
     assert "no archived session there" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_archive_over_sftp_resumes_and_reruns_empty(tmp_path, sftp_server):  # noqa: F811
+    """A real SFTP server (paramiko, 127.0.0.1): archive, a cut part, re-run."""
+    port, served = sftp_server
+    folder = _session(tmp_path / "rec", big_mb=2)
+    url = f"sftp://{USER}:{PASSWORD}@127.0.0.1:{port}/share"
+    (served / "share").mkdir()
+    # a part left by a cut run: the first 700 kB of the video
+    video = "webcam/webcam_1_20250101_100000.mp4"
+    local = (folder / video).read_bytes()
+    part = served / "share" / folder.name / (video + ".part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(local[:700_000])
+    result = archive_session(folder, url)
+    copy = served / "share" / folder.name
+    assert (copy / video).read_bytes() == local
+    assert not part.exists()
+    # the video's first 700 kB were not sent again
+    assert result.sent_bytes < result.total_bytes - 600_000
+    meta = json.loads((folder / "session_metadata.json").read_text())
+    # the URL is recorded without its password
+    public = f"sftp://{USER}@127.0.0.1:{port}/share"
+    assert meta["archives"][public]["status"] == "complete"
+    assert PASSWORD not in (folder / "session_metadata.json").read_text()
+    assert archive_session(folder, url).sent_bytes == 0
+
+
+def test_sftp_wrong_password_is_one_line(tmp_path, sftp_server):  # noqa: F811
+    port, _ = sftp_server
+    folder = _session(tmp_path / "rec")
+    run = _cli("archive", str(folder), f"sftp://{USER}:wrong-pw@127.0.0.1:{port}/share")
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "wrong-pw" not in run.stderr and "Error:" in run.stderr
