@@ -401,6 +401,10 @@ class PhoneRunner(DeviceRunner):
         cfg = self.fleet.config.relay
         # the phone shows the lab's pulses only, each when the relay says so
         kwargs: dict[str, Any] = {"pulse_interval": None}
+        if opts.get("stamp_delay_ms"):  # fault injection (tests), not in configs
+            kwargs["stamp_delay"] = {
+                k: float(v) / 1e3 for k, v in opts["stamp_delay_ms"].items()
+            }
         caps = self.config.capabilities
         if caps:
             kwargs["capabilities"] = tuple(caps)

@@ -269,6 +269,18 @@ def _parse_relay(value: str) -> tuple[str, int]:
     help="Stop after this many seconds (default: until Ctrl-C).",
 )
 @click.option("--seed", type=int, default=None, help="Random seed of the jitter.")
+@click.option(
+    "--rate",
+    "rates",
+    multiple=True,
+    metavar="STREAM=HZ",
+    help="Sample STREAM at HZ (e.g. gsr=64), declared in hello (repeatable).",
+)
+@click.option(
+    "--undeclared-rates",
+    is_flag=True,
+    help="Do not declare --rate in hello (an older app).",
+)
 def phone_sim_command(
     relay_addr: str,
     device_id: str,
@@ -283,6 +295,8 @@ def phone_sim_command(
     cafile: Path | None,
     duration: float | None,
     seed: int | None,
+    rates: tuple[str, ...],
+    undeclared_rates: bool,
 ) -> None:
     """Simulate a phone: clock offset/drift, jitter, streams, sync pulses, uploads.
 
@@ -307,6 +321,8 @@ def phone_sim_command(
         cafile=str(cafile) if cafile else None,
         auto_reconnect=True,
         seed=seed,
+        rates=_parse_rates(rates),
+        declare_rates=not undeclared_rates,
     )
     sim.start()
     click.echo(f"connected: {device_id} -> {host}:{port}", err=True)
@@ -314,3 +330,24 @@ def phone_sim_command(
         _wait(duration)
     finally:
         sim.stop()
+
+
+def _parse_rates(items: tuple[str, ...]) -> dict[str, float]:
+    """``("gsr=64", …)`` → ``{"gsr": 64.0}``; a clear error for anything else."""
+    from outlets.phone.protocol import NUMERIC_STREAMS
+
+    out: dict[str, float] = {}
+    for item in items:
+        stream, _, hz = item.partition("=")
+        try:
+            value = float(hz)
+        except ValueError:
+            value = -1.0
+        if stream not in NUMERIC_STREAMS or not 0 < value <= 10_000:
+            raise click.BadParameter(
+                f"{item!r}: expected STREAM=HZ with STREAM one of"
+                f" {', '.join(NUMERIC_STREAMS)} and 0 < HZ <= 10000",
+                param_hint="--rate",
+            )
+        out[stream] = value
+    return out

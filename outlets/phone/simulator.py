@@ -77,6 +77,11 @@ class PhoneSimulator(UploadMixin):
         then reconnect and resume.
     auto_reconnect : bool
         Reconnect by itself after a broken connection.
+    rates, declare_rates : dict, bool
+        Sensor rates (Hz) other than the typical ones; declared in ``hello``
+        unless ``declare_rates`` is False (an older app).
+    stamp_delay : dict | None
+        Stream → seconds its samples are stamped late (fault injection).
     """
 
     def __init__(
@@ -107,6 +112,7 @@ class PhoneSimulator(UploadMixin):
         model: str = "PhoneSimulator",
         rates: dict[str, float] | None = None,
         declare_rates: bool = True,
+        stamp_delay: dict[str, float] | None = None,
     ) -> None:
         self.address = (relay_host, int(port))
         self.device_id, self.token = device_id, token
@@ -132,6 +138,9 @@ class PhoneSimulator(UploadMixin):
         #: unless ``declare_rates`` is False (an older app)
         self.rates = {k: float(v) for k, v in (rates or {}).items()}
         self.declared = dict(self.rates) if declare_rates else {}
+        #: seconds a stream's samples are stamped late (an app that stamps at
+        #: send time, not at capture: a fault the sync check must catch)
+        self.stamp_delay = {k: float(v) for k, v in (stamp_delay or {}).items()}
         self._rng = np.random.default_rng(seed)
         self._lock = threading.RLock()
         self._send_lock = threading.Lock()
@@ -360,7 +369,7 @@ class PhoneSimulator(UploadMixin):
                 true_t = self._t0 + k / rate
                 pulse = pulse_flags(onsets, true_t, self.pulse_length, s, rate)
                 values = signal_values(s, k, true_t - self._t0, pulse)
-                phone_t = self.phone_clock(true_t)
+                phone_t = self.phone_clock(true_t + self.stamp_delay.get(s, 0.0))
                 self._truth[s].append((true_t, phone_t, values))
                 self._unsent[s].append((phone_t, values))
 
