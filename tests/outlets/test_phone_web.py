@@ -142,11 +142,15 @@ def test_page_streams_motion_orientation_video_and_uploads(web_relay, tmp_path):
             assert acks[device]["status"] == "ok"
             page.click("#tap")
             assert relay.sync_flash()[device]["status"] == "ok"
+            # the lab's pulse 3, at a time ahead: the page flashes then, with the id
+            flash_at = pylsl.local_clock() + 0.5
+            assert relay.sync_flash(pulse=3, at=flash_at)[device]["status"] == "ok"
             time.sleep(3.0)
             assert relay.stop_record()[device]["status"] == "ok"
             frame_rows, _ = _pull(frames, 1.5)
             labels = [row[0] for row in events.pull_chunk(timeout=1.0)[0]]
             assert "tap" in labels and "sync_pulse" in labels
+            assert "sync_flash 3" in labels
             assert wait_until(lambda: bool(_files(folder, device)), timeout=30)
             (entry,) = _files(folder, device)
             video = folder / entry["file_path"]

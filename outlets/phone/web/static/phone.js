@@ -170,9 +170,11 @@ function flushBatches() {
   }
 }
 
-function event(label, t) {
+function event(label, t, pulse) {
   state.counts.events += 1;
-  sendJson({ type: "event", t, label });
+  const msg = { type: "event", t, label };
+  if (Number.isInteger(pulse) && pulse >= 0) msg.pulse = pulse;  // the lab's pulse id
+  sendJson(msg);
 }
 
 const rad = (deg) => (deg === null || deg === undefined ? NaN : deg * Math.PI / 180);
@@ -286,14 +288,19 @@ async function upload(file) {
 
 // ------------------------------------------------------------- flash and UI
 function flash(msg) {
-  const div = $("flash");
-  div.hidden = false;
-  requestAnimationFrame((ts) => {
-    const t = atStamp(ts);  // the frame in which the white screen is drawn
-    event("sync_pulse", t);
-    sendJson({ type: "ack", re: msg.id, status: "ok", t });
-    setTimeout(() => { div.hidden = true; }, msg.duration_ms || 100);
-  });
+  // at `msg.at` (this page's clock) if it is still ahead, else at once; the
+  // event echoes the lab's pulse id (docs/phone-protocol.md §11)
+  const wait = typeof msg.at === "number" ? (msg.at - now()) * 1000 : 0;
+  setTimeout(() => {
+    const div = $("flash");
+    div.hidden = false;
+    requestAnimationFrame((ts) => {
+      const t = atStamp(ts);  // the frame in which the white screen is drawn
+      event(Number.isInteger(msg.pulse) ? "sync_flash" : "sync_pulse", t, msg.pulse);
+      sendJson({ type: "ack", re: msg.id, status: "ok", t });
+      setTimeout(() => { div.hidden = true; }, msg.duration_ms || 100);
+    });
+  }, Math.min(Math.max(wait, 0), 10000));
 }
 
 async function keepAwake() {
