@@ -149,7 +149,7 @@ def _numeric_section(s: Any, t0: float) -> str:
 
 def _marker_section(s: Any, t0: float) -> str:
     parts = [_img(channel_figures.markers(s, t0), f"{s.name} markers")]
-    rows = [[f"{t - t0:.3f}", "/".join(map(str, v))]
+    rows = [[f"{t - t0:.6f}", "/".join(map(str, v))]
             for t, v in zip(s.time_stamps[:MAX_MARKER_ROWS],
                             s.time_series[:MAX_MARKER_ROWS], strict=False)]  # fmt: skip
     more = f" (first {MAX_MARKER_ROWS})" if len(s.time_stamps) > MAX_MARKER_ROWS else ""

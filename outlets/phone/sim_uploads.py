@@ -85,6 +85,8 @@ class UploadMixin:
                 record["resumed_from"].append(off)
                 while off < len(data):
                     chunk = data[off : off + self.upload_chunk]
+                    if self.upload_bps:  # a real uplink's pace
+                        self._stop.wait(len(chunk) / self.upload_bps)
                     if not self._send(
                         P.encode_binary(
                             {"type": "upload_chunk", "upload_id": uid, "offset": off},

@@ -75,6 +75,9 @@ class PhoneSimulator(UploadMixin):
     cut_upload_after : int | None
         Drop the connection once this many bytes of the first upload were sent,
         then reconnect and resume.
+    upload_bps : float | None
+        Pace upload chunks to this many bytes per second (a real uplink); None:
+        as fast as the socket takes them.
     auto_reconnect : bool
         Reconnect by itself after a broken connection.
     rates, declare_rates : dict, bool
@@ -107,6 +110,7 @@ class PhoneSimulator(UploadMixin):
         batch_s: float = 0.1,
         upload_chunk: int = 64 * 1024,
         cut_upload_after: int | None = None,
+        upload_bps: float | None = None,
         auto_reconnect: bool = False,
         seed: int | None = None,
         model: str = "PhoneSimulator",
@@ -133,6 +137,7 @@ class PhoneSimulator(UploadMixin):
         self.pulse_interval, self.pulse_length = pulse_interval, pulse_length
         self.batch_s, self.upload_chunk = batch_s, int(upload_chunk)
         self.cut_upload_after = cut_upload_after
+        self.upload_bps = float(upload_bps) if upload_bps else None
         self.auto_reconnect, self.model = auto_reconnect, model
         #: sensor rates (Hz) differing from the typical ones, declared in hello
         #: unless ``declare_rates`` is False (an older app)

@@ -102,7 +102,7 @@ def test_process_remaps_phone_streams_and_says_so(recorded, monkeypatch):
 
 
 def test_remapped_stamps_reach_every_output(recorded, monkeypatch, tmp_path):
-    """Events tables, CSV, MAT, MNE annotations, BIDS events: the re-mapped stamps."""
+    """Events tables, CSV, MAT, MNE annotations, BIDS events, report: re-mapped."""
     import scipy.io
 
     from lsl_session.bids.export import export_bids
@@ -141,6 +141,9 @@ def test_remapped_stamps_reach_every_output(recorded, monkeypatch, tmp_path):
     ann = raw.annotations
     pulses = np.asarray(ann.onset)[np.asarray(ann.description) == "sync_pulse"]
     np.testing.assert_allclose(pulses + first, remapped, rtol=0, atol=5e-6)
+    page = (root / "processing" / "report.html").read_text()
+    for new, old in zip(remapped - data.t0, live - data.t0, strict=True):
+        assert f"<td>{new:.6f}</td>" in page and f"<td>{old:.6f}</td>" not in page
     export_bids(root, tmp_path / "bids", subject="01", task="phone")
     (tsv,) = (tmp_path / "bids").rglob("*_events.tsv")
     bids = phone_rows(pd.read_csv(tsv, sep="\t"))
