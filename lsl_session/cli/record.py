@@ -205,6 +205,10 @@ def record_command(
 
     for q in stream_queries or []:
         validate_query(q)
+    if dashboard:  # a configuration error comes before any stream is looked for
+        from lsl_session.dashboard.server import check_bind
+
+        check_bind(dashboard_host, dashboard_token)
     manager = SessionManager(root)
 
     def open_session(session_name: str | None) -> None:

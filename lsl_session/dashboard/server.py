@@ -75,6 +75,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 send_status(self.connection, exc.status, exc.reason)
             return
         self.connection.settimeout(WRITE_TIMEOUT)
+        self.rfile.close()  # the socket's own reader is not used: the head is read
         self.rfile = io.BytesIO(head)
         with contextlib.suppress(OSError):
             self.handle_one_request()
@@ -174,6 +175,21 @@ class _HttpServer(GuardedServer):
         super().__init__(address, _Handler)
 
 
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse a non-loopback ``host`` without a token (before anything starts).
+
+    Raises
+    ------
+    LslSessionError
+        One line naming the host.
+    """
+    if not is_loopback(host) and not token:
+        raise LslSessionError(
+            f"refusing to serve the dashboard on non-loopback {host!r}"
+            " without a token (give --dashboard-token)"
+        )
+
+
 class DashboardServer:
     """Serve the live dashboard of a recording.
 
@@ -195,11 +211,7 @@ class DashboardServer:
         port: int = 0,
         token: str | None = None,
     ) -> None:
-        if not is_loopback(host) and not token:
-            raise LslSessionError(
-                f"refusing to serve the dashboard on non-loopback {host!r}"
-                " without a token (give --dashboard-token)"
-            )
+        check_bind(host, token)
         self.state = state
         self.host = host
         self.port = port
