@@ -27,6 +27,7 @@ from typing import Any
 from lsl_session import catalog
 from lsl_session.errors import LslSessionError, MetadataError
 from lsl_session.metadata import read_metadata
+from lsl_session.xdf.compressed import split_xdf_name
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def collect(
         found.extend(catalog.session_folders(root))
     for path in paths:
         path = Path(path)
-        if path.is_file() and xdf and path.suffix.lower() == ".xdf":
+        if path.is_file() and xdf and split_xdf_name(path.name):
             found.append(path)
         elif path.is_dir() and (path / "session_metadata.json").is_file():
             found.append(path)

@@ -34,6 +34,7 @@ _SESSION_FIELDS = {"name", "root"}
 _RECORD_FIELDS = {
     "streams",
     "split_mb",
+    "compress",
     "duration_s",
     "wait_s",
     "upload_timeout_s",
@@ -121,6 +122,7 @@ class SessionConfig:
     root: Path | None = None
     streams: list[str] | None = None
     split_mb: float | None = None
+    compress: bool = False
     devices: tuple[DeviceConfig, ...] = ()
     duration_s: float | None = None
     wait_s: float = 30.0
@@ -425,6 +427,7 @@ def load_config(path: Path | str, *, simulate: bool = False) -> SessionConfig:
         else (path.parent / root if not Path(root).is_absolute() else Path(root)),
         streams=streams or None,
         split_mb=record.number("split_mb", low=1.0),
+        compress=record.flag("compress", False),
         devices=devices,
         duration_s=record.number("duration_s", positive=True),
         wait_s=record.number("wait_s", 30.0, low=0.0, high=3600.0),

@@ -36,6 +36,11 @@ from lsl_session.metadata import now_iso, read_metadata
 from lsl_session.session import Session, create_session_folder
 from lsl_session.xdf import load_raw
 from lsl_session.xdf._format import XdfFormatError
+from lsl_session.xdf.compressed import (
+    file_compression,
+    split_xdf_name,
+    starts_as_xdf,
+)
 from lsl_session.xdf.reader import synced_duration
 
 logger = logging.getLogger(__name__)
@@ -54,15 +59,12 @@ class XdfImportError(LslSessionError):
 
 
 def is_xdf_file(path: Path | str) -> bool:
-    """True for an existing file whose first four bytes are ``XDF:``."""
+    """True for an existing file whose first four bytes are ``XDF:`` (also once
+    decompressed: ``.xdf.gz``, LabRecorder's ``.xdfz``)."""
     path = Path(path)
     if not path.is_file():
         return False
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(4) == _MAGIC
-    except OSError:
-        return False
+    return starts_as_xdf(path)
 
 
 def recording_parts(path: Path | str) -> list[Path]:
@@ -72,13 +74,14 @@ def recording_parts(path: Path | str) -> list[Path]:
     missing is returned with its own later siblings.
     """
     path = Path(path)
-    match = _PART.match(path.stem)
-    stem = match.group("stem") if match else path.stem
-    first = path.with_name(f"{stem}{path.suffix}")
-    pattern = re.compile(rf"^{re.escape(stem)}_part(\d{{3,}}){re.escape(path.suffix)}$")
+    name_stem, suffix = split_xdf_name(path.name) or (path.stem, path.suffix)
+    match = _PART.match(name_stem)
+    stem = match.group("stem") if match else name_stem
+    first = path.with_name(f"{stem}{suffix}")
+    pattern = re.compile(rf"^{re.escape(stem)}_part(\d{{3,}}){re.escape(suffix)}$")
     parts = sorted(
         (int(m.group(1)), p)
-        for p in path.parent.glob(f"{glob_escape(stem)}_part*{path.suffix}")
+        for p in path.parent.glob(f"{glob_escape(stem)}_part*{suffix}")
         if (m := pattern.match(p.name)) and int(m.group(1)) >= 2 and p.is_file()
     )[:MAX_PARTS]
     files = [first] if first.is_file() else []
@@ -350,7 +353,9 @@ def _fill(
     sid = folder.name
     imported = []
     for k, (source, digest) in enumerate(zip(files, hashes, strict=True)):
-        target = folder / (f"{sid}.xdf" if k == 0 else f"{sid}_part{k + 1:03d}.xdf")
+        kind = file_compression(source)
+        ext = {"gzip": ".xdf.gz", "zlib": ".xdfz"}.get(kind or "", ".xdf")
+        target = folder / (f"{sid}{ext}" if k == 0 else f"{sid}_part{k + 1:03d}{ext}")
         method = _place(source, target, copy=copy or not complete[k])
         if sha256_of(target) != digest:  # the source changed under us
             raise XdfImportError(f"{source}: changed while it was imported")

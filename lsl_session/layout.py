@@ -180,11 +180,15 @@ class SessionPaths:
         """``<session_id>_log.json``."""
         return self.root / f"{self.session_id}_log.json"
 
-    def xdf(self, part: int = 1) -> Path:
-        """``<session_id>.xdf``, or ``<session_id>_partNNN.xdf`` for part ≥ 2."""
+    def xdf(self, part: int = 1, *, compressed: bool = False) -> Path:
+        """``<session_id>.xdf``, or ``<session_id>_partNNN.xdf`` for part ≥ 2.
+
+        ``compressed`` gives the ``.xdf.gz`` name (`~lsl_session.xdf.compressed`).
+        """
+        suffix = ".xdf.gz" if compressed else ".xdf"
         if part <= 1:
-            return self.root / f"{self.session_id}.xdf"
-        return self.root / f"{self.session_id}_part{part:03d}.xdf"
+            return self.root / f"{self.session_id}{suffix}"
+        return self.root / f"{self.session_id}_part{part:03d}{suffix}"
 
     @property
     def devices(self) -> Path:

@@ -108,6 +108,12 @@ def format_status(status: dict) -> str:
     help="Start a new XDF part at this size.",
 )
 @click.option(
+    "--compress",
+    is_flag=True,
+    help="Write <session_id>.xdf.gz: a gzip member closed at every fsync"
+    " (pyxdf reads it as is).",
+)
+@click.option(
     "--split-minutes",
     type=click.FloatRange(min=0.1),
     default=None,
@@ -145,6 +151,7 @@ def record_command(
     no_process: bool,
     split_mb: float | None,
     split_minutes: float | None,
+    compress: bool,
     stop_grace: float,
     labrecorder_config: Path | None,
     allow_missing: bool,
@@ -173,6 +180,8 @@ def record_command(
         options["split_bytes"] = split_mb * 1e6
     if split_minutes:
         options["split_seconds"] = split_minutes * 60
+    if compress:
+        options["compress"] = True
     stream_queries = list(queries) or None
     if config_file is not None and looks_like_labrecorder_config(config_file):
         labrecorder_config, config_file = config_file, None

@@ -88,7 +88,7 @@ def _echo_xdf(info: dict) -> None:
 @json_option
 def info_command(path: Path, as_json: bool) -> None:
     """Summarise a session folder or an .xdf file."""
-    if path.is_file() and path.suffix.lower() in (".xdf", ".xdfz"):
+    if path.is_file() and path.name.lower().endswith((".xdf", ".xdfz", ".xdf.gz")):
         from lsl_session.xdf.reader import summarize
 
         info = summarize(path)

@@ -362,6 +362,8 @@ class LabRun:
             recorder_options["timing"] = RecorderTiming(
                 offset_interval=self.config.clock_offset_every_s
             )
+        if self.config.compress:
+            recorder_options.setdefault("compress", True)
         if self.config.split_mb and "split_bytes" not in recorder_options:
             recorder_options["split_bytes"] = self.config.split_mb * 1e6
         # streaming devices are found within a resolve cycle or two; absent ones

@@ -43,6 +43,7 @@ from lsl_session.xdf._format import (
     sample_record_dtype,
 )
 from lsl_session.xdf._parse import decode_numeric, decode_strings
+from lsl_session.xdf.compressed import open_xdf
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ def _read_samples(
         }
         for sid, p in by_sid.items()
     }
-    with open(path, "rb") as fh:
+    with open_xdf(path) as fh:
         for chunk in iter_chunks(fh):
             sid = chunk.stream_id
             if chunk.tag == ChunkTag.STREAM_HEADER:

@@ -40,13 +40,15 @@ def session_xdf_files(paths: SessionPaths, meta: dict[str, Any] | None) -> list[
     if files:
         return files
     sid = paths.session_id
-    pattern = re.compile(rf"^{re.escape(sid)}_part(\d+)\.xdf$")
+    pattern = re.compile(rf"^{re.escape(sid)}_part(\d+)\.xdf(\.gz)?$")
     parts = sorted(
         (int(m.group(1)), p)
-        for p in paths.root.glob(f"{sid}_part*.xdf")
+        for p in paths.root.glob(f"{sid}_part*.xdf*")
         if (m := pattern.match(p.name))
     )
-    first = [paths.xdf(1)] if paths.xdf(1).is_file() else []
+    first = [p for p in (paths.xdf(1), paths.xdf(1, compressed=True)) if p.is_file()][
+        :1
+    ]
     return first + [p for _, p in parts]
 
 

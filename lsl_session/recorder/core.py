@@ -105,8 +105,13 @@ class Recorder:
         pool: StreamPool | None = None,
         start_at: float | None = None,
         stop_grace: float | None = None,
+        compress: bool = False,
     ) -> None:
-        self.path = Path(path)
+        self.compress = bool(compress)
+        path = Path(path)
+        if self.compress and not path.name.endswith(".gz"):
+            path = path.with_name(path.name + ".gz")
+        self.path = path
         self.first_part = int(first_part)
         self.queries = list(streams) if streams else None
         combine_queries(self.queries)  # an invalid query fails here
@@ -187,6 +192,7 @@ class Recorder:
             split_seconds=self.split_seconds,
             file_header_extra=self._extra,
             first_part=self.first_part,
+            compress=self.compress,
         )
         self._output.taps = self.taps
         # from here on stop() releases whatever exists, so a failure below
@@ -239,7 +245,7 @@ class Recorder:
     def _part_path(self, part: int) -> Path:
         if part <= 1:
             return self.path
-        return self.path.with_name(f"{self.path.stem}_part{part:03d}{self.path.suffix}")
+        return self.path.with_name(part_name(self.path.name, part))
 
     def _wants(self, stream: PooledStream) -> bool:
         """A shared pool's stream belongs to this run unless another run watches it."""
@@ -491,7 +497,7 @@ class Recorder:
             "recording": self.started and not self.stopped,
             "file": str(out.paths[-1]) if out else None,
             "parts": len(out.paths) if out else 0,
-            "bytes": out.total_bytes if out else 0,
+            "bytes": out.disk_bytes if out else 0,
             "disk_free": shutil.disk_usage(self.path.parent).free,
             "elapsed_s": None
             if self.start_clock is None
@@ -505,7 +511,7 @@ class Recorder:
         out = self._output
         return {
             "xdf_files": [p.name for p in out.paths] if out else [],
-            "bytes": out.total_bytes if out else 0,
+            "bytes": out.disk_bytes if out else 0,
             "queries": self.queries,
             "start_lsl_time": self.start_clock,
             "stop_lsl_time": self.stop_clock,
@@ -519,6 +525,15 @@ class Recorder:
             "shared_sources": list(self.pool.shared_sources) if self.pool else [],
             "streams": [s.summary() for s in self.streams.values()],
         }
+
+
+def part_name(name: str, part: int) -> str:
+    """``x.xdf`` → ``x_part002.xdf``; ``x.xdf.gz`` → ``x_part002.xdf.gz``."""
+    for suffix in (".xdf.gz", ".xdfz", ".xdf"):
+        if name.lower().endswith(suffix):
+            return f"{name[: -len(suffix)]}_part{part:03d}{name[-len(suffix) :]}"
+    stem, dot, suffix = name.rpartition(".")
+    return f"{stem}_part{part:03d}.{suffix}" if dot else f"{name}_part{part:03d}"
 
 
 def _info_key(stream: PooledStream) -> tuple[str, ...]:

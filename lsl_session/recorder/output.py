@@ -4,6 +4,12 @@ Writes go straight to the file descriptor (no user-space buffer), one chunk per
 ``write``: a process killed with SIGKILL loses only what the pull threads had
 not yet written (≤ one pull interval), and a failed write is cut back to the
 last complete chunk, so the file always ends on a chunk boundary.
+
+Compressed (``compress=True``, ``.xdf.gz``): chunks are gathered in memory and
+written as one complete gzip member at every fsync (about once a second, or
+when `MEMBER_MAX_BYTES` are gathered), so a SIGKILL loses at most the last
+second and the file always ends on a member boundary (`recover` cuts a torn
+one); stock ``gzip``/pyxdf read the members as one stream.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import numpy as np
 
 from lsl_session.errors import RecorderError
 from lsl_session.fsutil import fsync_dir
+from lsl_session.xdf.compressed import gzip_member
 from lsl_session.xdf.writer import (
     encode_boundary,
     encode_clock_offset,
@@ -31,6 +38,11 @@ from lsl_session.xdf.writer import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: A compressed file writes a gzip member at the latest when this much is gathered.
+MEMBER_MAX_BYTES = 64 * 1024 * 1024
+#: zlib level of compressed files (1 fastest … 9 smallest); see docs/recorder.md.
+COMPRESS_LEVEL = 1
 
 
 class OutputFailed(RecorderError):
@@ -89,8 +101,17 @@ class XdfOutput:
         split_seconds: float | None = None,
         file_header_extra: dict | None = None,
         first_part: int = 1,
+        compress: bool = False,
+        compress_level: int = COMPRESS_LEVEL,
     ) -> None:
         self._path_for_part = path_for_part
+        self.compress = bool(compress)
+        self.compress_level = int(compress_level)
+        self._pending = bytearray()
+        #: compressed files: bytes on disk up to the last complete member
+        self._disk_end = 0
+        #: bytes on disk, over all parts (compressed size when compressing)
+        self.disk_bytes = 0
         self.split_bytes = split_bytes
         self.split_seconds = split_seconds
         self._extra = file_header_extra or {}
@@ -121,14 +142,25 @@ class XdfOutput:
         self._fd = fd
         self.paths.append(path)
         self.part_bytes = 0
+        self._disk_end = 0
         self._part_started = time.monotonic()
         self._write(encode_file_header(self._extra))
+        self._write_member()
         os.fsync(fd)
         fsync_dir(path.parent)
 
     def _write(self, data: bytes) -> None:
         """Write one whole chunk, or cut the file back to where it started."""
         if not data:
+            return
+        if self.compress:
+            if self._fd is None:
+                raise OutputFailed(self.failed or "the XDF output has no open file")
+            self._pending += data
+            self.part_bytes += len(data)
+            self.total_bytes += len(data)
+            if len(self._pending) >= MEMBER_MAX_BYTES:
+                self._write_member()
             return
         fd = self._fd
         if fd is None:
@@ -148,6 +180,30 @@ class XdfOutput:
             raise OutputFailed(self.failed) from None
         self.part_bytes += len(data)
         self.total_bytes += len(data)
+        self.disk_bytes += len(data)
+
+    def _write_member(self) -> None:
+        """Compressed files: write what was gathered as one complete gzip member."""
+        if not self.compress or not self._pending or self._fd is None:
+            return
+        member = gzip_member(bytes(self._pending), self.compress_level)
+        view = memoryview(member)
+        written = 0
+        try:
+            while written < len(member):
+                written += os.write(self._fd, view[written:])
+        except OSError as exc:
+            try:
+                os.ftruncate(self._fd, self._disk_end)
+                os.lseek(self._fd, self._disk_end, os.SEEK_SET)
+            except OSError:
+                logger.exception("could not cut %s back", self.paths[-1])
+            self._pending.clear()
+            self.failed = f"writing {self.paths[-1].name} failed: {exc.strerror}"
+            raise OutputFailed(self.failed) from None
+        self._disk_end += len(member)
+        self.disk_bytes += len(member)
+        self._pending.clear()
 
     def _check(self) -> None:
         if self.failed:
@@ -254,11 +310,20 @@ class XdfOutput:
         """Fsync the current part (called about once a second)."""
         with self._lock:
             if self._fd is not None and not self.closed:
+                if self.compress and not self.failed:
+                    self._write_member()
                 os.fsync(self._fd)
 
     def _close_fd(self) -> None:
         if self._fd is not None:
             try:
+                if self.compress and not self.failed:
+                    try:
+                        self._write_member()
+                    except OutputFailed:
+                        logger.error(
+                            "%s ends at its last complete member", self.paths[-1]
+                        )
                 os.fsync(self._fd)
             finally:
                 os.close(self._fd)

@@ -24,10 +24,15 @@ class SessionRecorder(Recorder):
             queries.append(own)
         kwargs.setdefault("file_header_extra", {"session_id": session.session_id})
         part = 1
-        while session.paths.xdf(part).exists():
+        paths = session.paths
+        while paths.xdf(part).exists() or paths.xdf(part, compressed=True).exists():
             part += 1
+        compressed = bool(kwargs.get("compress"))
         super().__init__(
-            session.paths.xdf(1), streams=queries, first_part=part, **kwargs
+            paths.xdf(1, compressed=compressed),
+            streams=queries,
+            first_part=part,
+            **kwargs,
         )
         self.internal_queries.add(own)
         self.session = session

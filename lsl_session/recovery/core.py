@@ -258,7 +258,12 @@ def recover_session(folder: Path | str, *, dry_run: bool = False) -> RecoveryRep
         report.interrupted = True
 
     # 1. XDF files
-    for xdf_path in sorted(folder.glob("*.xdf")):
+    xdf_paths = [
+        *folder.glob("*.xdf"),
+        *folder.glob("*.xdf.gz"),
+        *folder.glob("*.xdfz"),
+    ]
+    for xdf_path in sorted(xdf_paths):
         rep = repair_xdf(xdf_path, dry_run=dry_run)
         report.xdf.append(rep)
         report.actions.extend(rep.actions())

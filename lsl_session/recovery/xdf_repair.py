@@ -11,10 +11,14 @@ from typing import Any
 
 from lsl_session.fsutil import fsync_dir, open_nofollow
 from lsl_session.xdf._format import MAGIC, XdfFormatError
+from lsl_session.xdf.compressed import file_compression, gzip_member, open_inflated
 from lsl_session.xdf.reader import RawStream, XdfFile, load_raw
 from lsl_session.xdf.writer import encode_file_header, encode_stream_footer
 
 logger = logging.getLogger(__name__)
+
+#: zlib level of a member appended to a compressed file (as the recorder's).
+COMPRESS_LEVEL = 1
 
 #: Suffix of the file that keeps the bytes cut off the end of an XDF file.
 TORN_SUFFIX = ".torn-tail"
@@ -271,6 +275,9 @@ def repair_xdf(path: Path | str, *, dry_run: bool = False) -> XdfRepair:
         return report
     size = path.stat().st_size
     report = XdfRepair(path, size_before=size, size_after=size)
+    kind = file_compression(path)
+    if kind is not None:
+        return _repair_compressed(path, kind, report, dry_run)
     if size < len(MAGIC):
         return _repair_short(path, report, dry_run)
     try:
@@ -280,6 +287,19 @@ def repair_xdf(path: Path | str, *, dry_run: bool = False) -> XdfRepair:
         return report
     keep = xdf.last_good_offset
     report.torn_bytes = size - keep
+    extra = _missing_chunks(path, xdf, keep, report)
+    if not report.changed or dry_run:
+        return report
+    if report.torn_bytes:
+        report.torn_tail = _save_tail(path, keep)
+    report.unlinked = _cut_and_append(path, keep, extra)
+    report.size_after = keep + len(extra)
+    logger.info("repaired %s: %s", path, "; ".join(report.actions()))
+    return report
+
+
+def _missing_chunks(path: Path, xdf: XdfFile, keep: int, report: XdfRepair) -> bytes:
+    """The FileHeader (if missing) and the StreamFooters the file lacks."""
     extra = b""
     if not xdf.header and keep <= len(MAGIC):
         extra += encode_file_header({"writer": "lsl_session recover"})[len(MAGIC) :]
@@ -302,11 +322,51 @@ def repair_xdf(path: Path | str, *, dry_run: bool = False) -> XdfRepair:
         if problem.endswith("has no footer") or problem.startswith("torn or"):
             continue  # repaired here
         report.problems.append(f"{path.name}: {problem}")
+    return extra
+
+
+def _repair_compressed(
+    path: Path, kind: str, report: XdfRepair, dry_run: bool
+) -> XdfRepair:
+    """``.xdf.gz``: keep the complete gzip members, re-compress what the torn one
+    still held in whole chunks, and append the missing footers as a new member.
+
+    LabRecorder's zlib ``.xdfz`` is one stream that cannot be appended to: it is
+    reported, never modified.
+    """
+    try:
+        tmp, inflated = open_inflated(path)
+    except XdfFormatError as exc:
+        report.problems.append(f"{path.name}: {exc}; left alone")
+        return report
+    with tmp:
+        try:
+            xdf = load_raw(tmp, keep_samples=False)
+        except XdfFormatError as exc:
+            report.problems.append(f"{path.name}: {exc}; left alone")
+            return report
+        keep = xdf.last_good_offset
+        salvage = b""
+        if keep > inflated.good_size:  # whole chunks inside the torn member
+            tmp.seek(inflated.good_size)
+            salvage = tmp.read(keep - inflated.good_size)
+        extra = _missing_chunks(path, xdf, min(keep, inflated.size), report)
+    if kind != "gzip":
+        if inflated.torn or report.changed:
+            report.problems.append(
+                f"{path.name}: a zlib .xdfz (LabRecorder) cannot be appended to;"
+                " read as it is, left alone"
+            )
+        report.footers_added.clear()
+        report.file_header_added = False
+        return report
+    report.torn_bytes = report.size_before - inflated.good_end
     if not report.changed or dry_run:
         return report
     if report.torn_bytes:
-        report.torn_tail = _save_tail(path, keep)
-    report.unlinked = _cut_and_append(path, keep, extra)
-    report.size_after = keep + len(extra)
+        report.torn_tail = _save_tail(path, inflated.good_end)
+    member = gzip_member(salvage + extra, COMPRESS_LEVEL) if salvage + extra else b""
+    report.unlinked = _cut_and_append(path, inflated.good_end, member)
+    report.size_after = inflated.good_end + len(member)
     logger.info("repaired %s: %s", path, "; ".join(report.actions()))
     return report

@@ -23,6 +23,7 @@ from ._format import (
     XdfFormatError,
     decode_varlen,
 )
+from .compressed import Inflated, file_compression, open_inflated
 
 logger = logging.getLogger(__name__)
 
@@ -64,18 +65,27 @@ class Chunk:
 
 
 class ByteSource:
-    """Random access over bytes, a path or a seekable binary file object."""
+    """Random access over bytes, a path or a seekable binary file object.
+
+    A path to a compressed XDF (``.xdf.gz`` members, LabRecorder's zlib ``.xdfz``;
+    recognised by content) is read through a decompressed temporary file; its
+    `inflated` tells how the compressed file ended.
+    """
 
     def __init__(self, source: Source) -> None:
         self._buf: bytes | None = None
         self._file: IO[bytes] | None = None
         self._owns = False
+        self.inflated: Inflated | None = None
         if isinstance(source, bytes | bytearray | memoryview):
             self._buf = source if isinstance(source, bytes) else bytes(source)
             self.size = len(self._buf)
             return
         if isinstance(source, str | os.PathLike):
-            self._file = open(Path(source), "rb")
+            if file_compression(source) is not None:
+                self._file, self.inflated = open_inflated(source)
+            else:
+                self._file = open(Path(source), "rb")
             self._owns = True
         elif isinstance(source, io.TextIOBase):
             raise TypeError("The XDF file must be opened in binary mode.")
