@@ -46,6 +46,13 @@ logger = logging.getLogger(__name__)
 
 #: Seconds an extra (per-run) query is resolved for on each watch round.
 EXTRA_RESOLVE_WAIT = 0.2
+#: Inlets open in parallel (a thread each, at most `MAX_OPENING` at once); a
+#: round waits this long for them, once. A stream still opening then (a dead or
+#: firewalled peer: liblsl's 5 s timeouts) is added when it opens, or retried.
+OPEN_WAIT = 0.5
+MAX_OPENING = 32
+#: Seconds before a stream that could not be opened is tried again.
+RETRY_AFTER = 5.0
 
 
 class PoolRun(Protocol):
@@ -114,6 +121,7 @@ class StreamPool:
         self._released: set[str] = set()
         self._matched: set[str] = set()
         self._retry_after: dict[str, float] = {}
+        self._opening: set[str] = set()
         self._resolver: pylsl.ContinuousResolver | None = None
         self._closed = threading.Event()
         self._ready = threading.Event()
@@ -276,39 +284,72 @@ class StreamPool:
             self._open_new(resolve_query(query, EXTRA_RESOLVE_WAIT))
 
     def _open_new(self, found: list[pylsl.StreamInfo]) -> None:
+        """Open the new streams in ``found`` in parallel; wait `OPEN_WAIT` once."""
         now = time.monotonic()
-        new = [
-            i
-            for i in found
-            if stream_key(i) not in self.streams
-            and stream_key(i) not in self._released
-            and self._retry_after.get(stream_key(i), 0.0) <= now
-        ]
-        for info in sorted(new, key=sort_key):
-            if self._closed.is_set():
-                return
-            opened = open_inlet(info)
-            if opened is None:  # e.g. its data port is firewalled: retry later
-                self._retry_after[stream_key(info)] = time.monotonic() + 5.0
-                continue
-            inlet, full = opened
-            with self.lock:
+        threads = []
+        with self.lock:
+            for info in sorted(found, key=sort_key):
                 key = stream_key(info)
-                if self._closed.is_set() or key in self.streams:
-                    inlet.close_stream()
+                if (
+                    key in self.streams
+                    or key in self._released
+                    or key in self._opening
+                    or self._retry_after.get(key, 0.0) > now
+                    or len(self._opening) >= MAX_OPENING
+                ):
                     continue
-                stream = PooledStream(inlet, full, self.timing)
-                self.streams[key] = stream
-                self._matched.update(
-                    q for q in self.queries or [] if matches_query(info, q)
+                self._opening.add(key)
+                threads.append(
+                    threading.Thread(
+                        target=self._open_one,
+                        args=(info,),
+                        name="recorder-open",
+                        daemon=True,
+                    )
                 )
-                for q in self._extra:
-                    if matches_query(info, q):
-                        self._extra[q] = True
-                # starts liblsl's time thread: the first estimate comes ~0.5 s later
-                stream.poll_offset(pylsl.local_clock())
-                for run in list(self.runs):
-                    run.on_stream(stream)
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + OPEN_WAIT
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _open_one(self, info: pylsl.StreamInfo) -> None:
+        """Open one inlet (its own thread: liblsl may block for seconds), adopt it."""
+        key = stream_key(info)
+        try:
+            opened = None if self._closed.is_set() else open_inlet(info)
+            if opened is None:  # e.g. its data port is firewalled: retry later
+                with self.lock:
+                    self._retry_after[key] = time.monotonic() + RETRY_AFTER
+                return
+            self._adopt(info, *opened)
+        except Exception:
+            logger.exception("opening stream %s failed", info.name())
+        finally:
+            with self.lock:
+                self._opening.discard(key)
+
+    def _adopt(
+        self, info: pylsl.StreamInfo, inlet: pylsl.StreamInlet, full: pylsl.StreamInfo
+    ) -> None:
+        """Add an opened stream and tell the runs (takes the lock)."""
+        with self.lock:
+            key = stream_key(info)
+            if self._closed.is_set() or key in self.streams:
+                inlet.close_stream()
+                return
+            stream = PooledStream(inlet, full, self.timing)
+            self.streams[key] = stream
+            self._matched.update(
+                q for q in self.queries or [] if matches_query(info, q)
+            )
+            for q in self._extra:
+                if matches_query(info, q):
+                    self._extra[q] = True
+            # starts liblsl's time thread: the first estimate comes ~0.5 s later
+            stream.poll_offset(pylsl.local_clock())
+            for run in list(self.runs):
+                run.on_stream(stream)
 
     def fail(self, message: str) -> None:
         """End every attached run with ``message`` (the pool is dead)."""
