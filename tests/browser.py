@@ -10,7 +10,8 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
+import pytest  # noqa: F401 - the browser tests' runner
+from system_tools import missing
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 INSTALL = "apt-get install -y chromium (and pip install -e '.[dev]' for playwright)"
@@ -26,13 +27,13 @@ ARGS = [
 
 
 def require_chromium() -> None:
-    """Skip (not run) with the install command when the browser stack is missing."""
+    """Not run (locally) or failed (CI) with the install command when it is missing."""
     if shutil.which("chromium") is None:
-        pytest.skip(f"not run: chromium is not installed ({INSTALL})")
+        missing("chromium is not installed", INSTALL)
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        pytest.skip(f"not run: playwright is not installed ({INSTALL})")
+        missing("playwright is not installed", INSTALL)
 
 
 @contextmanager

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
+from system_tools import missing
 from test_processing_support import T0, Clock, stream_xml, write_xdf
 
 from lsl_session.session import create_session_folder
@@ -78,7 +78,7 @@ def validator() -> list[str]:
         os.environ.get("BIDS_VALIDATOR", VALIDATOR / "bin" / "bids-validator")
     )
     if node is None or not script.is_file():
-        pytest.skip(f"BIDS validator not installed (needs node): {INSTALL}")
+        missing("the BIDS validator is not installed (needs node)", INSTALL)
     return [node, str(script)]
 
 

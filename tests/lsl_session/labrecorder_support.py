@@ -51,11 +51,11 @@ def labrecorder_python() -> str | None:
 
 def start_labrecorder(out: Path, secs: float, *source_ids: str) -> subprocess.Popen:
     """Start LabRecorder's engine recording ``source_ids`` into ``out`` (or skip)."""
-    import pytest
+    from system_tools import missing
 
     python = labrecorder_python()
     if python is None:
-        pytest.skip(f"not run: needs `pip install {LR_VERSION}` (Python 3.11/3.12)")
+        missing("LabRecorder's engine", f"pip install {LR_VERSION} (Python 3.11/3.12)")
     return subprocess.Popen(
         [python, "-c", LR_CHILD, str(out), str(secs), *source_ids],
         stderr=subprocess.PIPE, text=True,

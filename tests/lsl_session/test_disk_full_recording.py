@@ -15,9 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import pyxdf
 from lsl_helpers import RegularSource, wait_until
+from system_tools import missing
 
 
 def _mount_tmpfs(path: Path, size: str) -> None:
@@ -28,9 +28,7 @@ def _mount_tmpfs(path: Path, size: str) -> None:
         text=True,
     )
     if result.returncode:
-        pytest.skip(
-            f"not run: mounting a tmpfs needs root/CAP_SYS_ADMIN: {result.stderr}"
-        )
+        missing("a tmpfs mount (root/CAP_SYS_ADMIN)", f"run as root: {result.stderr}")
 
 
 def _fill(path: Path) -> None:

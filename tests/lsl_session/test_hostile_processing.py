@@ -19,6 +19,7 @@ import pylsl
 import pytest
 import scipy.io
 from lsl_helpers import wait_until
+from system_tools import missing
 from test_processing_support import stream_xml
 
 from lsl_session.manager import SessionManager
@@ -146,9 +147,7 @@ def _mount_tmpfs(path: Path, size: str) -> None:
         text=True,
     )
     if result.returncode:
-        pytest.skip(
-            f"cannot mount a tmpfs (needs root / CAP_SYS_ADMIN): {result.stderr}"
-        )
+        missing("a tmpfs mount (root/CAP_SYS_ADMIN)", f"run as root: {result.stderr}")
 
 
 def test_aligned_output_larger_than_free_disk_is_refused(tmp_path):

@@ -9,6 +9,7 @@ import subprocess
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from system_tools import missing
 
 from lsl_session.processing import tables
 from lsl_session.processing.model import SyncedStream
@@ -17,9 +18,16 @@ from lsl_session.processing.to_matlab import write_matlab
 from lsl_session.processing.to_parquet import write_synchronized
 
 OCTAVE = shutil.which("octave-cli") or shutil.which("octave")
-NEEDS_OCTAVE = pytest.mark.skipif(
-    OCTAVE is None, reason="not run: needs GNU Octave (apt-get install -y octave)"
-)
+
+
+@pytest.fixture
+def octave() -> str:
+    """GNU Octave's CLI, or not run (locally) / failed (CI)."""
+    if OCTAVE is None:
+        missing("GNU Octave", "apt-get install -y octave")
+    return OCTAVE
+
+
 TEXT = "Blöck é – 日本 😀"
 
 
@@ -70,7 +78,7 @@ def test_v5_text_is_utf16_code_units_as_matlab_writes_it(tmp_path):
     assert b"plain" in data  # ASCII text keeps scipy's 1-byte encoding
 
 
-@NEEDS_OCTAVE
+@pytest.mark.usefixtures("octave")
 def test_octave_loads_non_ascii_strings_intact(tmp_path):
     _mat(tmp_path)
     out = _octave(
@@ -87,7 +95,7 @@ def test_octave_loads_non_ascii_strings_intact(tmp_path):
     ]  # fmt: skip
 
 
-@NEEDS_OCTAVE
+@pytest.mark.usefixtures("octave")
 def test_octave_importdata_csv_headers_without_quotes(tmp_path):
     streams = _streams()
     write_csv(streams, tmp_path, t0=10.0, events=tables.events_frame(streams, 10.0))

@@ -26,10 +26,17 @@ import pyxdf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import netlab
+from system_tools import missing
 
-pytestmark = pytest.mark.skipif(
-    netlab.available() is not None, reason=str(netlab.available())
-)
+
+@pytest.fixture(autouse=True)
+def _namespaces() -> None:
+    """Network namespaces need root and iproute2: not run locally, failed in CI."""
+    why = netlab.available()
+    if why is not None:
+        missing(why, "run as root with iproute2 (apt-get install -y iproute2)")
+
+
 CLI = [sys.executable, "-m", "lsl_session"]
 TOKEN = "test-lab-secret-0123456789"
 #: The issue's bound on the clock-offset error across hosts (seconds).

@@ -24,6 +24,7 @@ import pytest
 from click.testing import CliRunner
 from lsl_helpers import wait_until
 from phone_client import RawClient
+from system_tools import missing
 
 from lsl_session.session import Session, create_session_folder
 from outlets.phone import PhoneRelay, PhoneSimulator
@@ -539,7 +540,7 @@ def small_disk(tmp_path):
         check=False,
     )
     if done.returncode != 0:
-        pytest.skip(f"needs root to mount a tmpfs (run as root): {done.stderr!r}")
+        missing("a tmpfs mount (root)", f"run as root: {done.stderr!r}")
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
