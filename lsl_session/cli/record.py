@@ -21,7 +21,7 @@ from lsl_session.cli._labrecorder import (
 from lsl_session.cli._options import name_option, root_option
 from lsl_session.errors import RecorderError
 from lsl_session.labrecorder import looks_like_labrecorder_config
-from lsl_session.recorder.report import all_streams_line
+from lsl_session.recorder.report import all_streams_line, matched_lines
 from lsl_session.signals import StopRequest, stop_on_signals
 
 
@@ -263,6 +263,8 @@ def record_command(
                 click.echo(f"recording into {manager.session_dir}", err=True)
                 if not stream_queries:
                     click.echo(all_streams_line(manager.recorder), err=True)
+                for line in matched_lines(manager.recorder):
+                    click.echo(line, err=True)
                 missing = check_required(manager, lr, allow_missing)
                 deadline = None if duration is None else time.monotonic() + duration
                 _wait(manager, stopper, deadline, status_interval)
@@ -363,7 +365,11 @@ def _finish(
             click.echo(all_streams_line(manager.recorder), err=True)
         summary = manager.stop_recording()
         for s in summary.get("streams", []):
-            click.echo(f"  {s['name']}: {s['sample_count']} samples", err=True)
+            click.echo(
+                f"  {s['name']} (host {s.get('hostname') or '-'}):"
+                f" {s['sample_count']} samples",
+                err=True,
+            )
         unmatched = [
             q for q in summary.get("unmatched_queries") or [] if q not in tolerated
         ]

@@ -60,6 +60,10 @@ def streams_command(query: str | None, wait: float, as_json: bool) -> None:
 
     infos = find_streams(query, wait)
     records = [stream_record(i) for i in infos]
+    from lsl_session.recorder.sources import shared_source_ids
+
+    for line in shared_source_ids(infos):  # same name from several hosts, …
+        click.echo(f"note: {line}", err=True)
     if as_json:
         click.echo(json.dumps(records, indent=2))
     elif records:

@@ -373,6 +373,10 @@ class LabRun:
         manager.start_recording(self.queries(), **recorder_options)
         session_id = manager.session.session_id
         self.say(f"devices up: {len(self.queries())} stream queries")
+        from lsl_session.recorder.report import matched_lines
+
+        for line in matched_lines(manager.recorder):
+            self.say(line)
         self.say(f"recording into {manager.session_dir}")
         self._recording_id = session_id
         self._joined = []  # connected before: covered by the command below

@@ -59,6 +59,7 @@ def print_summary(folder: Path, summary: dict, meta: dict) -> None:
         click.echo(
             f"  [{s['stream_id']:>2}] {s['name']:<28} {s['type']:<14}"
             f" {s['sample_count']:>7} samples  {s['clock_offsets']} offsets"
+            f"  host {s.get('hostname') or '-'}"
         )
     report_path = folder / "processing" / "sync_check" / "sync_check.json"
     click.echo("\nSync check (alignment error vs the sync_pulse markers)")

@@ -30,3 +30,26 @@ def all_streams_line(recorder: Any) -> str:
         f"no stream selected: recording every visible stream ({len(streams)}): "
         + "; ".join(describe(s) for s in streams)
     )
+
+
+def matched_lines(recorder: Any) -> list[str]:
+    """Every stream the recording matched, with its host; shared names flagged.
+
+    One line per stream (``name (type, source_id, host)``), then one line per
+    source_id several outlets publish or per name several hosts publish.
+    """
+    streams = external_streams(recorder)
+    lines = [f"matched {len(streams)} stream(s):"]
+    lines += [f"  {describe(s)}" for s in streams]
+    hosts: dict[str, set[str]] = {}
+    for s in streams:
+        hosts.setdefault(s["name"], set()).add(s.get("hostname") or "-")
+    for name, names in sorted(hosts.items()):
+        if len(names) > 1:
+            lines.append(
+                f"  note: {name!r} is recorded from {len(names)} hosts"
+                f" ({', '.join(sorted(names))}), each as its own stream"
+            )
+    pool = getattr(recorder, "pool", None)
+    lines += [f"  note: {line}" for line in getattr(pool, "shared_sources", None) or []]
+    return lines
