@@ -135,8 +135,14 @@ def robust_fit(
         x = np.linalg.solve(upper, np.linalg.solve(lower, aty + design.T @ (z - u)))
         d = design @ x - y + u
         shrunk = np.sign(d) * np.maximum(np.abs(d) - kappa, 0.0)
-        z = (rho * d + shrunk) / (1.0 + rho)
-        u = d - z
+        z_next = (rho * d + shrunk) / (1.0 + rho)
+        u_next = d - z_next
+        # an exact fixed point (bit for bit): every further iteration would
+        # return this very x, so stopping here gives pyxdf's 1000-iteration
+        # result (typically after ~50 iterations)
+        if z_next.tobytes() == z.tobytes() and u_next.tobytes() == u.tobytes():
+            break
+        z, u = z_next, u_next
     intercept = (x[0] - x[1] * shift) * winsor
     return float(intercept), float(x[1])
 

@@ -177,6 +177,55 @@ def test_robust_fit_ignores_outliers():
     assert abs(b - 2e-6) < 1e-6
 
 
+def _robust_fit_1000(times, values, winsor=1e-4, rho=1.0):
+    """pyxdf's ADMM Huber fit, all 1000 iterations (the reference)."""
+    t = np.asarray(times, dtype=float) / winsor
+    shift = t.min()
+    t = t - shift
+    y = np.asarray(values, dtype=float) / winsor
+    design = np.column_stack((np.ones_like(t), t))
+    lower = np.linalg.cholesky(design.T @ design)
+    aty = design.T @ y
+    kappa = 1.0 + 1.0 / rho
+    z = u = np.zeros_like(y)
+    x = np.zeros(2)
+    for _ in range(1000):
+        x = np.linalg.solve(lower.T, np.linalg.solve(lower, aty + design.T @ (z - u)))
+        d = design @ x - y + u
+        shrunk = np.sign(d) * np.maximum(np.abs(d) - kappa, 0.0)
+        z = (rho * d + shrunk) / (1.0 + rho)
+        u = d - z
+    return float((x[0] - x[1] * shift) * winsor), float(x[1])
+
+
+def test_robust_fit_stops_at_the_fixed_point_bit_identical(monkeypatch):
+    """The early stop (an exact fixed point) returns the 1000-iteration result bit
+    for bit, and it does stop early on recording-like offsets."""
+    rng = np.random.default_rng(3)
+    cases = []
+    for n, noise in ((2, 0.0), (41, 3e-5), (300, 3e-5), (120, 1e-3)):
+        t = 12345.0 + 5.0 * np.arange(n)
+        v = -0.75 + 20e-6 * (t - t[0]) + rng.normal(0, noise, n)
+        if n > 10:
+            v[[3, n // 2]] += 0.05  # outliers
+        cases.append((t, v))
+    solves = []
+    real_solve = np.linalg.solve
+    monkeypatch.setattr(
+        np.linalg, "solve", lambda *a: solves.append(1) or real_solve(*a)
+    )
+    for t, v in cases:
+        solves.clear()
+        got = robust_fit(t, v)
+        calls = len(solves)
+        monkeypatch.setattr(np.linalg, "solve", real_solve)
+        assert got == _robust_fit_1000(t, v)  # exact, not approximate
+        monkeypatch.setattr(
+            np.linalg, "solve", lambda *a: solves.append(1) or real_solve(*a)
+        )
+        assert calls < 2 * 1000, len(t)  # stopped before the 1000th iteration
+
+
 def test_bytes_and_corrupt_input(tmp_path):
     from lsl_session.errors import LslSessionError
 
