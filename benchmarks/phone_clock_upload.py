@@ -28,7 +28,9 @@ FIFO = {"delay_ms": (1, 30), "fifo": True}
 LOOP = {"delay_ms": (0.05, 0.05)}
 
 
-def run(size_mb: float, after: float, seed: int, chunk: int, mbps: float) -> np.ndarray:
+def run(
+    size_mb: float, after: float, seed: int, chunk: int, mbps: float, cut: bool = True
+) -> np.ndarray:
     """One trial: |error| (ms) of every sample pushed within ``after`` s of the cut."""
     root = Path(tempfile.mkdtemp(prefix="clock-upload-"))
     session = create_session_folder(root, "clk")
@@ -42,7 +44,7 @@ def run(size_mb: float, after: float, seed: int, chunk: int, mbps: float) -> np.
         sim = PhoneSimulator(
             "127.0.0.1", relay.port, dev, "t", clock_offset=3600 * (-1) ** seed,
             drift_ppm=50, up_link=FIFO, down_link=LOOP, seed=seed,
-            upload_chunk=chunk, cut_upload_after=size // 3, auto_reconnect=True,
+            upload_chunk=chunk, cut_upload_after=size // 3 if cut else None, auto_reconnect=True,
             upload_bps=mbps * 2**20 if mbps else None,
         ).start()  # fmt: skip
         assert relay.wait_ready(dev)
@@ -75,12 +77,13 @@ def main() -> None:
     parser.add_argument("--after", type=float, default=15.0)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--chunk", type=int, default=64 * 1024)
+    parser.add_argument("--no-cut", action="store_true", help="no reconnect")
     parser.add_argument(
         "--mbps", type=float, default=4.0, help="uplink MiB/s (0: none)"
     )
     args = parser.parse_args()
     errs = [
-        run(args.size_mb, args.after, s, args.chunk, args.mbps)
+        run(args.size_mb, args.after, s, args.chunk, args.mbps, not args.no_cut)
         for s in range(args.seeds)
     ]
     for s, e in enumerate(errs):

@@ -61,6 +61,9 @@ class Connection:
         self.hello: dict[str, Any] = {}
         self.streams: list[str] = []
         self._fit_stored = False
+        #: the device's estimator from its last (closed) connection, adopted at the
+        #: first exchange if the phone clock continues it (`_continues`)
+        self._inherit: ClockEstimator | None = None
 
     # ------------------------------------------------------------------ I/O
     def send(self, message: dict[str, Any]) -> None:
@@ -301,6 +304,9 @@ class Connection:
             )
             asyncio.get_running_loop().create_task(previous.close("replaced"))
         self.device = dev
+        last = dev.estimator
+        if previous is None and last is not None and last.ready:
+            self._inherit = last  # a reconnect: keep the clock history if it holds
         dev.conn, dev.address, dev.estimator = self, self.address, self.est
         dev.generation += 1
         self.hello = hello_info(msg, caps)
@@ -407,6 +413,12 @@ class Connection:
         dev = self.device
         if dev.clock is not None:
             dev.clock.push_exchange(t1, t2, t3, t4, dev.generation)
+        if self._inherit is not None:
+            last, self._inherit = self._inherit, None
+            if _continues(last, t1, t2, t3, t4):
+                self.est = dev.estimator = last
+                logger.info("%s: reconnected with the same phone clock: its clock "
+                            "history is kept", dev.device_id)  # fmt: skip
         resets = self.est.resets
         if not self.est.add(t1, t2, t3, t4):
             return
@@ -512,6 +524,30 @@ class Connection:
         else:
             self.relay.log("error", {"category": "device", **details})
         return ack
+
+
+#: How far the first exchange of a reconnect may miss the last connection's
+#: mapping (beyond its own round-trip bounds) for the clock history to be kept.
+CONTINUITY_TOLERANCE_S = 2e-3
+
+
+def _continues(est: ClockEstimator, t1: float, t2: float, t3: float, t4: float) -> bool:
+    """True when an exchange agrees with ``est``'s mapping: the same phone clock.
+
+    The offset θ = LSL − phone lies between ``t3 − t4`` and ``t2 − t1`` (the
+    exchange's one-way bounds); a phone that restarted its clock (a reloaded
+    page's ``performance.now()``) misses by far more than the tolerance and
+    starts from a fresh estimator. A reconnect that keeps the history keeps its
+    good exchanges, so exchanges queued behind an upload after the reconnect do
+    not make a new, biased fit.
+    """
+    try:
+        x = 0.5 * (t1 + t4)
+        theta = float(est.map(x)) - x
+    except Exception:  # no mapping: nothing to continue
+        return False
+    tol = CONTINUITY_TOLERANCE_S
+    return bool((t3 - t4) - tol <= theta <= (t2 - t1) + tol)
 
 
 def event_label(msg: P.Message) -> str:
