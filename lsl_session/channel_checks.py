@@ -75,11 +75,12 @@ def channel_flags(values: np.ndarray) -> list[ChannelFlag]:
     list of ChannelFlag
         At most one flag per channel, in channel order.
     """
-    data = np.asarray(values, dtype=np.float64)
+    data = np.asarray(values)
     if data.ndim == 1:
         data = data[:, None]
-    if len(data) > MAX_SAMPLES:
+    if len(data) > MAX_SAMPLES:  # strided before the float64 copy: never the whole
         data = data[:: -(-len(data) // MAX_SAMPLES)]
+    data = data.astype(np.float64)
     out: list[ChannelFlag] = []
     for k in range(data.shape[1]):
         col = data[:, k]
@@ -102,3 +103,34 @@ def channel_flags(values: np.ndarray) -> list[ChannelFlag]:
                 )
                 break
     return out
+
+
+#: Rows per block of `finite_range` (bounds its temporary copies).
+RANGE_BLOCK_ROWS = 65_536
+
+
+def finite_range(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per channel: the smallest and largest finite value, and whether there is one.
+
+    One pass in row blocks of `RANGE_BLOCK_ROWS` (never a float64 copy of the
+    whole array); NaN and ±inf are ignored.
+
+    Returns
+    -------
+    (mins, maxs, present) : tuple of numpy.ndarray
+        float64 arrays (one entry per channel; ±inf where ``present`` is False) and
+        the boolean ``present``.
+    """
+    data = np.asarray(values)
+    if data.ndim == 1:
+        data = data[:, None]
+    nch = data.shape[1] if data.ndim == 2 else 0
+    mins, maxs = np.full(nch, np.inf), np.full(nch, -np.inf)
+    present = np.zeros(nch, dtype=bool)
+    for start in range(0, len(data), RANGE_BLOCK_ROWS):
+        block = data[start : start + RANGE_BLOCK_ROWS].astype(np.float64)
+        finite = np.isfinite(block)
+        present |= finite.any(axis=0)
+        np.minimum(mins, np.where(finite, block, np.inf).min(axis=0), out=mins)
+        np.maximum(maxs, np.where(finite, block, -np.inf).max(axis=0), out=maxs)
+    return mins, maxs, present

@@ -115,18 +115,19 @@ def rate_text(stream: Any) -> str:
 
 
 def _numeric_section(s: Any, t0: float) -> str:
-    values = np.asarray(s.time_series, dtype=np.float64)
+    values = np.asarray(s.time_series)
+    mins, maxs, present = (checks.finite_range(values) if values.ndim == 2
+                           else (np.zeros(0), np.zeros(0), np.zeros(0, bool)))  # fmt: skip
     flags = {f.channel: f for f in stream_flags(s)}
     rows = []
     for k in range(s.channel_count):
-        col = values[:, k] if values.ndim == 2 and k < values.shape[1] else np.array([])
-        fin = col[np.isfinite(col)]
+        fin = k < len(present) and bool(present[k])
         flag = flags.get(k)
         rows.append([
             k + 1, _label(s, k), _unit(s, k) or "—",
             (s.channel_types[k] if k < len(s.channel_types) else "") or s.type,
-            f"{fin.min():.6g}" if fin.size else "—",
-            f"{fin.max():.6g}" if fin.size else "—",
+            f"{mins[k]:.6g}" if fin else "—",
+            f"{maxs[k]:.6g}" if fin else "—",
             flag.text(_label(s, k), _unit(s, k)).split(": ", 1)[1] if flag else "ok",
         ])  # fmt: skip
     parts = [_table(["#", "channel", "unit", "type", "min", "max", "check"], rows,
