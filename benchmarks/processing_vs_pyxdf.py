@@ -12,11 +12,15 @@ stamps, clock offsets with drift every 5 s, boundaries every 10 s, footers):
 Each is measured in separate child processes (peak RSS = ``ru_maxrss`` of the
 child): ``pyxdf.load_xdf(f)`` (sync + dejitter, defaults) and
 ``lsl_session.processing.load_xdf_files(f)`` (same semantics); for ``big`` also the
-full ``process`` pipeline (load + Parquet + aligned grid + CSV + MAT).
+full ``process`` pipeline (load + Parquet + aligned grid + CSV + MAT + report).
 
 Run (from the repository, with the venv lsl_session is installed in):
-  python benchmarks/processing_vs_pyxdf.py [--shapes big,many] [--dir DIR]
-      [--keep] [--write-docs]
+  python benchmarks/processing_vs_pyxdf.py [--shapes big,many] [--rounds 3]
+      [--scale 1.0] [--no-process] [--dir DIR] [--keep] [--write-docs]
+
+Each round runs pyxdf, ours (and ``process``) in turn, the order reversed every
+other round (the machine may be shared); medians are reported, with the load
+average after every round.
 """
 
 from __future__ import annotations
@@ -187,32 +191,56 @@ def git_head() -> str:
     return r.stdout.strip() or "?"
 
 
-def run_shape(shape: str, base: Path, with_process: bool) -> dict:
-    """Generate one shape, measure it, delete it (unless --keep)."""
+def run_shape(
+    shape: str, base: Path, with_process: bool, rounds: int, scale: float
+) -> dict:
+    """Generate one shape, measure it in rounds, delete it (unless --keep).
+
+    Each round runs pyxdf and ours (and ``process``) one after the other, the order
+    reversed every other round, so page cache and the machine's load are shared
+    out evenly; medians over the rounds are reported.
+    """
     from lsl_session.session import create_session_folder
 
     n, nch, n_streams, chunk, srate, _ = SHAPES[shape]
+    n = max(chunk, int(n * scale))
     folder = create_session_folder(base, f"bench_{shape}")
     xdf = folder / f"{folder.name}.xdf"
     t = time.perf_counter()
     data_bytes = generate(xdf, n, nch, n_streams=n_streams, chunk=chunk, srate=srate)
     out = {
         "shape": shape,
+        "scale": scale,
+        "samples": n,
         "generate_s": time.perf_counter() - t,
         "file_bytes": xdf.stat().st_size,
         "data_bytes": data_bytes,
         "loadavg_before": loadavg(),
+        "rounds": rounds,
     }
-    # pyxdf and ours alternate (pyxdf, ours, ours, pyxdf): page cache and
-    # machine load are shared out evenly; the median of the two is reported
-    runs = {"pyxdf": [], "ours": []}
-    for kind in ("pyxdf", "ours", "ours", "pyxdf"):
-        runs[kind].append(measure(kind, xdf))
+    kinds = ["pyxdf", "ours"] + (["process"] if with_process else [])
+    runs: dict[str, list[dict]] = {k: [] for k in kinds}
+    loads = []
+    for r in range(rounds):
+        order = kinds if r % 2 == 0 else kinds[::-1]
+        for kind in order:
+            runs[kind].append(measure(kind, folder if kind == "process" else xdf))
+        loads.append(loadavg())
+        print(
+            f"[{shape}] round {r + 1}: "
+            + ", ".join(f"{k} {runs[k][-1]['seconds']:.2f} s" for k in kinds)
+            + f"; load {loads[-1]}",
+            flush=True,
+        )
     for kind, rs in runs.items():
-        out[kind] = min(rs, key=lambda r: r["seconds"])  # the less disturbed run
-        out[kind]["all_seconds"] = [r["seconds"] for r in rs]
-    if with_process:
-        out["process"] = measure("process", folder)
+        secs = [x["seconds"] for x in rs]
+        med = sorted(rs, key=lambda x: x["seconds"])[len(rs) // 2]
+        out[kind] = dict(med)
+        out[kind]["seconds"] = float(np.median(secs))
+        out[kind]["cpu_s"] = float(np.median([x["cpu_s"] for x in rs]))
+        out[kind]["peak_rss"] = max(x["peak_rss"] for x in rs)
+        out[kind]["all_seconds"] = secs
+    out["loadavg_rounds"] = loads
     out["loadavg_after"] = loadavg()
     return out
 
@@ -226,6 +254,11 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="samples × this (for iteration)"
+    )
+    parser.add_argument("--no-process", action="store_true")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "TARGET"))
     args = parser.parse_args()
     if args.child:
@@ -236,16 +269,13 @@ def main() -> None:
     for shape in shapes:
         base = Path(tempfile.mkdtemp(dir=args.dir, prefix="bench-processing-"))
         try:
-            results.append(run_shape(shape, base, with_process=shape == "big"))
+            with_process = shape == "big" and not args.no_process
+            results.append(
+                run_shape(shape, base, with_process, args.rounds, args.scale)
+            )
         finally:
             if not args.keep:
                 shutil.rmtree(base, ignore_errors=True)
-        r = results[-1]
-        print(
-            f"[{shape}] pyxdf {r['pyxdf']['all_seconds']}, ours"
-            f" {r['ours']['all_seconds']}",
-            flush=True,
-        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     text = render(results)
@@ -256,16 +286,23 @@ def main() -> None:
         )
 
 
+def _label(r: dict) -> str:
+    label = SHAPES[r["shape"]][5]
+    if r.get("scale", 1.0) != 1.0:
+        label += f" scaled ×{r['scale']:g} ({r['samples']:,} samples per stream)"
+    return label
+
+
 def render(results: list[dict]) -> str:
     """The docs section."""
     gb = 1e9
     lines = [SECTION, ""]
     lines += [
-        "| file | step | time | CPU s (process) | peak RSS | peak RSS / sample data |",
+        "| file | step | time (median) | CPU s (median) | peak RSS | peak RSS /"
+        " sample data |",
         "|---|---|---|---|---|---|",
     ]
     for r in results:
-        label = SHAPES[r["shape"]][5]
         d = r["data_bytes"]
         steps = [
             ("`pyxdf.load_xdf(f)` (sync + dejitter)", r["pyxdf"]),
@@ -273,38 +310,47 @@ def render(results: list[dict]) -> str:
         ]
         if "process" in r:
             steps.append(
-                ("full `process` (load, Parquet, aligned grid, CSV, MAT)", r["process"])
-            )
+                ("full `process` (load, Parquet, aligned grid, CSV, MAT, report)",
+                 r["process"])
+            )  # fmt: skip
         for name, m in steps:
             lines.append(
-                f"| {label}: {r['file_bytes'] / gb:.2f} GB, sample data {d / gb:.2f} GB"
-                f" | {name} | {m['seconds']:.1f} s | {m.get('cpu_s', 0):.1f}"
-                f" | {m['peak_rss'] / gb:.2f} GB"
+                f"| {_label(r)}: {r['file_bytes'] / gb:.2f} GB, sample data"
+                f" {d / gb:.2f} GB | {name} | {m['seconds']:.1f} s"
+                f" | {m.get('cpu_s', 0):.1f} | {m['peak_rss'] / gb:.2f} GB"
                 f" | {m['peak_rss'] / d:.2f}× |"
             )
     lines.append("")
     for r in results:
         py, us = r["pyxdf"], r["ours"]
+        runs = "; ".join(
+            f"{k} {', '.join(f'{x:.1f}' for x in r[k]['all_seconds'])} s"
+            for k in ("pyxdf", "ours", "process")
+            if k in r
+        )
         lines.append(
-            f"- **{SHAPES[r['shape']][5]}**: load + sync **{py['seconds'] / us['seconds']:.1f}×"
-            f" pyxdf's speed** (runs: pyxdf {', '.join(f'{x:.1f}' for x in py['all_seconds'])} s;"
-            f" ours {', '.join(f'{x:.1f}' for x in us['all_seconds'])} s; the faster of each"
-            f" is compared), peak memory {us['peak_rss'] / py['peak_rss']:.2f}× pyxdf's,"
+            f"- **{_label(r)}**: load + sync **{py['seconds'] / us['seconds']:.1f}×"
+            f" pyxdf's speed** in wall time, {py['cpu_s'] / us['cpu_s']:.1f}× in CPU"
+            f" (medians of {r['rounds']} interleaved rounds: {runs}), peak memory"
+            f" {us['peak_rss'] / py['peak_rss']:.2f}× pyxdf's,"
             f" {us['peak_rss'] / r['data_bytes']:.2f}× the sample data. Load average"
-            f" {r['loadavg_before']} before, {r['loadavg_after']} after."
+            f" {r['loadavg_before']} before, per round"
+            f" {' | '.join(r.get('loadavg_rounds', []))}."
         )
         if "process" in r:
             pr = r["process"]
             lines.append(
-                f"- **full `process`** ({SHAPES[r['shape']][5]}): {pr['seconds']:.1f} s,"
+                f"- **full `process`** ({_label(r)}): {pr['seconds']:.1f} s wall ="
+                f" **{pr['seconds'] / py['seconds']:.1f}× pyxdf's load** (CPU"
+                f" {pr['cpu_s']:.1f} s = {pr['cpu_s'] / py['cpu_s']:.1f}× pyxdf's),"
                 f" peak RSS {pr['peak_rss'] / r['data_bytes']:.2f}× the sample data;"
-                " steps (s): "
+                " steps of the median run (s): "
                 + ", ".join(f"{k} {v:.1f}" for k, v in pr["n"].items())
                 + "."
             )
     lines += [
         "",
-        "Command: `python benchmarks/processing_vs_pyxdf.py --write-docs`  ",
+        "Command: `python benchmarks/processing_vs_pyxdf.py --rounds 3 --write-docs`  ",
         f"Machine: {machine()}; lsl_session {git_head()}; {versions()}.  ",
         "Every peak RSS includes the interpreter and its imports (~0.1–0.2 GB).",
         "",
