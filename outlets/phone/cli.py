@@ -121,6 +121,12 @@ def _load_tokens(path: Path | None) -> dict[str, str] | None:
     is_flag=True,
     help="Serve the page over plain HTTP (browsers allow sensors only on localhost).",
 )
+@click.option(
+    "--rig",
+    default=None,
+    help="Rig identity put into every phone stream's source_id"
+    " (lsl_session/<rig>/<device>/<stream>; docs/rigs.md).",
+)
 def phone_relay_command(
     host: str | None,
     port: int,
@@ -133,6 +139,7 @@ def phone_relay_command(
     web: bool,
     web_port: int,
     web_plain: bool,
+    rig: str | None,
 ) -> None:
     """Accept phones over TCP and publish their streams to LSL (SPEC §10).
 
@@ -148,6 +155,14 @@ def phone_relay_command(
         ctx.load_cert_chain(certfile, keyfile)
     elif keyfile is not None:
         raise click.UsageError("--keyfile needs --certfile")
+    if rig is not None:
+        from lsl_session.errors import ConfigError
+        from lsl_session.rig import validate_rig
+
+        try:
+            validate_rig(rig)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
     token_map = _load_tokens(tokens)
     if host is None:
         host = "127.0.0.1" if token_map is None else "0.0.0.0"
@@ -159,6 +174,7 @@ def phone_relay_command(
             session=session,
             ssl_context=ctx,
             heartbeat_timeout=heartbeat_timeout,
+            rig=rig,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

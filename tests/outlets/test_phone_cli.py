@@ -126,3 +126,23 @@ def test_tokens_from_session_config():
         "phone_1": "change-me-phone-1",
         "phone_2": "change-me-phone-2",
     }
+
+
+def test_relay_rig_goes_into_every_source_id(uid):
+    dev = f"phone_rig_{uid}"
+    rig = f"room-{uid}"
+    with PhoneRelay(tokens={dev: "t"}, rig=rig) as relay:
+        result = CliRunner().invoke(
+            phone_sim_command,
+            ["--relay", f"127.0.0.1:{relay.port}", "--device-id", dev,
+             "--token", "t", "--duration", "1.0"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        ids = relay.source_ids(dev)
+    assert ids and all(s.startswith(f"lsl_session/{rig}/{dev}/") for s in ids.values())
+
+
+def test_relay_refuses_an_invalid_rig():
+    result = CliRunner().invoke(phone_relay_command, ["--rig", "a b", "--port", "0"])
+    assert result.exit_code == 2
+    assert "invalid rig 'a b'" in result.output
