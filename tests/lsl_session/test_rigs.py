@@ -7,6 +7,7 @@ with ``--simulate`` twice, and two copies of one config differing only in ``rig`
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,9 @@ def _rig_of(err: str) -> str:
 
 def _xdf_streams(out: str) -> list[dict]:
     folder = Path(out.strip().splitlines()[-1])
+    events = json.loads((folder / f"{folder.name}_log.json").read_text())
+    # nothing was taken over by the other rig's outlets mid-recording
+    assert not [e for e in events if e["event"] == "stream_source_changed"]
     streams, _ = pyxdf.load_xdf(
         str(folder / f"{folder.name}.xdf"),
         synchronize_clocks=False,
