@@ -3,7 +3,8 @@
 ``lsl-session record --config`` with real markers every 4 s (``sync_every_s = 4``),
 the Shimmer emulator on its pty, a webcam from a video file; three phones on a
 *separate* relay process, each a phone-sim process pulsing every 5 s on its own
-clock: two declare their GSR rate (64 Hz, 51.2 Hz), one (an older app) does not.
+clock: two declare their GSR rate (64 Hz, 51.2 Hz), one (an older app) samples GSR
+at 64 Hz and its camera at 15 fps without declaring them.
 The phones share no pulse with the markers: ``not checked (no shared pulses)``,
 never ``NO``. Nothing is lost; the older app's 64 Hz GSR is a rate, not a loss.
 """
@@ -63,7 +64,13 @@ def test_realistic_lab_has_no_false_no_and_no_false_loss(tmp_path, uid, emulator
     phones = {
         f"ra{uid}": ["--rate", "gsr=64"],
         f"rb{uid}": ["--rate", "gsr=51.2"],
-        f"rc{uid}": ["--rate", "gsr=64", "--undeclared-rates"],
+        f"rc{uid}": [
+            "--rate",
+            "gsr=64",
+            "--rate",
+            "rgb_frames=15",
+            "--undeclared-rates",
+        ],
     }
     tokens = tmp_path / "tokens.json"
     tokens.write_text(json.dumps(dict.fromkeys(phones, "tok")))
@@ -123,7 +130,9 @@ def test_realistic_lab_has_no_false_no_and_no_false_loss(tmp_path, uid, emulator
     assert "NOT aligned" not in " ".join(notes)
     assert f"rc{uid}_gsr: rate 64.0 of 128 Hz nominal" in " ".join(notes), notes
     assert not any(n.startswith((f"ra{uid}_gsr:", f"rb{uid}_gsr:")) for n in notes)
-    assert "1 below nominal rate" in line
+    # the older app's camera at 15 of 30 fps: a rate, its frame index has no gap
+    assert f"rc{uid}_rgb_frames: rate 15.0 of 30 Hz nominal" in " ".join(notes)
+    assert "2 below nominal rate" in line
     # the declared rates are the streams' nominal rates in the XDF
     streams, _ = pyxdf.load_xdf(str(folder / f"{folder.name}.xdf"))
     nominal = {s["info"]["name"][0]: float(s["info"]["nominal_srate"][0])
