@@ -254,12 +254,16 @@ def _finish(
         runs.append(run)
         del runs[:-MAX_RUNS]
 
-    session.update(change)
+    status = session.update(change).get("status")
     session.log_event(
         "processing_end",
         {"status": run["status"], "steps": list(run["steps"]), "errors": run["errors"],
          "duration_s": run["duration_s"]},
     )  # fmt: skip
+    from lsl_session.session import FINISHED, remove_helper_files
+
+    if status in FINISHED and getattr(session, "root", None) is not None:
+        remove_helper_files(session.root)  # re-processing a finished session
     return run
 
 

@@ -44,6 +44,13 @@ def test_normal_end_leaves_no_helper_files(session_root, uid):
         src.stop()
     assert read_metadata(folder)["status"] == "completed"
     assert _hidden(folder) == []
+    proc = subprocess.run(  # processing it again leaves none either
+        [sys.executable, "-m", "lsl_session", "process", str(folder),
+         "--no-hand-segmentation"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert _hidden(folder) == []
 
 
 def test_recover_after_a_kill_while_recording_leaves_no_helper_files(session_root, uid):
