@@ -57,9 +57,11 @@ def main() -> None:
                 if m:
                     run = int(m.group(1))
             elif line == "quit":
-                conn.sendall(b"OK")
                 return
-            conn.sendall(b"OK")
+            try:
+                conn.sendall(b"OK")
+            except OSError:  # the client left without reading its replies
+                pass
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import socket
 import subprocess
@@ -43,6 +44,8 @@ import pyxdf
 from _anchors import loadavg, machine
 
 HERE = Path(__file__).resolve().parent
+#: reply latencies (s) of the waiting client's last drive, by command
+REPLIES: dict[str, list[float]] = {}
 EEG_RATE, LATE_RATE = 500.0, 200.0
 
 
@@ -106,11 +109,45 @@ class Markers:
         return self.sent
 
 
-def _drive(port: int, markers: Markers, block: float) -> list[tuple[float, float]]:
+class RawClient:
+    """A plain socket that waits for each ``OK`` (as a careful script does)."""
+
+    def __init__(self, port: int) -> None:
+        self.s = socket.create_connection(("127.0.0.1", port))
+        self.replies: list[tuple[bytes, float]] = []
+
+    def send(self, data: bytes) -> None:
+        t = time.perf_counter()
+        self.s.sendall(data)
+        got = b""
+        while len(got) < 2:
+            chunk = self.s.recv(2 - len(got))
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            got += chunk
+        self.replies.append((data.split()[0], time.perf_counter() - t))
+
+    def filename(self, **fields) -> None:
+        self.send(
+            (
+                "filename " + " ".join(f"{{{k}:{v}}}" for k, v in fields.items()) + "\n"
+            ).encode()
+        )
+
+    def start(self) -> None:
+        self.send(b"start\n")
+
+    def stop(self) -> None:
+        self.send(b"stop\n")
+
+
+def _drive(
+    port: int, markers: Markers, block: float, client: str
+) -> list[tuple[float, float]]:
     """The README's script; returns the (start, stop) send times per run."""
     from labrecorder_controller import labrecrcs
 
-    rcs = labrecrcs(ip="127.0.0.1", port=port)
+    rcs = labrecrcs(ip="127.0.0.1", port=port) if client == "lrc" else RawClient(port)
     times = []
     for run in (1, 2, 3):
         rcs.filename(participant="P01", session="S01", task="bench", run=run)
@@ -122,6 +159,8 @@ def _drive(port: int, markers: Markers, block: float) -> list[tuple[float, float
         stopped = pylsl.local_clock()
         rcs.stop()
         times.append((started, stopped))
+    for kind, took in getattr(rcs, "replies", []):
+        REPLIES.setdefault(kind.decode(), []).append(took)
     time.sleep(8.0)  # the last stop's footers (LabRecorder: destructor, ≤ 5 s)
     with contextlib.suppress(OSError):
         rcs.s.sendall(b"quit\n")
@@ -129,18 +168,22 @@ def _drive(port: int, markers: Markers, block: float) -> list[tuple[float, float
     return times
 
 
-def _run_lr(root: Path, markers: Markers, block: float) -> tuple[list, list[Path]]:
+def _run_lr(
+    root: Path, markers: Markers, block: float, client: str
+) -> tuple[list, list[Path]]:
     proc = subprocess.Popen(
         [sys.executable, str(HERE / "_labrecorder_rcs.py"), str(root)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     port = int(proc.stdout.readline().split()[1])
-    times = _drive(port, markers, block)
+    times = _drive(port, markers, block, client)
     proc.wait(timeout=60)
     return times, [root / f"run-{i:03d}.xdf" for i in (1, 2, 3)]
 
 
-def _run_ours(root: Path, markers: Markers, block: float) -> tuple[list, list[Path]]:
+def _run_ours(
+    root: Path, markers: Markers, block: float, client: str
+) -> tuple[list, list[Path]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "lsl_session", "record", "--root", str(root),
          "--control-port", "0", "--no-process",
@@ -161,7 +204,7 @@ def _run_ours(root: Path, markers: Markers, block: float) -> tuple[list, list[Pa
             if len(json.loads(buf)["open_streams"]) == 3:
                 break
             time.sleep(0.2)
-    times = _drive(port, markers, block)
+    times = _drive(port, markers, block, client)
     out, _ = proc.communicate(timeout=120)
     folders = [Path(p) for p in out.splitlines()]
     return times, [f / f"{f.name}.xdf" for f in folders]
@@ -184,7 +227,7 @@ def _analyse(times, files, sent, pushed) -> list[dict]:
         eeg = by["BenchEEG"]["time_stamps"]
         row = {
             "run": run,
-            "first_ms": (eeg[0] - start) * 1e3,
+            "first_ms": (eeg[0] - start) * 1e3 if len(eeg) else None,
             "lost": lost,
             "misfiled": misfiled,
             "expected": int(window.sum()),
@@ -192,7 +235,8 @@ def _analyse(times, files, sent, pushed) -> list[dict]:
         for name, key in (("BenchEEG", "tail_eeg_ms"), ("BenchLate", "tail_late_ms")):
             ts = by[name]["time_stamps"]
             all_ts = pushed[name]
-            tail = all_ts[(all_ts > ts[-1]) & (all_ts < stop)]
+            last = ts[-1] if len(ts) else start
+            tail = all_ts[(all_ts > last) & (all_ts < stop)]
             row[key] = len(tail) / (EEG_RATE if name == "BenchEEG" else LATE_RATE) * 1e3
         rows.append(row)
     return rows
@@ -203,9 +247,13 @@ def main() -> None:
     parser.add_argument("--block", type=float, default=3.0)
     parser.add_argument("--lag", type=float, default=1.0)
     parser.add_argument("--only", choices=("lr", "ours"), default=None)
+    parser.add_argument(
+        "--client", choices=("lrc", "raw"), nargs="+", default=["lrc", "raw"],
+        help="lrc: labrecorder-controller (never reads OK); raw: waits for each OK",
+    )  # fmt: skip
     args = parser.parse_args()
     results = {}
-    for which in ("lr", "ours"):
+    for client, which in itertools.product(args.client, ("lr", "ours")):
         if args.only and which != args.only:
             continue
         eeg = Source("BenchEEG", 8, EEG_RATE, 0.0)
@@ -214,23 +262,33 @@ def main() -> None:
         time.sleep(1.0)
         root = Path(tempfile.mkdtemp(prefix=f"run_cuts_{which}_"))
         run = _run_lr if which == "lr" else _run_ours
-        times, files = run(root, markers, args.block)
+        times, files = run(root, markers, args.block, client)
         time.sleep(args.lag + 0.5)  # what the late stream owes is pushed
         sent = markers.stop()
         pushed = {"BenchEEG": eeg.stop(), "BenchLate": late.stop()}
-        results[which] = _analyse(times, files, sent, pushed)
+        rows = _analyse(times, files, sent, pushed)
+        for kind in ("start", "stop"):
+            for row, took in zip(rows, REPLIES.pop(kind, []), strict=False):
+                row[f"{kind}_reply_ms"] = took * 1e3
+        results[f"{which} ({client})"] = rows
     print(f"machine: {machine()}; load {loadavg()}")
     print(f"block {args.block} s, late stream lag {args.lag} s")
-    print("| recorder | run | start→first sample | markers lost | misfiled "
-          "| tail lost EEG | tail lost late stream |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+    print("| recorder (client) | run | start→first sample | markers lost | misfiled "
+          "| tail lost EEG | tail lost late stream | start reply | stop reply |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for which, rows in results.items():
         for r in rows:
+            first = "no sample" if r["first_ms"] is None else f"{r['first_ms']:.0f} ms"
             print(
-                f"| {which} | {r['run']} | {r['first_ms']:.0f} ms "
+                f"| {which} | {r['run']} | {first} "
                 f"| {r['lost']}/{r['expected']} | {r['misfiled']} "
-                f"| {r['tail_eeg_ms']:.0f} ms | {r['tail_late_ms']:.0f} ms |"
+                f"| {r['tail_eeg_ms']:.0f} ms | {r['tail_late_ms']:.0f} ms "
+                f"| {_ms(r.get('start_reply_ms'))} | {_ms(r.get('stop_reply_ms'))} |"
             )
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f} ms"
 
 
 if __name__ == "__main__":

@@ -301,6 +301,11 @@ class ControlHandler:
                 )
         if manager.state is State.ACTIVE:
             manager.end_session(process=False)
+            session = manager.session
+            if session is not None:  # its event outlet goes now, not in the next start
+                threading.Thread(
+                    target=session.logger.close, name="events-close", daemon=True
+                ).start()
             self.runs.append(
                 {
                     "session_dir": str(folder),

@@ -48,7 +48,12 @@ def enable_arrival_stamps(sock: socket.socket) -> bool:
 
 
 def recv_stamped(sock: socket.socket, stamped: bool) -> tuple[bytes, float]:
-    """Receive up to 64 KiB and the LSL time it arrived (kernel stamp if any)."""
+    """Receive up to 64 KiB and the LSL time it arrived (kernel stamp if any).
+
+    Segments that waited in the socket are merged by the kernel and carry the
+    stamp of the last one: lines sent within the moment before this thread read
+    the first share the latest line's time.
+    """
     if not stamped:
         data = sock.recv(65536)
         return data, pylsl.local_clock()

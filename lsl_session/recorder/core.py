@@ -114,7 +114,8 @@ class Recorder:
         self.path = path
         self.first_part = int(first_part)
         self.queries = list(streams) if streams else None
-        combine_queries(self.queries)  # an invalid query fails here
+        if pool is None:
+            combine_queries(self.queries)  # an invalid query fails here
         self._on_error = on_error
         self.split_bytes = split_bytes
         self.split_seconds = split_seconds
@@ -229,6 +230,8 @@ class Recorder:
             with pool.lock:
                 for stream in sorted(pool.streams.values(), key=_info_key):
                     self._register(stream)
+                    if self._own_pool:  # nothing else will attach: no history
+                        stream.drop_history()
                 pool.add_run(self)
         except BaseException:
             self.stop()
@@ -286,6 +289,8 @@ class Recorder:
         except OutputFailed as exc:
             self._fail(str(exc))
             return
+        if self._own_pool:
+            stream.drop_history()
         if run_stream is not None:
             logger.info(
                 "late stream %s recorded as id %d", stream.name, run_stream.stream_id

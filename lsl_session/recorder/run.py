@@ -195,6 +195,8 @@ class RunStream:
             reason = END_LOST
         elif src.newest is not None and src.newest >= cutoff:
             reason = END_CUTOFF
+        elif self.internal and now - cutoff >= INTERNAL_QUIET:
+            reason = END_QUIET
         elif (
             not src.regular
             and now - max(cutoff, src.last_arrival or -math.inf) >= src.allowance()

@@ -153,6 +153,8 @@ class PooledStream:
         self.newest: float | None = None
         self.last_arrival: float | None = None
         self._delays: deque[float] = deque(maxlen=LAG_HISTORY)
+        #: keep the last seconds pulled (off once a single recording attached)
+        self.keep_history = True
         self._history: deque[tuple[float, np.ndarray, Any]] = deque()
         self._history_samples = 0
         self._history_cap = int(
@@ -211,15 +213,16 @@ class PooledStream:
         return total
 
     def _arrived(self, now: float, stamps: np.ndarray, values: Any) -> None:
+        if self.keep_history and not self.is_string:
+            # the pull buffer is reused: the history keeps copies
+            stamps, values = stamps.copy(), values.copy()
         local = stamps + self.last_offset
         newest = float(local.max())
         self.newest = newest if self.newest is None else max(self.newest, newest)
         self.last_arrival = now
         self._delays.append(max(0.0, now - newest))
-        if not self.is_string:  # the pull buffer is reused: keep copies
-            stamps, values = stamps.copy(), values.copy()
-            local = stamps + self.last_offset
-        self._remember(now, stamps, values)
+        if self.keep_history:
+            self._remember(now, stamps, values)
         for sink in self.sinks:
             sink.take(stamps, values, local)
 
@@ -238,6 +241,12 @@ class PooledStream:
         for _, stamps, values in self._history:
             sink.take(stamps, values, stamps + self.last_offset)
         self.sinks.append(sink)
+
+    def drop_history(self) -> None:
+        """Stop keeping a history (a pool with a single recording, attached)."""
+        self.keep_history = False
+        self._history.clear()
+        self._history_samples = 0
 
     def detach(self, sink: Sink) -> None:
         """Stop handing chunks to ``sink``."""

@@ -291,3 +291,77 @@ def test_a_silent_stream_ends_after_its_grace(tmp_path, uid):
     assert streams[f"mute_{uid}"]["footer"]["info"]["end_reason"][0] == "silent"
     assert summary["streams"][0]["end_reason"] == "silent"
     assert took >= 0.8
+
+
+def test_open_streams_keep_a_bounded_history(uid):
+    """Between runs a pooled stream keeps only its last seconds (the docs' bound)."""
+    from lsl_session.recorder.pool import StreamPool
+    from lsl_session.recorder.stream import RecorderTiming
+
+    src = RegularSource(f"hist_{uid}", f"hist_{uid}", channels=4, srate=1000).start()
+    pool = StreamPool(
+        [f"source_id='hist_{uid}'"],
+        timing=RecorderTiming(history=1.0, stop_grace=0.2),
+    ).start()
+    try:
+        assert pool.wait_ready(15)
+        assert wait_until(lambda: len(pool.streams) == 1, 10)
+        time.sleep(3.0)
+        with pool.lock:
+            (stream,) = pool.streams.values()
+            kept = stream._history_samples
+            chunks = len(stream._history)
+    finally:
+        pool.close()
+        src.stop()
+    # 1.2 s (history = max(1.0, grace + 1)) of chunks of ≤ 0.5 s each, at 1 kHz
+    assert 1000 <= kept <= 1800, (kept, chunks)
+
+
+def test_a_start_queued_behind_its_stop_begins_at_the_cutoff():
+    from lsl_session.control.open_streams import OpenStreams
+
+    streams = OpenStreams({})
+    now = pylsl.local_clock()
+    assert streams.start_time(now - 0.5) == pytest.approx(now - 0.5)  # first run
+    streams.stopping(now - 0.3)
+    # sent right after the stop, while it was still draining: the runs meet
+    assert streams.start_time(now - 0.29) == now - 0.3
+    streams.stopped()
+    # sent after the stop's reply (a client that waited): its own time
+    later = pylsl.local_clock() + 0.0
+    assert streams.start_time(later) == pytest.approx(later, abs=0.01)
+    # never before the previous cutoff
+    streams.stopping(now)
+    streams.stopped()
+    assert streams.start_time(now - 1.0) == now
+
+
+def test_single_session_record_waits_for_late_data(session_root, uid):
+    """``lsl-session record --duration`` stops by cutoff too: a 1 s late stream
+    loses nothing stamped before the stop."""
+    import subprocess
+    import sys
+
+    src = RegularSource(f"cli_{uid}", f"cli_{uid}", channels=2, srate=200, lag=1.0)
+    src.start()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "lsl_session", "record", "--root",
+             str(session_root), "--stream", f"source_id='cli_{uid}'",
+             "--duration", "3", "--no-process"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        time.sleep(1.2)
+    finally:
+        sent = src.stop()
+    assert proc.returncode == 0, proc.stderr
+    folder = Path(proc.stdout.strip().splitlines()[-1])
+    streams, rec = _load(folder)
+    run = rec["runs"][-1]
+    got = streams[f"cli_{uid}"]["time_stamps"]
+    cutoff = run["cutoff_lsl_time"]
+    np.testing.assert_array_equal(got, sent[(sent >= got[0]) & (sent < cutoff)])
+    assert {s["name"]: s["end_reason"] for s in run["streams"]}[
+        f"cli_{uid}"
+    ] == "cutoff_reached"
