@@ -17,10 +17,14 @@ from typing import Any
 
 import pylsl
 
+from lsl_session.errors import RecorderError
 from lsl_session.recorder.pool import StreamPool
 from lsl_session.recorder.stream import RecorderTiming
 
 logger = logging.getLogger(__name__)
+
+#: Seconds after the last selection change before its streams are opened.
+WARM_DELAY = 0.3
 
 #: A ``start`` that arrived while the previous ``stop`` was still running and
 #: at most this long after its cutoff begins exactly at that cutoff: the two
@@ -45,6 +49,8 @@ class OpenStreams:
         self._lock = threading.Lock()
         self.last_cutoff: float | None = None
         self._stop_done: float | None = None
+        self._timer: threading.Timer | None = None
+        self._closed = False
 
     def _timing(self) -> RecorderTiming:
         timing = self._options.get("timing") or RecorderTiming()
@@ -60,6 +66,8 @@ class OpenStreams:
             pool = self.pool
             if pool is not None and pool.alive and pool.queries == want:
                 return pool
+            if self._closed:
+                raise RecorderError("the control server is closing")
             if pool is not None:
                 self._retire(pool)
             self.pool = StreamPool(
@@ -71,7 +79,19 @@ class OpenStreams:
             return self.pool
 
     def warm(self, queries: list[str] | None) -> None:
-        """Open the streams of ``queries`` now (in the background)."""
+        """Open the streams of ``queries`` soon (in the background).
+
+        Selection lines often come in a burst (``select none``, then one
+        ``select`` per query): the pool is made `WARM_DELAY` after the last.
+        """
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(WARM_DELAY, self._warm_now, (queries,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _warm_now(self, queries: list[str] | None) -> None:
         try:
             self.pool_for(queries)
         except Exception:
@@ -131,6 +151,9 @@ class OpenStreams:
     def close(self) -> None:
         """Close every pool (the server ends)."""
         with self._lock:
+            self._closed = True
+            if self._timer is not None:
+                self._timer.cancel()
             pools = [*self._retired, *([self.pool] if self.pool else [])]
             self._retired, self.pool = [], None
         for pool in pools:

@@ -162,12 +162,13 @@ class GuiApp:
         if self.control is not None:
             self.control.start()
         self.handler.visible_infos()  # starts the continuous resolver
+        self.handler.warm()  # the selected streams open now: Start is instant
 
     def close(self) -> None:
         """Stop a running recording (its session is ended), then the RCS socket."""
         if self.control is not None:
             self.control.stop()
-        self.handler.stop()
+        self.handler.close()  # stops a running recording, closes the open streams
         self.finisher.wait(120.0)
 
     # ------------------------------------------------------------- naming
