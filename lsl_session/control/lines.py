@@ -44,7 +44,23 @@ def enable_arrival_stamps(sock: socket.socket) -> bool:
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     except OSError:
         return False
+    _quick_ack(sock)
     return True
+
+
+def _quick_ack(sock: socket.socket) -> None:
+    """ACK at once (Linux re-arms delayed ACKs after reads, so this is per read).
+
+    A client's TCP holds a small line back until its previous one is ACKed
+    (Nagle); with delayed ACKs that is up to ~40 ms, and the line's arrival
+    stamp would be that late.
+    """
+    quick = getattr(socket, "TCP_QUICKACK", None)
+    if quick is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, quick, 1)
+        except OSError:
+            pass
 
 
 def recv_stamped(sock: socket.socket, stamped: bool) -> tuple[bytes, float]:
@@ -58,14 +74,29 @@ def recv_stamped(sock: socket.socket, stamped: bool) -> tuple[bytes, float]:
         data = sock.recv(65536)
         return data, pylsl.local_clock()
     data, ancdata, _, _ = sock.recvmsg(65536, socket.CMSG_SPACE(_TIMESPEC.size))
-    now = pylsl.local_clock()
+    real, now = _clocks()
+    _quick_ack(sock)
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
             sec, nsec = _TIMESPEC.unpack(payload[: _TIMESPEC.size])
-            age = time.clock_gettime(time.CLOCK_REALTIME) - (sec + nsec * 1e-9)
+            age = real - (sec + nsec * 1e-9)
             if 0.0 <= age <= MAX_STAMP_AGE:
                 return data, now - age
     return data, now
+
+
+def _clocks() -> tuple[float, float]:
+    """The wall clock and ``local_clock()`` read together (the tightest of 3 tries)."""
+    best: tuple[float, float, float] | None = None
+    for _ in range(3):
+        before = time.clock_gettime(time.CLOCK_REALTIME)
+        lsl = pylsl.local_clock()
+        after = time.clock_gettime(time.CLOCK_REALTIME)
+        if best is None or after - before < best[0]:
+            best = (after - before, (before + after) / 2, lsl)
+        if after - before < 20e-6:
+            break
+    return best[1], best[2]
 
 
 #: ``handle(line, received) -> reply``; a None line stands for a discarded one.

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import threading
 from typing import Any
 
@@ -26,10 +25,12 @@ logger = logging.getLogger(__name__)
 #: Seconds after the last selection change before its streams are opened.
 WARM_DELAY = 0.3
 
-#: A ``start`` that arrived while the previous ``stop`` was still running and
-#: at most this long after its cutoff begins exactly at that cutoff: the two
-#: runs meet, no sample is lost or recorded twice.
-BACK_TO_BACK_S = 0.1
+#: A ``start`` that arrives at most this long after the previous ``stop``'s
+#: cutoff begins exactly at that cutoff: the two runs meet, no sample is lost
+#: or recorded twice. It covers a client that sends ``stop``, ``filename`` and
+#: ``start`` without reading replies, whose later lines TCP may hold back for
+#: a delayed ACK (Nagle: ~40 ms).
+BACK_TO_BACK_S = 0.2
 
 
 class OpenStreams:
@@ -48,7 +49,6 @@ class OpenStreams:
         self._retired: list[StreamPool] = []
         self._lock = threading.Lock()
         self.last_cutoff: float | None = None
-        self._stop_done: float | None = None
         self._timer: threading.Timer | None = None
         self._closed = False
 
@@ -115,18 +115,16 @@ class OpenStreams:
     def start_time(self, received: float | None) -> float:
         """The first stamp of a run whose ``start`` arrived at ``received``.
 
-        A ``start`` queued behind a ``stop`` (sent without reading its reply)
-        within `BACK_TO_BACK_S` of it begins at that stop's cutoff.
+        Within `BACK_TO_BACK_S` of the previous stop's cutoff: that cutoff.
         """
         now = pylsl.local_clock()
         start = now if received is None else min(received, now)
         last = self.last_cutoff
         if last is None:
             return start
-        done = self._stop_done if self._stop_done is not None else math.inf
-        if start < done and start - last <= BACK_TO_BACK_S:
+        if start - last <= BACK_TO_BACK_S:
             return last
-        return max(start, last)
+        return start
 
     @staticmethod
     def cutoff(received: float | None) -> float:
@@ -135,13 +133,11 @@ class OpenStreams:
         return now if received is None else min(received, now)
 
     def stopping(self, cutoff: float) -> None:
-        """A stop with ``cutoff`` began (a start queued behind it continues there)."""
+        """A stop with ``cutoff`` began (a start right after it continues there)."""
         self.last_cutoff = cutoff
-        self._stop_done = None
 
     def stopped(self) -> None:
         """The stop is done (its reply goes out now); close retired pools."""
-        self._stop_done = pylsl.local_clock()
         with self._lock:
             idle = [p for p in self._retired if not p.runs]
             self._retired = [p for p in self._retired if p.runs]

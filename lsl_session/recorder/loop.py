@@ -83,6 +83,7 @@ class PoolLoop:
                     for stream in streams:
                         if full or (fast and not stream.regular):
                             stream.pull(clock)
+                            stream.settle(clock)
                     if now >= next_pull:
                         next_pull = max(next_pull + t.pull_interval, now + 0.01)
                     if fast:

@@ -73,6 +73,10 @@ class RunStream:
         #: logged before the cutoff is delivered within milliseconds
         self.internal = False
         self._newest_at_cut: float | None = None
+        #: seconds a sample waits before it is written (0: at once); see `take`
+        self.hold = 0.0
+        self._pending: list[tuple[np.ndarray, Any, np.ndarray]] = []
+        self._pending_samples = 0
         self._on_failure = on_failure
         srate = source.nominal_srate
         self._gap_limit = GAP_PERIODS / srate if srate > 0 else 0.0
@@ -96,20 +100,47 @@ class RunStream:
         """Write the samples of a chunk stamped inside the run's window.
 
         ``local`` holds the stamps on the recorder's clock; the file keeps the
-        sender's own ``stamps``.
+        sender's own ``stamps``. With a `hold`, samples are written once they
+        are that old (or the cutoff is known): a stop's arrival stamp may
+        precede the moment it is applied.
         """
         if self.ended or not len(stamps):
             return
-        lo, hi = self.start, self.end
+        if not self.hold:
+            self._write(stamps, values, local, self.end)
+            return
+        self._pending.append((stamps, values, local))
+        self._pending_samples += len(stamps)
+        self.settle(self.source.last_arrival or -math.inf)
+
+    def settle(self, now: float) -> None:
+        """Write the held samples older than ``now - hold``; all of them once cut."""
+        if not self._pending or self.ended:
+            return
+        cut = not math.isinf(self.end)
+        limit = self.end if cut else now - self.hold
+        keep = []
+        for stamps, values, local in self._pending:
+            if cut or local.max() < limit:
+                self._write(stamps, values, local, limit)
+            elif local.min() < limit:
+                self._write(stamps, values, local, limit)
+                later = local >= limit
+                keep.append((stamps[later], _rows(values, later), local[later]))
+            else:
+                keep.append((stamps, values, local))
+        self._pending = keep
+        self._pending_samples = sum(len(c[0]) for c in keep)
+
+    def _write(
+        self, stamps: np.ndarray, values: Any, local: np.ndarray, hi: float
+    ) -> None:
+        lo = self.start
         if local.min() < lo or local.max() >= hi:
             keep = (local >= lo) & (local < hi)
             if not keep.any():
                 return
-            stamps = stamps[keep]
-            if isinstance(values, np.ndarray):
-                values = values[keep]
-            else:  # string stream: a list
-                values = [values[i] for i in np.flatnonzero(keep)]
+            stamps, values = stamps[keep], _rows(values, keep)
         try:
             self._check_stamps(stamps)
             self.output.write_samples(self.stream_id, stamps, values)
@@ -207,6 +238,7 @@ class RunStream:
             moved = src.newest is not None and src.newest > self._newest_at_cut
             reason = END_GRACE if moved else END_SILENT
         if reason is not None:
+            self.settle(now)  # cut: everything held before the cutoff goes in
             self.ended, self.end_reason = True, reason
             self.output.set_footer_extra(
                 self.stream_id, {"cutoff": cutoff, "end_reason": reason}
@@ -224,6 +256,8 @@ class RunStream:
     def force_end(self, reason: str) -> None:
         """End now (the recording failed or is torn down)."""
         if not self.ended:
+            if not math.isinf(self.end):
+                self.settle(math.inf)
             self.ended, self.end_reason = True, reason
             if not math.isinf(self.end):
                 self.output.set_footer_extra(
@@ -297,3 +331,10 @@ class RunStream:
             "sources": [dict(s) for s in self.source.sources],
             "end_reason": self.end_reason,
         }
+
+
+def _rows(values: Any, keep: np.ndarray) -> Any:
+    """``values[keep]`` for a numpy block or a list of strings."""
+    if isinstance(values, np.ndarray):
+        return values[keep]
+    return [values[i] for i in np.flatnonzero(keep)]

@@ -44,6 +44,9 @@ class Sink(Protocol):
     def offset(self, collection: float, value: float) -> None:
         """A measured clock offset."""
 
+    def settle(self, now: float) -> None:
+        """Write what it holds back that is old enough (``now``: recorder clock)."""
+
 
 @dataclass(slots=True)
 class RecorderTiming:
@@ -241,6 +244,11 @@ class PooledStream:
         for _, stamps, values in self._history:
             sink.take(stamps, values, stamps + self.last_offset)
         self.sinks.append(sink)
+
+    def settle(self, now: float) -> None:
+        """Let every sink write what it held back that is now old enough."""
+        for sink in self.sinks:
+            sink.settle(now)
 
     def drop_history(self) -> None:
         """Stop keeping a history (a pool with a single recording, attached)."""

@@ -156,7 +156,12 @@ def test_three_runs_each_sample_in_exactly_one_run(session_root, uid, client):
             if ts < start - 1e-3 or ts >= cutoff + 1e-3
         ]
         assert not (set(outside) & in_file[-1])
-        assert {f"block_start run{i}", f"block_end run{i}"} <= in_file[-1]
+        blocks = {f"block_start run{i}", f"block_end run{i}"}
+        assert blocks <= in_file[-1], [
+            (lab, ts - start, ts - cutoff)
+            for lab, ts in zip(labels, stamps, strict=True)
+            if lab in blocks
+        ]
         # EEG: contiguous, first sample within one sample period of the start
         eeg = streams[eeg_name]
         values = eeg["time_series"][:, 0]
@@ -199,9 +204,10 @@ def test_three_runs_each_sample_in_exactly_one_run(session_root, uid, client):
                 if cutoff + 1e-3 <= ts < start - 1e-3
             ]
             assert gap and not (set(gap) & set().union(*in_file))
-        # start answers at once: its streams are open already (generous bound;
-        # the ≤ 100 ms figure is measured by benchmarks/run_cuts_vs_labrecorder.py)
-        assert max(t for kind, t in replies if kind == "start") < 0.5
+        # start answers without resolving (LabRecorder: ≥ 1 s); a generous bound
+        # for a loaded machine: the ≤ 100 ms figure is measured by
+        # benchmarks/run_cuts_vs_labrecorder.py
+        assert max(t for kind, t in replies if kind == "start") < 1.0
 
 
 # ------------------------------------------------------------ stop by cutoff
@@ -318,22 +324,20 @@ def test_open_streams_keep_a_bounded_history(uid):
     assert 1000 <= kept <= 1800, (kept, chunks)
 
 
-def test_a_start_queued_behind_its_stop_begins_at_the_cutoff():
-    from lsl_session.control.open_streams import OpenStreams
+def test_a_start_right_after_a_stop_begins_at_the_cutoff():
+    from lsl_session.control.open_streams import BACK_TO_BACK_S, OpenStreams
 
     streams = OpenStreams({})
     now = pylsl.local_clock()
     assert streams.start_time(now - 0.5) == pytest.approx(now - 0.5)  # first run
-    streams.stopping(now - 0.3)
-    # sent right after the stop, while it was still draining: the runs meet
-    assert streams.start_time(now - 0.29) == now - 0.3
+    streams.stopping(now - 0.45)
     streams.stopped()
-    # sent after the stop's reply (a client that waited): its own time
-    later = pylsl.local_clock() + 0.0
-    assert streams.start_time(later) == pytest.approx(later, abs=0.01)
+    # sent right after the stop (TCP may hold it ~40 ms): the runs meet
+    assert streams.start_time(now - 0.45 + BACK_TO_BACK_S / 2) == now - 0.45
+    # sent later (a client that waited): its own time
+    assert streams.start_time(now - 0.1) == pytest.approx(now - 0.1)
     # never before the previous cutoff
     streams.stopping(now)
-    streams.stopped()
     assert streams.start_time(now - 1.0) == now
 
 
