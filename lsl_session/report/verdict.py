@@ -172,6 +172,7 @@ class Verdict:
     n_aligned: int = 0
     n_checked: int = 0
     n_slow: int = 0
+    n_unchecked: int = 0  # streams with pulses, none shared with the reference
     devices_missing: list[str] = field(default_factory=list)
     devices_disconnected: list[str] = field(default_factory=list)
     report: str | None = None
@@ -192,8 +193,12 @@ class Verdict:
                 f"{self.n_aligned}/{self.n_checked} sync-checked streams aligned"
                 " within one sample period"
             )
+        elif self.n_unchecked:
+            parts.append("no stream shares sync pulses with the reference")
         else:
             parts.append("no sync pulses to check alignment")
+        if self.n_unchecked:
+            parts.append(f"{self.n_unchecked} not sync-checked")
         if self.devices_missing:
             parts.append(f"{len(self.devices_missing)} devices missing")
         if self.devices_disconnected:
@@ -214,6 +219,7 @@ def _sync_notes(verdict: Verdict, sync_report: dict[str, Any] | None) -> None:
     for row in (sync_report or {}).get("streams", []):
         if row.get("checked") is False:
             unchecked.setdefault(aligned_text(row), []).append(row["stream"])
+            verdict.n_unchecked += 1
             continue
         verdict.n_checked += 1
         verdict.n_aligned += bool(row.get("within_one_sample"))

@@ -133,6 +133,7 @@ def test_realistic_lab_has_no_false_no_and_no_false_loss(tmp_path, uid, emulator
     # the older app's camera at 15 of 30 fps: a rate, its frame index has no gap
     assert f"rc{uid}_rgb_frames: rate 15.0 of 30 Hz nominal" in " ".join(notes)
     assert "2 below nominal rate" in line
+    assert f"no stream shares sync pulses with the reference, {len(rows)} not" in line
     # the declared rates are the streams' nominal rates in the XDF
     streams, _ = pyxdf.load_xdf(str(folder / f"{folder.name}.xdf"))
     nominal = {s["info"]["name"][0]: float(s["info"]["nominal_srate"][0])

@@ -115,7 +115,8 @@ def test_realistic_lab_unrelated_pulse_trains_are_not_checked(session_root):
         assert row["n_matched"] == 0
     verdict = session_verdict(streams, report)
     assert verdict.n_checked == 0
-    assert "no sync pulses to check alignment" in verdict.line
+    assert "no stream shares sync pulses with the reference" in verdict.line
+    assert f"{len(rows)} not sync-checked" in verdict.line
     assert any(n.startswith(NOT_SHARED) and "shimmer_A1" in n for n in verdict.notes)
 
 
