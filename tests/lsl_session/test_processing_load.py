@@ -289,3 +289,55 @@ def test_real_recording_equals_pyxdf(tmp_path, uid, pylsl_outlets):
     result = load_xdf_files(path)
     assert_equal_to_pyxdf(result.streams, ref)
     assert max(len(s.time_stamps) for s in result.streams) > 200
+
+
+def test_chunks_larger_than_the_read_buffer_equal_pyxdf(tmp_path, monkeypatch):
+    """Samples chunks read into one reused buffer: small, then larger than the
+    buffer (it grows), then small again; interleaved with a second stream, and the
+    arrays populated in bulk (`populated`) hold exactly the decoded samples."""
+    from lsl_session.processing import load as load_mod
+
+    monkeypatch.setattr(load_mod, "POPULATE_BYTES", 1)  # every array mapped
+    xml = _xml("big", 1000.0).replace(
+        "<channel_count>1</channel_count>", "<channel_count>16</channel_count>"
+    )
+    rng = np.random.default_rng(11)
+    sizes = [10, 3000, 7, 9000, 250, 1]  # 16 ch float32: 1.2 to 585 kB per chunk
+
+    def build(w):
+        w.write_stream_header(1, xml)
+        w.write_stream_header(2, _xml("small", 100.0))
+        k = 0
+        for m in sizes:
+            t = 50.0 + (k + np.arange(m)) / 1000.0 + rng.normal(0, 1e-5, m)
+            w.write_samples(1, t, rng.normal(0, 5, (m, 16)).astype(np.float32))
+            w.write_samples(2, [50.0 + k / 1000.0], [[float(k)]])
+            w.write_clock_offset(1, 50.0 + k / 1000.0, -0.5)
+            w.write_clock_offset(2, 50.0 + k / 1000.0, -0.5)
+            k += m
+        w.write_stream_footers()
+
+    path = _write(tmp_path / "b.xdf", build)
+    ours = {s.name: s for s in load_xdf_files(path).streams}
+    theirs = {s["info"]["name"][0]: s for s in pyxdf.load_xdf(path)[0]}
+    for name in ("big", "small"):
+        np.testing.assert_array_equal(
+            ours[name].time_series, theirs[name]["time_series"]
+        )
+        assert (
+            np.max(np.abs(ours[name].time_stamps - theirs[name]["time_stamps"])) < TOL
+        )
+    assert ours["big"].time_series.shape == (sum(sizes), 16)
+
+
+def test_populated_arrays_are_writable_and_sized():
+    from lsl_session.processing.load import POPULATE_BYTES, populated
+
+    big = populated((POPULATE_BYTES // 4 + 10, 2), np.float32)
+    small = populated((3,), np.float64)
+    assert big.shape == (POPULATE_BYTES // 4 + 10, 2) and big.dtype == np.float32
+    assert big.base is not None and small.base is None  # mapped vs numpy.empty
+    big[:] = 1.5
+    big[-1, -1] = 7.0
+    assert float(big.sum()) == 1.5 * (big.size - 1) + 7.0
+    assert populated((0, 4), np.int16).shape == (0, 4)
