@@ -79,12 +79,53 @@ def is_session_folder(path: Path) -> bool:
     )
 
 
-def session_folders(root: Path | str) -> list[Path]:
-    """Every session folder directly under ``root``, oldest first."""
+#: Folder levels searched below a root: a run-naming template puts sessions in
+#: ``sub-<p>/ses-<s>/`` (LabRecorder's BIDS layout) or ``exp<n>/`` folders.
+SESSION_DEPTH = 5
+#: Most session folders one root yields (bounds a scan of a huge tree).
+MAX_SESSIONS = 100_000
+
+
+def session_folders(root: Path | str, depth: int = SESSION_DEPTH) -> list[Path]:
+    """Every session folder under ``root``, oldest first.
+
+    Sessions directly under ``root`` and in template folders up to ``depth``
+    levels below it (``sub-P01/ses-S01/<session>``). Hidden folders, symbolic
+    links, session folders' insides and BIDS datasets (a folder holding
+    ``dataset_description.json``, whose ``sourcedata/`` keeps session copies)
+    are not searched.
+    """
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if is_session_folder(p))
+    found: list[Path] = []
+    level = [root]
+    for _ in range(max(1, depth)):
+        deeper: list[Path] = []
+        for folder in level:
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.is_dir(
+                    follow_symlinks=False
+                ):
+                    continue
+                path = Path(entry.path)
+                if layout.parse_session_id(entry.name) is not None:
+                    found.append(path)
+                elif not (path / "dataset_description.json").exists():
+                    deeper.append(path)
+        if len(found) >= MAX_SESSIONS:
+            break
+        level = deeper
+    return sorted(found[:MAX_SESSIONS], key=_age_key)
+
+
+def _age_key(path: Path) -> tuple[str, str]:
+    parsed = layout.parse_session_id(path.name)
+    return (parsed[1] if parsed else "", str(path))
 
 
 def effective_status(meta: dict[str, Any]) -> str:

@@ -531,6 +531,7 @@ class SessionManager:
                 )
                 self._set_state(State.EMPTY)
                 logger.info("nothing was recorded: the session ends empty")
+                session.logger.close()  # its event stream leaves the network
                 return session.metadata()
             session.set_status(
                 State.PROCESSING.value, end_time=end, duration_s=round(duration, 6)
@@ -547,6 +548,9 @@ class SessionManager:
                     raise
             session.set_status(State.COMPLETED.value)
             self._set_state(State.COMPLETED)
+            # a finished session's event stream leaves the network (events of a
+            # later processing still go to its log)
+            session.logger.close()
             return session.metadata()
 
     def trigger_post_session_processing(

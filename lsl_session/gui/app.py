@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
 
-from lsl_session import layout
-from lsl_session.catalog import summarize_session
+from lsl_session.catalog import session_folders, summarize_session
 from lsl_session.control.finisher import SessionFinisher
 from lsl_session.control.handler import ControlHandler
 from lsl_session.control.server import ControlServer
@@ -35,7 +34,7 @@ from lsl_session.gui.naming import (
 from lsl_session.gui.viewer import ChannelViewer
 from lsl_session.labrecorder import RequiredStream
 from lsl_session.lifecycle import State
-from lsl_session.lsl import matches_query, stream_record
+from lsl_session.lsl import explain_unmatched, matches_query, stream_record
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +42,6 @@ logger = logging.getLogger(__name__)
 MAX_NOTE = 500
 MAX_STREAMS_LISTED = 500
 MAX_SESSIONS_LISTED = 500
-#: Folder levels searched for sessions below the study root (template folders).
-SESSION_DEPTH = 5
 #: Seconds between two scans of the study root for past sessions.
 SESSIONS_TTL = 2.0
 #: Longest a note waits for the run's event stream to be recorded (seconds).
@@ -295,8 +292,15 @@ class GuiApp:
             for r in self.handler.required
         ]
 
-    def select(self, queries: list[str]) -> None:
-        """Replace the selection with ``queries`` (each checked like RCS ``select``)."""
+    def select(self, queries: list[str]) -> list[str]:
+        """Replace the selection with ``queries`` (each checked like RCS ``select``).
+
+        Returns
+        -------
+        list of str
+            For each query no visible stream matches: why, and the closest
+            streams (a typo shows on the page, not only in the server's log).
+        """
         if len(queries) > 256:
             raise LslSessionError("at most 256 streams can be selected")
         with self.handler._lock:
@@ -311,6 +315,12 @@ class GuiApp:
             with self.handler._lock:
                 self.handler.selection, self.handler.select_all = previous
             raise
+        infos = self.handler.visible_infos()
+        return [
+            explain_unmatched(q, infos)
+            for q in queries
+            if not any(matches_query(i, q) for i in infos)
+        ]
 
     # ------------------------------------------------------------ control
     @staticmethod
@@ -324,6 +334,8 @@ class GuiApp:
 
     def stop_run(self) -> None:
         """Stop the run (as RCS ``stop``); the run number increments."""
+        if self.manager.state is not State.RECORDING:
+            raise LslSessionError("nothing is recording: nothing to stop")
         self._reply(self.handler.handle("stop"))
 
     def split(self) -> str:
@@ -417,11 +429,8 @@ class GuiApp:
         with self._lock:
             if now - self._sessions_at < SESSIONS_TTL:
                 return self._session_rows
-        found: dict[str, Path] = {}
-        for folder in _session_folders(self.study_root, SESSION_DEPTH):
-            found[folder.name] = folder
-            if len(found) >= MAX_SESSIONS_LISTED:
-                break
+        newest = session_folders(self.study_root)[-MAX_SESSIONS_LISTED:]
+        found = {folder.name: folder for folder in newest}
         rows = []
         for sid, folder in found.items():
             rows.append(_session_row(sid, folder, self.study_root))
@@ -460,33 +469,6 @@ def _flag_sentence(stream: dict[str, Any], flag: str) -> str:
     if flag == "flat":
         return f"{name}: every channel is flat (no signal?)"
     return f"{name}: a channel sits at its limits (clipped or saturated)"
-
-
-def _session_folders(root: Path, depth: int) -> list[Path]:
-    """Session folders below ``root`` (template folders in between), no symlinks."""
-    out: list[Path] = []
-    level = [root]
-    for _ in range(depth):
-        nxt: list[Path] = []
-        for folder in level:
-            try:
-                entries = sorted(os.scandir(folder), key=lambda e: e.name)
-            except OSError:
-                continue
-            for entry in entries:
-                if entry.name.startswith(".") or not entry.is_dir(
-                    follow_symlinks=False
-                ):
-                    continue
-                path = Path(entry.path)
-                if layout.parse_session_id(entry.name) is not None:
-                    out.append(path)
-                else:
-                    nxt.append(path)
-                if len(out) >= MAX_SESSIONS_LISTED:
-                    return out
-        level = nxt[:MAX_SESSIONS_LISTED]
-    return out
 
 
 def _session_row(session_id: str, folder: Path, root: Path) -> dict[str, Any]:

@@ -241,7 +241,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             queries = body.get("queries")
             if not isinstance(queries, list):
                 raise _Refused(400, "select needs a list of queries")
-            app.select(queries)
+            return {"ok": True, "warnings": app.select(queries)}
         elif path == "/api/fields":
             app.set_fields(body)
         elif path == "/api/start":

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pylsl
@@ -389,3 +390,49 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_study_commands_find_sessions_in_template_folders(tmp_path):
+    """`list`, `recover --root`, `archive` see sessions under sub-/ses- folders;
+    a BIDS dataset's sourcedata copies are not sessions of the study."""
+    from lsl_session.catalog import session_folders
+
+    study = tmp_path / "study"
+    crash = (  # a process that dies with its session open: `recover` has work
+        "import os, sys; from lsl_session.manager import SessionManager;"
+        "m = SessionManager(sys.argv[1]);"
+        "m.create_session('sub-P01_ses-S01_task-t_run-001_eeg');"
+        "print(m.session_dir); sys.stdout.flush(); os._exit(0)"
+    )
+    made = subprocess.run(
+        [sys.executable, "-c", crash, str(study / "sub-P01" / "ses-S01")],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    first = Path(made.stdout.strip())
+    copy = study / "bids" / "sourcedata" / first.name
+    copy.mkdir(parents=True)
+    (study / "bids" / "dataset_description.json").write_text("{}")
+    (copy / "session_metadata.json").write_text("{}")
+    assert session_folders(study) == [first]
+    listed = subprocess.run(
+        [sys.executable, "-m", "lsl_session", "list", "--root", str(study)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert listed.returncode == 0 and first.name in listed.stdout
+    rec = subprocess.run(
+        [sys.executable, "-m", "lsl_session", "recover", "--root", str(study), "--json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert rec.returncode == 0, rec.stderr
+    assert first.name in rec.stdout
+
+
+def test_a_query_that_matches_nothing_is_said_on_the_page(served, uid):
+    status, _, body = _request(
+        served, "POST", "/api/select", {"queries": [f"nme='x{uid}'"]}, _csrf(served)
+    )
+    assert status == 200
+    warnings = json.loads(body)["warnings"]
+    assert len(warnings) == 1 and "did you mean name" in warnings[0]
+    status, _, body = _request(served, "POST", "/api/stop", {}, _csrf(served))
+    assert status == 400 and b"nothing is recording" in body

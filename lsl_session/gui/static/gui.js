@@ -95,6 +95,14 @@ function renderStreams(state) {
     c[4].textContent = s.channel_count;
     c[5].textContent = s.nominal_srate ? `${s.nominal_srate} Hz` : "irregular";
   });
+  const sel = document.getElementById("selection");
+  clear(sel);
+  if (state.selection.length) {
+    sel.appendChild(el("b", "Recording: "));
+    state.selection.forEach((q, i) => sel.appendChild(el("code", `${i ? " · " : ""}${q}`)));
+  } else {
+    sel.appendChild(el("span", "Nothing selected: Start records every visible stream."));
+  }
   const req = document.getElementById("required");
   clear(req);
   if (state.required.length) {
@@ -274,7 +282,7 @@ async function init() {
   document.querySelector("#streams tbody").addEventListener("change", () => {
     const queries = [...document.querySelectorAll("#streams input.pick:checked")].map((b) => b.dataset.query);
     selecting++;
-    post("/api/select", { queries }).then(() => say(`${queries.length} stream(s) selected`))
+    post("/api/select", { queries }).then((d) => say(d.warnings.length ? d.warnings.join("; ") : `${queries.length} stream(s) selected`, d.warnings.length > 0))
       .catch(() => {}).finally(() => { selecting--; pollState(); });
   });
   document.getElementById("query-form").addEventListener("submit", (ev) => {
@@ -282,7 +290,9 @@ async function init() {
     const q = document.getElementById("query").value.trim();
     if (!q) return;
     const current = [...document.querySelectorAll("#streams input.pick:checked")].map((b) => b.dataset.query);
-    post("/api/select", { queries: [...current, q] }).then(() => say(`selected ${q}`)).catch(() => {});
+    post("/api/select", { queries: [...current, q] })
+      .then((d) => say(d.warnings.length ? d.warnings.join("; ") : `selected ${q}`, d.warnings.length > 0))
+      .catch(() => {});
   });
   const form = document.getElementById("fields");
   form.addEventListener("input", () => { fieldsDirty = true; });
