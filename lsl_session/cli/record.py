@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from lsl_session.cli._dashboard import (
     dashboard_config,
@@ -192,8 +194,13 @@ def record_command(
 
         control = None if control_port is None else (
             control_host, control_port, control_token)  # fmt: skip
+        config = load_config(config_file, simulate=simulate)
+        source = click.get_current_context().get_parameter_source("root")
+        if source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            # docs/configs.md: an explicit --root (or LSL_SESSION_ROOT) wins
+            config = dataclasses.replace(config, root=root)
         return run_lab(
-            load_config(config_file, simulate=simulate),
+            config,
             LabOptions(
                 root=root, name=name, session_dir=session_dir, duration=duration,
                 process=not no_process, status_interval=status_interval,

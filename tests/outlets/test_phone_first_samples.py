@@ -24,8 +24,10 @@ from outlets.phone.streams import PhoneOutlets
 
 def _start_recorder(root: Path, query: str) -> subprocess.Popen:
     proc = subprocess.Popen(
+        # started before its device: --allow-missing records and waits for it
+        # (without it, a query matching nothing ends record before it starts)
         [sys.executable, "-m", "lsl_session", "record", "--root", str(root),
-         "--stream", query, "--no-process"],
+         "--stream", query, "--no-process", "--allow-missing"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     line = ""
