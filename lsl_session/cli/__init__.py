@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -15,6 +16,24 @@ from lsl_session.errors import LslSessionError
 
 class _Group(click.Group):
     """A group that turns library errors into one-line messages and exit code 1."""
+
+    def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
+        """Defer stop signals from the very start for `STOP_COMMANDS`."""
+        argv = list(sys.argv[1:] if args is None else args)
+        command = next((a for a in argv if not a.startswith("-")), None)
+        if command in STOP_COMMANDS:
+            from lsl_session.signals import defer_signals
+
+            defer_signals()
+        return super().main(args, *rest, **kwargs)
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        """A Ctrl-C while the command line is parsed: ``Error: interrupted``, 130."""
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            sys.exit(130)
 
     def invoke(self, ctx: click.Context):
         try:
