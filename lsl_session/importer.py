@@ -393,7 +393,8 @@ def owning_session(path: Path | str) -> Path | None:
     folder = path.parent
     if not (folder / layout.METADATA_FILE).is_file():
         return None
-    stem = _PART.sub(r"\g<stem>", path.stem)
+    name_stem = (split_xdf_name(path.name) or (path.stem, ""))[0]  # x.xdf.gz → x
+    stem = _PART.sub(r"\g<stem>", name_stem)
     return folder if stem == folder.name else None
 
 

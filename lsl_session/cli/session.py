@@ -66,7 +66,8 @@ def _echo_session(info: dict) -> None:
 
 
 def _echo_xdf(info: dict) -> None:
-    click.echo(f"file      {info['path']} ({info['file_size']} bytes)")
+    inside = f", {info['xdf_size']} bytes of XDF" if info.get("xdf_size") else ""
+    click.echo(f"file      {info['path']} ({info['file_size']} bytes{inside})")
     for s in info["streams"]:
         footer = "footer" if s.get("footer") else "NO FOOTER"
         click.echo(
@@ -93,6 +94,9 @@ def info_command(path: Path, as_json: bool) -> None:
 
         info = summarize(path)
         info["path"] = str(path)
+        disk = path.stat().st_size
+        if info.get("file_size") != disk:  # compressed: the XDF inside is larger
+            info["xdf_size"], info["file_size"] = info.get("file_size"), disk
         if as_json:
             click.echo(json.dumps(info, indent=2, default=str))
         else:

@@ -104,8 +104,12 @@ def test_compressed_recording_reads_in_stock_pyxdf_and_equals_plain(tmp_path, ui
     assert gz.stat().st_size < 0.6 * xdf.stat().st_size
     meta = json.loads((gz.parent / "session_metadata.json").read_text())
     assert meta["recording"]["xdf_files"] == [gz.name]
-    proc = _cli("process", str(gz.parent))
+    proc = _cli("process", str(gz), "--root", str(tmp_path / "elsewhere"))
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert Path(proc.stdout.strip().splitlines()[-1]) == gz.parent  # in place
+    assert not (tmp_path / "elsewhere").exists()
+    info = json.loads(_cli("info", str(gz), "--json").stdout)
+    assert info["file_size"] == gz.stat().st_size < info["xdf_size"]
 
 
 def test_kill_9_loses_at_most_the_last_second_and_recover_repairs(tmp_path, uid):
