@@ -12,7 +12,6 @@ thresholds): the pylsl#67 truncation guard, clock-reset segmentation, the robust
 from __future__ import annotations
 
 import logging
-import mmap
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 
 from lsl_session.errors import LslSessionError
 from lsl_session.limits import BoundedList
+from lsl_session.processing.buffers import populated
 from lsl_session.processing.loss import measured_rate, missing_in_stamps
 from lsl_session.processing.model import SyncedStream
 from lsl_session.processing.sync import (
@@ -95,33 +95,6 @@ class _Plan:
             self.series = []
         else:
             self.series = populated((self.capacity, nch), DTYPES[self.fmt])
-
-
-#: Arrays at least this large are mapped with their pages populated at once.
-POPULATE_BYTES = 1 << 20
-
-
-def populated(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """An uninitialised array whose memory pages are mapped in one system call.
-
-    The sample arrays are filled once, front to back: faulting their pages in one
-    by one cost more CPU than the copy itself (~1 s per 0.4 GB here), while
-    ``MAP_POPULATE`` maps them in bulk. Small arrays, and systems without
-    ``MAP_POPULATE``, get ``numpy.empty``.
-    """
-    dtype = np.dtype(dtype)
-    count = int(np.prod(shape, dtype=np.int64))
-    nbytes = count * dtype.itemsize
-    flags = getattr(mmap, "MAP_POPULATE", 0)
-    if nbytes < POPULATE_BYTES or not flags:
-        return np.empty(shape, dtype)
-    try:
-        area = mmap.mmap(
-            -1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | flags
-        )
-    except OSError:  # no room for the mapping: numpy's allocator reports it
-        return np.empty(shape, dtype)
-    return np.frombuffer(area, dtype, count=count).reshape(shape)
 
 
 @dataclass(slots=True)

@@ -295,9 +295,9 @@ def test_chunks_larger_than_the_read_buffer_equal_pyxdf(tmp_path, monkeypatch):
     """Samples chunks read into one reused buffer: small, then larger than the
     buffer (it grows), then small again; interleaved with a second stream, and the
     arrays populated in bulk (`populated`) hold exactly the decoded samples."""
-    from lsl_session.processing import load as load_mod
+    from lsl_session.processing import buffers
 
-    monkeypatch.setattr(load_mod, "POPULATE_BYTES", 1)  # every array mapped
+    monkeypatch.setattr(buffers, "POPULATE_BYTES", 1)  # every array mapped
     xml = _xml("big", 1000.0).replace(
         "<channel_count>1</channel_count>", "<channel_count>16</channel_count>"
     )
@@ -331,7 +331,7 @@ def test_chunks_larger_than_the_read_buffer_equal_pyxdf(tmp_path, monkeypatch):
 
 
 def test_populated_arrays_are_writable_and_sized():
-    from lsl_session.processing.load import POPULATE_BYTES, populated
+    from lsl_session.processing.buffers import POPULATE_BYTES, populated
 
     big = populated((POPULATE_BYTES // 4 + 10, 2), np.float32)
     small = populated((3,), np.float64)
