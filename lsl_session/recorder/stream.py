@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import socket
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -149,6 +150,10 @@ class PooledStream:
         self.rivals: set[str] = set()
         self.lost = False
         self.last_offset = 0.0
+        #: the sender runs on this machine: its stamps are on our clock already
+        #: (liblsl's clock is the system's monotonic clock), so runs are cut on
+        #: its raw stamps, not on a ±tens-of-µs offset estimate
+        self.same_host = info.hostname() == socket.gethostname()
         self.offset_known = False
         self._offset_due = 0.0  # recorder clock; 0: measure right away
         self._offset_asked: float | None = None
@@ -163,6 +168,11 @@ class PooledStream:
         self._history_cap = int(
             timing.history_seconds * max(self.nominal_srate, MIN_BUFFER_SAMPLES)
         )
+
+    @property
+    def cut_offset(self) -> float:
+        """What maps the stream's stamps to the recorder's clock to cut runs."""
+        return 0.0 if self.same_host else self.last_offset
 
     @property
     def regular(self) -> bool:
@@ -219,7 +229,7 @@ class PooledStream:
         if self.keep_history and not self.is_string:
             # the pull buffer is reused: the history keeps copies
             stamps, values = stamps.copy(), values.copy()
-        local = stamps + self.last_offset
+        local = stamps + self.cut_offset
         newest = float(local.max())
         self.newest = newest if self.newest is None else max(self.newest, newest)
         self.last_arrival = now
@@ -242,7 +252,7 @@ class PooledStream:
     def attach(self, sink: Sink) -> None:
         """Hand ``sink`` the history (its window picks), then every new chunk."""
         for _, stamps, values in self._history:
-            sink.take(stamps, values, stamps + self.last_offset)
+            sink.take(stamps, values, stamps + self.cut_offset)
         self.sinks.append(sink)
 
     def settle(self, now: float) -> None:
