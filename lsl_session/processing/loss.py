@@ -3,17 +3,29 @@
 Counted on the stamps *before* dejittering: the dejitter line (as pyxdf's) is
 fitted across gaps shorter than ``max(1 s, 500 samples)`` and would spread the
 samples over them. An interval longer than 1.5 periods of the stream's measured
-rate (its median interval) is a gap; the samples it lacks are counted over a
-window of `JITTER_WINDOW` samples on both sides, so one late chunk followed by
-an early one (stamping jitter) is not a loss, while clock drift never is.
+rate (its median interval) is a candidate gap. Each stamp's offset from its
+place on the grid of that rate (``t * rate - index``, in periods) is constant
+while nothing is lost and steps up by k when k samples are missing; stamping
+jitter (a chunk pushed with ``local_clock()``: late one chunk, early the next)
+moves single offsets but not their median. So a candidate gap counts the
+difference between the median offset of the `window` samples after it and of
+those before it, rounded: a late chunk is not a loss, a dropout is, and clock
+drift never is (the windows are short).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-#: Samples on each side of a gap over which stamping jitter is compensated.
-JITTER_WINDOW = 8
+#: Seconds of samples on each side of a candidate gap whose median offset is
+#: compared, at least `MIN_WINDOW` and at most `MAX_WINDOW` samples.
+WINDOW_S = 0.5
+MIN_WINDOW = 16
+MAX_WINDOW = 2048
+#: A median step of at least this many periods is a loss (rounded from there).
+STEP_MIN = 0.75
+#: Candidate gaps evaluated per batch (bounds the window matrix to ~16 MiB).
+_BATCH = 1024
 
 
 def measured_rate(stamps: np.ndarray) -> float:
@@ -39,14 +51,36 @@ def missing_in_stamps(stamps: np.ndarray, rate: float) -> int:
     n = t.size
     if rate <= 0 or n < 2:
         return 0
-    steps = np.diff(t) * rate
-    gaps = np.flatnonzero(steps > 1.5)
+    gaps = np.flatnonzero(np.diff(t) * rate > 1.5)
     if gaps.size == 0:
         return 0
-    lo = np.maximum(gaps - JITTER_WINDOW, 0)
-    hi = np.minimum(gaps + 1 + JITTER_WINDOW, n - 1)
-    # windows of nearby gaps overlap: count each union of windows once
-    starts = np.flatnonzero(np.concatenate(([True], lo[1:] > hi[:-1])))
-    lo, hi = lo[starts], np.maximum.reduceat(hi, starts)
-    lacking = np.round((t[hi] - t[lo]) * rate) - (hi - lo)
-    return int(np.maximum(lacking, 0).sum())
+    offset = (t - t[0]) * rate - np.arange(n)
+    window = int(min(MAX_WINDOW, max(MIN_WINDOW, rate * WINDOW_S)))
+    back = np.arange(-window + 1, 1)  # the gap's sample and those before it
+    ahead = np.arange(1, window + 1)  # the samples after it
+
+    def steps(g: np.ndarray, fix: np.ndarray, cum: np.ndarray) -> np.ndarray:
+        """Median offset after minus before each gap, less the steps counted."""
+        out = np.empty(g.size)
+        for k in range(0, g.size, _BATCH):
+            gg = g[k : k + _BATCH, None]
+            idx_b = np.clip(gg + back, 0, n - 1)
+            idx_a = np.clip(gg + ahead, 0, n - 1)
+            # a sample after a counted gap is corrected by the steps counted before it
+            b = offset[idx_b] - cum[np.searchsorted(fix, idx_b, side="left")]
+            a = offset[idx_a] - cum[np.searchsorted(fix, idx_a, side="left")]
+            out[k : k + _BATCH] = np.median(a, axis=1) - np.median(b, axis=1)
+        return out
+
+    none = np.zeros(1)
+    # jitter moves a median by well under 3/4 of a period; only larger steps count
+    candidates = gaps[steps(gaps, np.empty(0, np.int64), none) >= STEP_MIN]
+    fixed: list[int] = []
+    cum = [0.0]
+    for g in candidates:  # in order: a step counted once, not by every neighbour
+        step = steps(np.array([g]), np.array(fixed, np.int64), np.array(cum))[0]
+        k = np.floor(step + 1.0 - STEP_MIN)
+        if k > 0:
+            fixed.append(int(g) + 1)
+            cum.append(cum[-1] + k)
+    return int(cum[-1])

@@ -156,7 +156,9 @@ class RunStream:
         """
         last = self.output.stats(self.stream_id).last
         steps = np.diff(stamps, prepend=stamps[0] if last is None else last)
-        backward = steps < 0
+        # a regular stream's chunks stamped at push time overlap by up to about a
+        # period: only a step back beyond the gap limit (2 periods) is a jump
+        backward = steps < -self._gap_limit
         gap = steps > self._gap_limit if self._gap_limit else np.zeros_like(backward)
         if not (gap.any() or backward.any()):
             return

@@ -140,12 +140,22 @@ def device_problems(devices: dict[str, Any] | None) -> tuple[list[str], list[str
     return missing, dropped
 
 
-def backward_jumps(stamps: np.ndarray) -> np.ndarray:
-    """The negative steps of ``stamps`` (a stamp earlier than the one before)."""
+#: A regular stream's stamp may step back this many periods without being a jump:
+#: chunks stamped at push time (pylsl's default) overlap by up to about a period.
+JUMP_PERIODS = 2.0
+
+
+def backward_jumps(stamps: np.ndarray, srate: float = 0.0) -> np.ndarray:
+    """The negative steps of ``stamps`` (a stamp earlier than the one before).
+
+    For a regular stream (``srate`` > 0) a step back of less than `JUMP_PERIODS`
+    periods is stamping jitter, not a jump.
+    """
     if len(stamps) < 2:
         return np.zeros(0)
     steps = np.diff(np.asarray(stamps, dtype=np.float64))
-    return steps[steps < 0]
+    tolerance = JUMP_PERIODS / srate if srate > 0 else 0.0
+    return steps[steps < -tolerance]
 
 
 def source_notes(metadata: dict[str, Any] | None) -> list[str]:
@@ -280,7 +290,7 @@ def session_verdict(
             verdict.notes.append(
                 f"{s.name}: {loss.lost} samples missing in gaps of {where}"
             )
-        jumps = backward_jumps(recorded_stamps(s))
+        jumps = backward_jumps(recorded_stamps(s), s.nominal_srate or 0.0)
         if jumps.size:
             verdict.notes.append(
                 f"{s.name}: its stamps jump back {jumps.size} time(s), by up to"
