@@ -16,7 +16,8 @@ full ``process`` pipeline (load + Parquet + aligned grid + CSV + MAT + report).
 
 Run (from the repository, with the venv lsl_session is installed in):
   python benchmarks/processing_vs_pyxdf.py [--shapes big,many] [--rounds 3]
-      [--scale 1.0] [--no-process] [--dir DIR] [--keep] [--write-docs]
+      [--scale 1.0] [--no-process] [--dir DIR] [--keep] [--json FILE]
+      [--write-docs] [--from-json FILE]
 
 Each round runs pyxdf, ours (and ``process``) in turn, the order reversed every
 other round (the machine may be shared); medians are reported, with the load
@@ -217,6 +218,7 @@ def run_shape(
         "data_bytes": data_bytes,
         "loadavg_before": loadavg(),
         "rounds": rounds,
+        "git_head": git_head(),
     }
     kinds = ["pyxdf", "ours"] + (["process"] if with_process else [])
     runs: dict[str, list[dict]] = {k: [] for k in kinds}
@@ -259,10 +261,19 @@ def main() -> None:
         "--scale", type=float, default=1.0, help="samples × this (for iteration)"
     )
     parser.add_argument("--no-process", action="store_true")
+    parser.add_argument("--from-json", type=Path, default=None, help="re-render a run")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "TARGET"))
     args = parser.parse_args()
     if args.child:
         child(*args.child)
+        return
+    if args.from_json:
+        text = render(json.loads(args.from_json.read_text()))
+        sys.stdout.write(text)
+        if args.write_docs:
+            write_docs(
+                text, Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+            )
         return
     shapes = [x for x in args.shapes.split(",") if x]
     results = []
@@ -351,7 +362,8 @@ def render(results: list[dict]) -> str:
     lines += [
         "",
         "Command: `python benchmarks/processing_vs_pyxdf.py --rounds 3 --write-docs`  ",
-        f"Machine: {machine()}; lsl_session {git_head()}; {versions()}.  ",
+        f"Machine: {machine()}; lsl_session"
+        f" {results[0].get('git_head') if results else git_head()}; {versions()}.  ",
         "Every peak RSS includes the interpreter and its imports (~0.1–0.2 GB).",
         "",
     ]
