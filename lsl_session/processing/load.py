@@ -24,6 +24,7 @@ from lsl_session.limits import BoundedList
 from lsl_session.processing.buffers import populated
 from lsl_session.processing.loss import measured_rate, missing_in_stamps
 from lsl_session.processing.model import SyncedStream
+from lsl_session.processing.read_pass import read_samples as _read_samples
 from lsl_session.processing.sync import (
     ClockFit,
     apply_clock_sync,
@@ -34,17 +35,11 @@ from lsl_session.processing.sync import (
     robust_fit,
     truncate_corrupted_offsets,
 )
-from lsl_session.xdf import iter_chunks, load_raw
+from lsl_session.xdf import load_raw
 from lsl_session.xdf._format import (
     DTYPES,
-    ChunkError,
-    ChunkTag,
     XdfFormatError,
-    decode_varlen,
-    sample_record_dtype,
 )
-from lsl_session.xdf._parse import decode_numeric, decode_strings
-from lsl_session.xdf.compressed import open_xdf
 
 logger = logging.getLogger(__name__)
 
@@ -111,84 +106,6 @@ def _key(info: dict[str, Any], path: Path, sid: int) -> tuple[Any, ...]:
     if info.get("source_id"):
         return (info.get("name"), info.get("source_id"))
     return (info.get("name"), None, str(path), sid)
-
-
-def _fill(plan: _Plan, body: bytes | memoryview, state: dict[str, float]) -> int:
-    """Decode one Samples body into the plan's arrays; return the sample count.
-
-    ``body`` may be a view of a reused buffer: nothing decoded from it is kept
-    without a copy.
-    """
-    nch = plan.info.get("channel_count") or 0
-    last, tdiff = state["last"], state["tdiff"]
-    pos = plan.filled
-    if plan.fmt == "string":
-        stamps, rows = decode_strings(bytes(body), nch, last, tdiff)
-        plan.series.extend(rows)
-    else:
-        record = sample_record_dtype(plan.fmt, nch)
-        n, p = decode_varlen(body)
-        arr = None
-        if len(body) - p == n * record.itemsize:
-            arr = np.frombuffer(body, record, count=n, offset=p)
-            if not bool((arr["tsbytes"] == 8).all()):
-                arr = None
-        if arr is not None:
-            stamps, values = arr["stamp"], arr["values"]
-        else:
-            stamps, values, _ = decode_numeric(bytes(body), record, last, tdiff)
-        n = len(stamps)
-        if pos + n > plan.capacity:
-            raise ChunkError("more samples than the header pass counted")
-        plan.series[pos : pos + n] = values
-    n = len(stamps)
-    plan.stamps[pos : pos + n] = stamps
-    if n:
-        state["last"] = float(stamps[-1])
-    plan.filled = pos + n
-    return n
-
-
-def _read_samples(
-    path: Path, by_sid: dict[int, _Plan], problems: list[str]
-) -> dict[int, int]:
-    """Second pass over one file; return the decoded sample count per stream id."""
-    counts = dict.fromkeys(by_sid, 0)
-    seen: set[int] = set()
-    state = {
-        sid: {
-            "last": 0.0,
-            "tdiff": 1.0 / p.info["nominal_srate"]
-            if p.info["nominal_srate"] > 0
-            else 0.0,
-        }
-        for sid, p in by_sid.items()
-    }
-    # one buffer, reused: as large as the largest Samples chunk (which the walk
-    # bounds by the file size); a fresh bytes object per chunk cost more than the
-    # copy out of it
-    buf = bytearray(1 << 16)
-    with open_xdf(path) as fh:
-        for chunk in iter_chunks(fh):
-            sid = chunk.stream_id
-            if chunk.tag == ChunkTag.STREAM_HEADER:
-                seen.add(sid)
-            if chunk.tag != ChunkTag.SAMPLES or sid not in by_sid or sid not in seen:
-                continue
-            start = chunk.content_offset + 4
-            length = chunk.end - start
-            if length > len(buf):
-                buf = bytearray(max(length, 2 * len(buf)))
-            fh.seek(start)
-            got = fh.readinto(memoryview(buf)[:length])
-            body = memoryview(buf)[: got or 0]
-            try:
-                counts[sid] += _fill(by_sid[sid], body, state[sid])
-            except ChunkError as err:
-                problems.append(
-                    f"{path.name}: Samples chunk at byte {chunk.offset} skipped: {err}"
-                )
-    return counts
 
 
 def _plan_files(paths: list[Path], problems: list[str]):

@@ -341,3 +341,58 @@ def test_populated_arrays_are_writable_and_sized():
     big[-1, -1] = 7.0
     assert float(big.sum()) == 1.5 * (big.size - 1) + 7.0
     assert populated((0, 4), np.int16).shape == (0, 4)
+
+
+def test_windowed_sample_pass_equals_chunk_by_chunk_and_pyxdf(tmp_path, monkeypatch):
+    """Chunks decoded a window at a time (runs of fixed-size chunks joined) give
+    exactly what one chunk at a time gives, and pyxdf's values: windows cut
+    between chunks, a chunk larger than the window, a chunk with deduced stamps
+    (no 8-byte stamps) inside a run, and two interleaved streams."""
+    import struct
+
+    from lsl_session.processing import read_pass
+    from lsl_session.xdf._format import encode_varlen
+
+    xml = _xml("a", 100.0).replace(
+        "<channel_count>1</channel_count>", "<channel_count>4</channel_count>"
+    )
+    rng = np.random.default_rng(12)
+
+    def deduced_chunk(sid, values):
+        body = struct.pack("<HI", 3, sid) + encode_varlen(len(values))
+        body += b"".join(b"\x00" + row.tobytes() for row in values)
+        return encode_varlen(len(body)) + body
+
+    def build(w):
+        w.write_stream_header(1, xml)
+        w.write_stream_header(2, _xml("b", 100.0))
+        k = 0
+        for m in (5, 40, 3, 600, 7, 0, 9, 11):
+            t = 10.0 + (k + np.arange(m)) / 100.0
+            if m == 0:  # deduced stamps: 6 samples, 0.01 s after the last one
+                w._write(deduced_chunk(1, rng.normal(0, 1, (6, 4)).astype(np.float32)))
+                k += 6
+            else:
+                w.write_samples(1, t, rng.normal(0, 1, (m, 4)).astype(np.float32))
+                k += m
+            w.write_samples(2, [10.0 + k / 100.0], [[float(k)]])
+            w.write_clock_offset(1, 10.0 + k / 100.0, 0.25)
+            w.write_clock_offset(2, 10.0 + k / 100.0, 0.25)
+        w.write_stream_footers()
+
+    path = _write(tmp_path / "w.xdf", build)
+    whole = {s.name: s for s in load_xdf_files(path).streams}
+    monkeypatch.setattr(read_pass, "WINDOW_BYTES", 300)  # most windows: 1–2 chunks
+    monkeypatch.setattr(read_pass, "WINDOW_CHUNKS", 3)
+    small = {s.name: s for s in load_xdf_files(path).streams}
+    theirs = {s["info"]["name"][0]: s for s in pyxdf.load_xdf(path)[0]}
+    assert len(whole["a"].time_stamps) == 5 + 40 + 3 + 600 + 7 + 6 + 9 + 11
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(whole[name].time_series, small[name].time_series)
+        np.testing.assert_array_equal(whole[name].time_stamps, small[name].time_stamps)
+        np.testing.assert_array_equal(
+            whole[name].time_series, theirs[name]["time_series"]
+        )
+        assert (
+            np.max(np.abs(whole[name].time_stamps - theirs[name]["time_stamps"])) < TOL
+        )
