@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
+import time
 from typing import Any
 
 import pylsl
@@ -26,11 +28,14 @@ logger = logging.getLogger(__name__)
 WARM_DELAY = 0.3
 
 #: A ``start`` that arrives at most this long after the previous ``stop``'s
-#: cutoff begins exactly at that cutoff: the two runs meet, no sample is lost
-#: or recorded twice. It covers a client that sends ``stop``, ``filename`` and
-#: ``start`` without reading replies, whose later lines TCP may hold back for
-#: a delayed ACK (Nagle: ~40 ms).
-BACK_TO_BACK_S = 0.2
+#: cutoff, or before that stop's reply went out, begins exactly at that cutoff:
+#: the two runs meet, no sample is lost or recorded twice. It covers a client
+#: that sends ``stop``, ``filename`` and ``start`` without reading replies,
+#: whose later lines TCP may hold back for a delayed ACK (Nagle: ~40 ms).
+BACK_TO_BACK_S = 0.045
+#: A ``stop`` replies no sooner than this after its cutoff, so a client that
+#: reads the reply before its next ``start`` is never taken for one that does not.
+MIN_STOP_REPLY_S = 0.05
 
 
 class OpenStreams:
@@ -49,6 +54,7 @@ class OpenStreams:
         self._retired: list[StreamPool] = []
         self._lock = threading.Lock()
         self.last_cutoff: float | None = None
+        self._stop_done: float | None = None
         self._timer: threading.Timer | None = None
         self._closed = False
 
@@ -115,14 +121,16 @@ class OpenStreams:
     def start_time(self, received: float | None) -> float:
         """The first stamp of a run whose ``start`` arrived at ``received``.
 
-        Within `BACK_TO_BACK_S` of the previous stop's cutoff: that cutoff.
+        Within `BACK_TO_BACK_S` of the previous stop's cutoff, or before that
+        stop's reply: that cutoff. Else its own arrival.
         """
         now = pylsl.local_clock()
         start = now if received is None else min(received, now)
         last = self.last_cutoff
         if last is None:
             return start
-        if start - last <= BACK_TO_BACK_S:
+        replied = self._stop_done if self._stop_done is not None else math.inf
+        if start - last <= BACK_TO_BACK_S or start < replied:
             return last
         return start
 
@@ -135,9 +143,16 @@ class OpenStreams:
     def stopping(self, cutoff: float) -> None:
         """A stop with ``cutoff`` began (a start right after it continues there)."""
         self.last_cutoff = cutoff
+        self._stop_done = None
 
     def stopped(self) -> None:
-        """The stop is done (its reply goes out now); close retired pools."""
+        """The stop is done: its reply goes out now, no sooner than
+        `MIN_STOP_REPLY_S` after the cutoff. Retired pools are closed."""
+        if self.last_cutoff is not None and self._stop_done is None:
+            wait = self.last_cutoff + MIN_STOP_REPLY_S - pylsl.local_clock()
+            if wait > 0:
+                time.sleep(wait)
+        self._stop_done = pylsl.local_clock()
         with self._lock:
             idle = [p for p in self._retired if not p.runs]
             self._retired = [p for p in self._retired if p.runs]

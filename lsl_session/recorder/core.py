@@ -285,7 +285,9 @@ class Recorder:
         self.streams[stream_id] = run_stream
         stream.attach(run_stream)
         if stream.offset_known:  # this file's own first offset, from its start
-            stream.poll_offset(pylsl.local_clock(), force=True)
+            run_stream.offset(
+                pylsl.local_clock() - stream.last_offset, stream.last_offset
+            )
         return run_stream
 
     def on_stream(self, stream: PooledStream) -> None:

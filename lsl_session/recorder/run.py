@@ -29,7 +29,7 @@ END_LOST = "lost"  # the source vanished and cannot come back
 END_FAILED = "failed"  # the run's file failed (disk full, I/O error)
 
 #: The session's own event stream ends this long after the cutoff (local delivery).
-INTERNAL_QUIET = 0.02
+INTERNAL_QUIET = 0.05
 #: An interval longer than this many sample periods holds missing samples
 #: (``round(interval * rate) - 1`` of them; the verdict's formula).
 GAP_PERIODS = 1.5

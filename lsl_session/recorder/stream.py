@@ -66,7 +66,7 @@ class RecorderTiming:
     pull_interval: float = 0.5
     offset_interval: float = 5.0
     offset_timeout: float = 1.0
-    drain_quiet: float = 0.1
+    drain_quiet: float = 0.2
     stop_grace: float = 2.0
     offset_poll: float = 0.05
     irregular_poll: float = 0.05
@@ -274,11 +274,11 @@ class PooledStream:
     def allowance(self) -> float:
         """How long an irregular stream may still deliver something stamped earlier.
 
-        The longest delivery delay seen over its last `LAG_HISTORY` arrivals
-        (measured to ± ``irregular_poll``), at least ``drain_quiet``, at most
-        ``stop_grace``.
+        1.5 × the longest delivery delay seen over its last `LAG_HISTORY`
+        arrivals (measured to ± ``irregular_poll``), at least ``drain_quiet``
+        (200 ms), at most ``stop_grace``.
         """
-        seen = max(self._delays, default=0.0)
+        seen = 1.5 * max(self._delays, default=0.0)
         return min(self.timing.stop_grace, max(self.timing.drain_quiet, seen))
 
     def close(self) -> None:
@@ -363,7 +363,9 @@ class PooledStream:
 
     def _next_offset(self, now: float) -> None:
         self._offset_asked = None
-        self._offset_due = now + self.timing.offset_interval
+        # until a first estimate exists, ask again soon (a busy machine)
+        wait = self.timing.offset_interval if self.offset_known else 1.0
+        self._offset_due = now + wait
 
 
 def _source(info: pylsl.StreamInfo, since: float | None) -> dict[str, Any]:

@@ -326,20 +326,30 @@ def test_open_streams_keep_a_bounded_history(uid):
 
 
 def test_a_start_right_after_a_stop_begins_at_the_cutoff():
-    from lsl_session.control.open_streams import BACK_TO_BACK_S, OpenStreams
+    from lsl_session.control.open_streams import (
+        BACK_TO_BACK_S,
+        MIN_STOP_REPLY_S,
+        OpenStreams,
+    )
 
     streams = OpenStreams({})
     now = pylsl.local_clock()
     assert streams.start_time(now - 0.5) == pytest.approx(now - 0.5)  # first run
-    streams.stopping(now - 0.45)
-    streams.stopped()
-    # sent right after the stop (TCP may hold it ~40 ms): the runs meet
-    assert streams.start_time(now - 0.45 + BACK_TO_BACK_S / 2) == now - 0.45
-    # sent later (a client that waited): its own time
-    assert streams.start_time(now - 0.1) == pytest.approx(now - 0.1)
+    cut = pylsl.local_clock()
+    streams.stopping(cut)
+    # arrived while the stop ran (a client that does not read replies; TCP may
+    # have held it ~40 ms): the runs meet
+    assert streams.start_time(cut + 0.04) == cut
+    streams.stopped()  # the reply goes out now, never before the minimum
+    replied = pylsl.local_clock()
+    assert replied - cut >= MIN_STOP_REPLY_S > BACK_TO_BACK_S
+    assert streams.start_time(cut + 0.04) == cut
+    # arrived after the reply (a client that read it): its own time
+    time.sleep(0.01)
+    after = pylsl.local_clock()
+    assert streams.start_time(after) == pytest.approx(after)
     # never before the previous cutoff
-    streams.stopping(now)
-    assert streams.start_time(now - 1.0) == now
+    assert streams.start_time(cut - 1.0) == cut
 
 
 def test_single_session_record_waits_for_late_data(session_root, uid):
