@@ -346,7 +346,8 @@ def render(results: list[dict]) -> str:
             f" {us['peak_rss'] / py['peak_rss']:.2f}× pyxdf's,"
             f" {us['peak_rss'] / r['data_bytes']:.2f}× the sample data. Load average"
             f" {r['loadavg_before']} before, per round"
-            f" {' | '.join(r.get('loadavg_rounds', []))}."
+            f" {' | '.join(r.get('loadavg_rounds', []))}; lsl_session"
+            f" {r.get('git_head', '?')}."
         )
         if "process" in r:
             pr = r["process"]
