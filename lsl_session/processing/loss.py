@@ -24,6 +24,8 @@ MIN_WINDOW = 16
 MAX_WINDOW = 2048
 #: A median step of at least this many periods is a loss (rounded from there).
 STEP_MIN = 0.75
+#: The window-mean step below which a candidate is not looked at further.
+SCREEN_MIN = 0.4
 #: Candidate gaps evaluated per batch (bounds the window matrix to ~16 MiB).
 _BATCH = 1024
 
@@ -72,6 +74,15 @@ def missing_in_stamps(stamps: np.ndarray, rate: float) -> int:
             out[k : k + _BATCH] = np.median(a, axis=1) - np.median(b, axis=1)
         return out
 
+    # a cheap screen first (window means from a cumulative sum, all gaps at
+    # once): a stream with stamping jitter has a candidate at every few chunks
+    csum = np.concatenate(([0.0], np.cumsum(offset)))
+    b0, b1 = np.maximum(gaps - window + 1, 0), gaps + 1
+    a0, a1 = gaps + 1, np.minimum(gaps + 1 + window, n)
+    mean_step = (csum[a1] - csum[a0]) / (a1 - a0) - (csum[b1] - csum[b0]) / (b1 - b0)
+    gaps = gaps[mean_step >= SCREEN_MIN]
+    if gaps.size == 0:
+        return 0
     none = np.zeros(1)
     # jitter moves a median by well under 3/4 of a period; only larger steps count
     candidates = gaps[steps(gaps, np.empty(0, np.int64), none) >= STEP_MIN]
