@@ -390,6 +390,8 @@ def recover_root(root: Path | str, *, dry_run: bool = False) -> list[RecoveryRep
         try:
             if needs_recovery(folder):
                 reports.append(recover_session(folder, dry_run=dry_run))
+            elif not dry_run:
+                _tidy_finished(folder)
         except Exception as exc:  # one bad session must not stop the others
             logger.warning("%s: recovery failed: %s", folder.name, clip(exc))
             logger.debug("recovery of %s failed", folder, exc_info=True)
@@ -400,6 +402,19 @@ def recover_root(root: Path | str, *, dry_run: bool = False) -> list[RecoveryRep
             report.interrupted = True
             reports.append(report)
     return reports
+
+
+def _tidy_finished(folder: Path) -> None:
+    """A finished session whose owner died before releasing it (a kill -9 right
+    after the end) keeps its lock/reserve helper files: remove them."""
+    try:
+        meta = read_metadata(folder)
+    except MetadataError:
+        return
+    if meta.get("status") in FINISHED and not owner_alive(meta):
+        removed = remove_helper_files(folder)
+        if removed:
+            logger.info("%s: removed helper files %s", folder.name, ", ".join(removed))
 
 
 def diagnose_session(folder: Path | str) -> list[str]:

@@ -113,3 +113,27 @@ def session_root(tmp_path):
     root = tmp_path / "recordings"
     root.mkdir()
     return root
+
+
+def test_recover_root_tidies_a_finished_session_whose_owner_died(session_root):
+    """Killed right after the end (status completed, lock not yet removed):
+    `recover --root` removes the helper files; a live owner's are left alone."""
+    child = (
+        "import os, sys; from lsl_session.manager import SessionManager;"
+        "m = SessionManager(sys.argv[1]); m.create_session('tidy');"
+        "m.end_session(process=False); print(m.session_dir); sys.stdout.flush();"
+        "os._exit(0)"  # no release: the owner is gone, the lock stays
+    )
+    made = subprocess.run(
+        [sys.executable, "-c", child, str(session_root)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    folder = Path(made.stdout.strip())
+    (folder / LOCK_FILE).touch()  # as a crash between the end and the release leaves
+    assert read_metadata(folder)["status"] in ("completed", "empty")
+    proc = subprocess.run(
+        [sys.executable, "-m", "lsl_session", "recover", "--root", str(session_root)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert _hidden(folder) == []
